@@ -1,0 +1,644 @@
+/*
+ * coffer_native — a tiny N-API addon for the file-system calls Node.js lacks:
+ *
+ *   setTimes(path, atimeNs, mtimeNs, followSymlinks)  utimensat(2), ns precision
+ *   listXattrs(path) -> Buffer[]                      llistxattr(2)
+ *   getXattr(path, name) -> Buffer                    lgetxattr(2)
+ *   setXattr(path, name, value)                       lsetxattr(2)
+ *   mkfifo(path, mode)                                mkfifo(3) + chmod(2)
+ *   mknod(path, mode, rdev)                           mknod(2) + chmod(2)
+ *
+ * Plain C against node_api.h only (no node-addon-api, no libuv). All calls are
+ * synchronous: they are short metadata syscalls. The TypeScript wrapper in
+ * src/platform/native.ts turns them into promises.
+ *
+ * Conventions:
+ *   - every path / xattr name arrives as a Buffer of raw bytes (file names may
+ *     be invalid UTF-8); we copy it and NUL-terminate it ourselves. Embedded NUL
+ *     bytes are rejected with a TypeError (code ERR_INVALID_ARG_VALUE).
+ *   - times and rdev arrive as BigInt.
+ *   - failures throw Node-style errors: an Error with `code` ('ENOENT', ...),
+ *     `errno` (negative, like Node's fs errors), `syscall` and `path`.
+ *
+ * Linux is the primary target; macOS is supported (different xattr
+ * signatures). On other platforms the xattr calls fail with ENOTSUP.
+ */
+
+/* BigInt support needs Node-API >= 6; binding.gyp pins 8 (Node >= 12.22). */
+#ifndef NAPI_VERSION
+#define NAPI_VERSION 8
+#endif
+
+/* Expose mknod/utimensat/strerror_r even under a strict -std=c11. */
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE 1
+#endif
+
+#include <node_api.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__linux__)
+#include <sys/xattr.h>
+#define COFFER_HAVE_XATTR 1
+#elif defined(__APPLE__)
+#include <sys/xattr.h>
+#define COFFER_HAVE_XATTR 1
+#else
+#define COFFER_HAVE_XATTR 0
+#endif
+
+/* Bumped when the JS-visible interface changes; checked by the loader. */
+#define COFFER_NATIVE_ABI 1
+
+/* Upper bound for xattr list / value buffers (Linux caps values at 64 KiB;
+ * macOS resource forks can be larger). Guards against runaway ERANGE loops. */
+#define XATTR_MAX_BYTES (64u * 1024u * 1024u)
+#define XATTR_MAX_RETRIES 8
+
+/* ------------------------------------------------------------------------ */
+/* errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+  int num;
+  const char *name;
+} errno_name;
+
+/* Order matters where two names share a number (e.g. ENOTSUP/EOPNOTSUPP and
+ * EAGAIN/EWOULDBLOCK on Linux): the first match wins, matching libuv/Node. */
+static const errno_name k_errno_names[] = {
+  {EPERM, "EPERM"},
+  {ENOENT, "ENOENT"},
+  {EIO, "EIO"},
+  {ENXIO, "ENXIO"},
+  {E2BIG, "E2BIG"},
+  {EBADF, "EBADF"},
+  {EAGAIN, "EAGAIN"},
+  {ENOMEM, "ENOMEM"},
+  {EACCES, "EACCES"},
+  {EFAULT, "EFAULT"},
+  {EBUSY, "EBUSY"},
+  {EEXIST, "EEXIST"},
+  {EXDEV, "EXDEV"},
+  {ENODEV, "ENODEV"},
+  {ENOTDIR, "ENOTDIR"},
+  {EISDIR, "EISDIR"},
+  {EINVAL, "EINVAL"},
+  {ENFILE, "ENFILE"},
+  {EMFILE, "EMFILE"},
+  {ETXTBSY, "ETXTBSY"},
+  {EFBIG, "EFBIG"},
+  {ENOSPC, "ENOSPC"},
+  {EROFS, "EROFS"},
+  {EMLINK, "EMLINK"},
+  {ERANGE, "ERANGE"},
+  {ENAMETOOLONG, "ENAMETOOLONG"},
+  {ENOSYS, "ENOSYS"},
+  {ENOTEMPTY, "ENOTEMPTY"},
+  {ELOOP, "ELOOP"},
+  {ENOTSUP, "ENOTSUP"},
+#if defined(EOPNOTSUPP)
+  {EOPNOTSUPP, "EOPNOTSUPP"},
+#endif
+#if defined(ENODATA)
+  {ENODATA, "ENODATA"},
+#endif
+#if defined(ENOATTR)
+  {ENOATTR, "ENOATTR"},
+#endif
+#if defined(EDQUOT)
+  {EDQUOT, "EDQUOT"},
+#endif
+#if defined(ESTALE)
+  {ESTALE, "ESTALE"},
+#endif
+  {EINTR, "EINTR"},
+};
+
+static const char *errno_to_code(int err) {
+  size_t i;
+  for (i = 0; i < sizeof(k_errno_names) / sizeof(k_errno_names[0]); i++) {
+    if (k_errno_names[i].num == err) return k_errno_names[i].name;
+  }
+  return "UNKNOWN";
+}
+
+/* strerror_r comes in a GNU flavour (returns char*) and an XSI flavour
+ * (returns int); _Generic picks the right handling at compile time. */
+static const char *pick_gnu(char *ret, char *buf) { (void)buf; return ret; }
+static const char *pick_xsi(int ret, char *buf) { return ret == 0 ? buf : "unknown error"; }
+#define COFFER_STRERROR(err, buf, len)                                   \
+  _Generic(strerror_r((err), (buf), (len)),                              \
+           char *: pick_gnu,                                             \
+           int: pick_xsi)(strerror_r((err), (buf), (len)), (buf))
+
+static void lowercase_first(char *s) {
+  if (s[0] >= 'A' && s[0] <= 'Z' && !(s[1] >= 'A' && s[1] <= 'Z')) s[0] = (char)(s[0] - 'A' + 'a');
+}
+
+/* Throw an Error shaped like Node's fs errors:
+ *   message  "ENOENT: no such file or directory, lgetxattr '/x'"
+ *   code     "ENOENT"
+ *   errno    -2
+ *   syscall  "lgetxattr"
+ *   path     "/x"   (raw bytes decoded as UTF-8, invalid sequences -> U+FFFD)
+ */
+static void throw_errno(napi_env env, int err, const char *syscall, const char *path) {
+  char descbuf[256];
+  char desc[256];
+  const char *code = errno_to_code(err);
+  const char *d;
+  napi_value js_msg, js_code, js_errno, js_syscall, js_path, error;
+  char *msg;
+  size_t msglen;
+  bool pending = false;
+
+  descbuf[0] = '\0';
+  d = COFFER_STRERROR(err, descbuf, sizeof descbuf);
+  snprintf(desc, sizeof desc, "%s", d ? d : "unknown error");
+  lowercase_first(desc);
+
+  msglen = strlen(code) + strlen(desc) + strlen(syscall) + (path ? strlen(path) : 0) + 16;
+  msg = (char *)malloc(msglen);
+  if (msg == NULL) {
+    napi_throw_error(env, code, desc);
+    return;
+  }
+  if (path)
+    snprintf(msg, msglen, "%s: %s, %s '%s'", code, desc, syscall, path);
+  else
+    snprintf(msg, msglen, "%s: %s, %s", code, desc, syscall);
+
+  if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &js_msg) != napi_ok ||
+      napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &js_code) != napi_ok ||
+      napi_create_error(env, js_code, js_msg, &error) != napi_ok) {
+    free(msg);
+    napi_is_exception_pending(env, &pending);
+    if (!pending) napi_throw_error(env, code, desc);
+    return;
+  }
+  free(msg);
+
+  if (napi_create_int32(env, -err, &js_errno) == napi_ok)
+    napi_set_named_property(env, error, "errno", js_errno);
+  if (napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &js_syscall) == napi_ok)
+    napi_set_named_property(env, error, "syscall", js_syscall);
+  if (path && napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &js_path) == napi_ok)
+    napi_set_named_property(env, error, "path", js_path);
+
+  napi_throw(env, error);
+}
+
+static void throw_type_error(napi_env env, const char *code, const char *msg) {
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (!pending) napi_throw_type_error(env, code, msg);
+}
+
+static void throw_range_error(napi_env env, const char *code, const char *msg) {
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (!pending) napi_throw_range_error(env, code, msg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* argument helpers                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Copy a Buffer argument into a freshly malloc'd NUL-terminated string.
+ * Returns NULL (with a pending exception) on failure. */
+static char *arg_cstring(napi_env env, napi_value v, const char *what) {
+  bool is_buf = false;
+  void *data = NULL;
+  size_t len = 0;
+  char *out;
+  char msg[128];
+
+  if (napi_is_buffer(env, v, &is_buf) != napi_ok || !is_buf) {
+    snprintf(msg, sizeof msg, "The \"%s\" argument must be a Buffer", what);
+    throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+    return NULL;
+  }
+  if (napi_get_buffer_info(env, v, &data, &len) != napi_ok) {
+    throw_type_error(env, "ERR_INVALID_ARG_TYPE", "could not read Buffer");
+    return NULL;
+  }
+  if (len > 0 && memchr(data, 0, len) != NULL) {
+    snprintf(msg, sizeof msg, "The \"%s\" argument must not contain null bytes", what);
+    throw_type_error(env, "ERR_INVALID_ARG_VALUE", msg);
+    return NULL;
+  }
+  out = (char *)malloc(len + 1);
+  if (out == NULL) {
+    throw_errno(env, ENOMEM, "malloc", NULL);
+    return NULL;
+  }
+  if (len > 0) memcpy(out, data, len);
+  out[len] = '\0';
+  return out;
+}
+
+static bool arg_buffer(napi_env env, napi_value v, const char *what, void **data, size_t *len) {
+  bool is_buf = false;
+  char msg[128];
+  if (napi_is_buffer(env, v, &is_buf) != napi_ok || !is_buf ||
+      napi_get_buffer_info(env, v, data, len) != napi_ok) {
+    snprintf(msg, sizeof msg, "The \"%s\" argument must be a Buffer", what);
+    throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+    return false;
+  }
+  return true;
+}
+
+static bool arg_bigint_i64(napi_env env, napi_value v, const char *what, int64_t *out) {
+  bool lossless = false;
+  char msg[128];
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_bigint) {
+    snprintf(msg, sizeof msg, "The \"%s\" argument must be a bigint", what);
+    throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+    return false;
+  }
+  if (napi_get_value_bigint_int64(env, v, out, &lossless) != napi_ok || !lossless) {
+    snprintf(msg, sizeof msg, "The \"%s\" argument is out of range", what);
+    throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+    return false;
+  }
+  return true;
+}
+
+static bool arg_bigint_u64(napi_env env, napi_value v, const char *what, uint64_t *out) {
+  bool lossless = false;
+  char msg[128];
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_bigint) {
+    snprintf(msg, sizeof msg, "The \"%s\" argument must be a bigint", what);
+    throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+    return false;
+  }
+  if (napi_get_value_bigint_uint64(env, v, out, &lossless) != napi_ok || !lossless) {
+    snprintf(msg, sizeof msg, "The \"%s\" argument is out of range", what);
+    throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+    return false;
+  }
+  return true;
+}
+
+static bool arg_u32(napi_env env, napi_value v, const char *what, uint32_t *out) {
+  char msg[128];
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number ||
+      napi_get_value_uint32(env, v, out) != napi_ok) {
+    snprintf(msg, sizeof msg, "The \"%s\" argument must be a number", what);
+    throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+    return false;
+  }
+  return true;
+}
+
+static bool get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  char msg[96];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    throw_type_error(env, "ERR_INVALID_ARG_TYPE", "could not read arguments");
+    return false;
+  }
+  if (argc < want) {
+    snprintf(msg, sizeof msg, "expected %u arguments, got %u", (unsigned)want, (unsigned)argc);
+    throw_type_error(env, "ERR_MISSING_ARGS", msg);
+    return false;
+  }
+  return true;
+}
+
+static napi_value js_undefined(napi_env env) {
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+static void ns_to_timespec(int64_t ns, struct timespec *ts) {
+  int64_t sec = ns / 1000000000;
+  int64_t rem = ns % 1000000000;
+  if (rem < 0) { /* floor division for pre-1970 times */
+    rem += 1000000000;
+    sec -= 1;
+  }
+  ts->tv_sec = (time_t)sec;
+  ts->tv_nsec = (long)rem;
+}
+
+/* ------------------------------------------------------------------------ */
+/* setTimes(path: Buffer, atimeNs: bigint, mtimeNs: bigint, follow: boolean) */
+/* ------------------------------------------------------------------------ */
+
+static napi_value SetTimes(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  char *path;
+  int64_t atime_ns, mtime_ns;
+  bool follow = true;
+  struct timespec ts[2];
+  int rc;
+
+  if (!get_args(env, info, 4, argv)) return NULL;
+  if (!arg_bigint_i64(env, argv[1], "atimeNs", &atime_ns)) return NULL;
+  if (!arg_bigint_i64(env, argv[2], "mtimeNs", &mtime_ns)) return NULL;
+  if (napi_get_value_bool(env, argv[3], &follow) != napi_ok) {
+    throw_type_error(env, "ERR_INVALID_ARG_TYPE", "The \"followSymlinks\" argument must be a boolean");
+    return NULL;
+  }
+  if ((path = arg_cstring(env, argv[0], "path")) == NULL) return NULL;
+
+  ns_to_timespec(atime_ns, &ts[0]);
+  ns_to_timespec(mtime_ns, &ts[1]);
+  do {
+    rc = utimensat(AT_FDCWD, path, ts, follow ? 0 : AT_SYMLINK_NOFOLLOW);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) throw_errno(env, errno, "utimensat", path);
+  free(path);
+  return rc == 0 ? js_undefined(env) : NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* xattrs                                                                    */
+/* ------------------------------------------------------------------------ */
+
+#if COFFER_HAVE_XATTR
+static ssize_t sys_llistxattr(const char *path, char *buf, size_t size) {
+#if defined(__APPLE__)
+  return listxattr(path, buf, size, XATTR_NOFOLLOW);
+#else
+  return llistxattr(path, buf, size);
+#endif
+}
+
+static ssize_t sys_lgetxattr(const char *path, const char *name, void *buf, size_t size) {
+#if defined(__APPLE__)
+  return getxattr(path, name, buf, size, 0, XATTR_NOFOLLOW);
+#else
+  return lgetxattr(path, name, buf, size);
+#endif
+}
+
+static int sys_lsetxattr(const char *path, const char *name, const void *value, size_t size) {
+#if defined(__APPLE__)
+  return setxattr(path, name, value, size, 0, XATTR_NOFOLLOW);
+#else
+  return lsetxattr(path, name, value, size, 0);
+#endif
+}
+#endif /* COFFER_HAVE_XATTR */
+
+/* listXattrs(path: Buffer) -> Buffer[] (names without the trailing NUL) */
+static napi_value ListXattrs(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  char *path;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if ((path = arg_cstring(env, argv[0], "path")) == NULL) return NULL;
+#if COFFER_HAVE_XATTR
+  {
+    char *buf = NULL;
+    ssize_t n = 0;
+    int tries;
+    napi_value result = NULL;
+
+    for (tries = 0; tries < XATTR_MAX_RETRIES; tries++) {
+      ssize_t size = sys_llistxattr(path, NULL, 0);
+      char *nb;
+      if (size < 0) {
+        if (errno == EINTR) continue;
+        throw_errno(env, errno, "llistxattr", path);
+        goto fail;
+      }
+      if (size == 0) { n = 0; break; }
+      if ((size_t)size > XATTR_MAX_BYTES) { throw_errno(env, E2BIG, "llistxattr", path); goto fail; }
+      nb = (char *)realloc(buf, (size_t)size);
+      if (nb == NULL) { throw_errno(env, ENOMEM, "llistxattr", path); goto fail; }
+      buf = nb;
+      n = sys_llistxattr(path, buf, (size_t)size);
+      if (n >= 0) break;
+      if (errno == ERANGE || errno == EINTR) continue; /* list grew in between */
+      throw_errno(env, errno, "llistxattr", path);
+      goto fail;
+    }
+    if (tries == XATTR_MAX_RETRIES) { throw_errno(env, ERANGE, "llistxattr", path); goto fail; }
+
+    if (napi_create_array(env, &result) != napi_ok) goto fail;
+    {
+      ssize_t off = 0;
+      uint32_t idx = 0;
+      while (off < n) {
+        size_t len = strnlen(buf + off, (size_t)(n - off));
+        if (len > 0) {
+          napi_value name;
+          if (napi_create_buffer_copy(env, len, buf + off, NULL, &name) != napi_ok ||
+              napi_set_element(env, result, idx++, name) != napi_ok)
+            goto fail;
+        }
+        off += (ssize_t)len + 1;
+      }
+    }
+    free(buf);
+    free(path);
+    return result;
+  fail:
+    free(buf);
+    free(path);
+    return NULL;
+  }
+#else
+  throw_errno(env, ENOTSUP, "llistxattr", path);
+  free(path);
+  return NULL;
+#endif
+}
+
+/* getXattr(path: Buffer, name: Buffer) -> Buffer */
+static napi_value GetXattr(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  char *path, *name;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if ((path = arg_cstring(env, argv[0], "path")) == NULL) return NULL;
+  if ((name = arg_cstring(env, argv[1], "name")) == NULL) { free(path); return NULL; }
+#if COFFER_HAVE_XATTR
+  {
+    char *buf = NULL;
+    ssize_t n = 0;
+    int tries;
+    napi_value result = NULL;
+
+    for (tries = 0; tries < XATTR_MAX_RETRIES; tries++) {
+      ssize_t size = sys_lgetxattr(path, name, NULL, 0);
+      char *nb;
+      if (size < 0) {
+        if (errno == EINTR) continue;
+        throw_errno(env, errno, "lgetxattr", path);
+        goto fail;
+      }
+      if (size == 0) { n = 0; break; }
+      if ((size_t)size > XATTR_MAX_BYTES) { throw_errno(env, E2BIG, "lgetxattr", path); goto fail; }
+      nb = (char *)realloc(buf, (size_t)size);
+      if (nb == NULL) { throw_errno(env, ENOMEM, "lgetxattr", path); goto fail; }
+      buf = nb;
+      n = sys_lgetxattr(path, name, buf, (size_t)size);
+      if (n >= 0) break;
+      if (errno == ERANGE || errno == EINTR) continue; /* value grew in between */
+      throw_errno(env, errno, "lgetxattr", path);
+      goto fail;
+    }
+    if (tries == XATTR_MAX_RETRIES) { throw_errno(env, ERANGE, "lgetxattr", path); goto fail; }
+
+    if (napi_create_buffer_copy(env, (size_t)n, n > 0 ? buf : "", NULL, &result) != napi_ok) goto fail;
+    free(buf);
+    free(name);
+    free(path);
+    return result;
+  fail:
+    free(buf);
+    free(name);
+    free(path);
+    return NULL;
+  }
+#else
+  throw_errno(env, ENOTSUP, "lgetxattr", path);
+  free(name);
+  free(path);
+  return NULL;
+#endif
+}
+
+/* setXattr(path: Buffer, name: Buffer, value: Buffer) — create or replace */
+static napi_value SetXattr(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  char *path, *name;
+  void *value = NULL;
+  size_t value_len = 0;
+  if (!get_args(env, info, 3, argv)) return NULL;
+  if (!arg_buffer(env, argv[2], "value", &value, &value_len)) return NULL;
+  if ((path = arg_cstring(env, argv[0], "path")) == NULL) return NULL;
+  if ((name = arg_cstring(env, argv[1], "name")) == NULL) { free(path); return NULL; }
+#if COFFER_HAVE_XATTR
+  {
+    int rc;
+    do {
+      rc = sys_lsetxattr(path, name, value_len > 0 ? value : "", value_len);
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) throw_errno(env, errno, "lsetxattr", path);
+    free(name);
+    free(path);
+    return rc == 0 ? js_undefined(env) : NULL;
+  }
+#else
+  (void)value;
+  (void)value_len;
+  throw_errno(env, ENOTSUP, "lsetxattr", path);
+  free(name);
+  free(path);
+  return NULL;
+#endif
+}
+
+/* ------------------------------------------------------------------------ */
+/* special files                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* After creating a node, apply the permission bits exactly (not filtered by
+ * the umask), the way `mkfifo -m MODE` does. The path was just created by us,
+ * so following it is fine. */
+static bool apply_exact_mode(napi_env env, const char *path, mode_t perm) {
+  int rc;
+  do {
+    rc = chmod(path, perm);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    throw_errno(env, errno, "chmod", path);
+    return false;
+  }
+  return true;
+}
+
+/* mkfifo(path: Buffer, mode: number) */
+static napi_value Mkfifo(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  char *path;
+  uint32_t mode;
+  mode_t perm;
+  int rc;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (!arg_u32(env, argv[1], "mode", &mode)) return NULL;
+  if ((path = arg_cstring(env, argv[0], "path")) == NULL) return NULL;
+  perm = (mode_t)(mode & 07777);
+  do {
+    rc = mkfifo(path, perm);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    throw_errno(env, errno, "mkfifo", path);
+    free(path);
+    return NULL;
+  }
+  if (!apply_exact_mode(env, path, perm)) { free(path); return NULL; }
+  free(path);
+  return js_undefined(env);
+}
+
+/* mknod(path: Buffer, mode: number, rdev: bigint) — mode includes the file
+ * type bits (S_IFCHR / S_IFBLK / ...). */
+static napi_value Mknod(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  char *path;
+  uint32_t mode;
+  uint64_t rdev;
+  int rc;
+  if (!get_args(env, info, 3, argv)) return NULL;
+  if (!arg_u32(env, argv[1], "mode", &mode)) return NULL;
+  if (!arg_bigint_u64(env, argv[2], "rdev", &rdev)) return NULL;
+  if ((uint64_t)(dev_t)rdev != rdev) {
+    throw_range_error(env, "ERR_OUT_OF_RANGE", "The \"rdev\" argument is out of range");
+    return NULL;
+  }
+  if ((path = arg_cstring(env, argv[0], "path")) == NULL) return NULL;
+  do {
+    rc = mknod(path, (mode_t)mode, (dev_t)rdev);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    throw_errno(env, errno, "mknod", path);
+    free(path);
+    return NULL;
+  }
+  if (!apply_exact_mode(env, path, (mode_t)(mode & 07777))) { free(path); return NULL; }
+  free(path);
+  return js_undefined(env);
+}
+
+/* ------------------------------------------------------------------------ */
+/* module                                                                    */
+/* ------------------------------------------------------------------------ */
+
+NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
+  napi_value abi, xattr;
+  napi_property_descriptor props[] = {
+    {"setTimes", NULL, SetTimes, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"listXattrs", NULL, ListXattrs, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"getXattr", NULL, GetXattr, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"setXattr", NULL, SetXattr, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"mkfifo", NULL, Mkfifo, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"mknod", NULL, Mknod, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok)
+    return NULL;
+  if (napi_create_uint32(env, COFFER_NATIVE_ABI, &abi) == napi_ok)
+    napi_set_named_property(env, exports, "abi", abi);
+  if (napi_get_boolean(env, COFFER_HAVE_XATTR ? true : false, &xattr) == napi_ok)
+    napi_set_named_property(env, exports, "hasXattr", xattr);
+  return exports;
+}

@@ -1,0 +1,271 @@
+/**
+ * Turns file contents into data blobs: reads into pooled window buffers,
+ * chunks and hashes in workers, asks the index which chunks are new, and only
+ * then compresses and encrypts those (in workers again) and hands the sealed
+ * blobs to the packer. Small files (at most one chunk) share a window.
+ *
+ * Memory is bounded by the window pool: every buffer in flight is one of
+ * `windowCount` windows of `windowSize` bytes.
+ */
+import { readSync } from 'node:fs';
+import type { Repository } from '../repo/repository.js';
+import type { Packer } from '../repo/packer.js';
+import { BufferPool, Semaphore } from '../util/semaphore.js';
+import type { SealItem } from '../worker/tasks.js';
+import { BLOB_OVERHEAD } from '../format/blob.js';
+
+export interface DataStats {
+  dataBlobs: number;
+  dataAdded: number;
+  dataAddedPacked: number;
+  bytesRead: number;
+}
+
+interface SmallFile {
+  start: number;
+  length: number;
+  resolve(c: FileContent): void;
+  reject(e: unknown): void;
+}
+
+/** Blob ids that will be known later (wrapped so that `await` does not wait for them). */
+export interface Pending {
+  content: Promise<FileContent>;
+}
+
+export interface FileContent {
+  ids: string[];
+  /** Bytes actually read (the file may have changed since it was listed). */
+  size: number;
+}
+
+interface Batch {
+  win: Buffer;
+  used: number;
+  files: SmallFile[];
+}
+
+const MAX_FILES_PER_BATCH = 1024;
+/** Small files are sent to the workers in batches of about this many bytes. */
+const BATCH_BYTES = 4 << 20;
+const BIG_FILES_AT_ONCE = 1;
+
+export class DataPipeline {
+  readonly windows: BufferPool;
+  /** Seal outputs, one per worker thread. */
+  private readonly outputs: BufferPool;
+  readonly stats: DataStats = { dataBlobs: 0, dataAdded: 0, dataAddedPacked: 0, bytesRead: 0 };
+  private readonly bigFiles = new Semaphore(BIG_FILES_AT_ONCE);
+  private readonly inflight = new Set<Promise<void>>();
+  private batch?: Batch;
+  private failure: unknown;
+  /** Files at most this long are read whole into a shared batch window. */
+  readonly smallLimit: number;
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly packer: Packer,
+    private readonly onBytes: (n: number) => void = () => {},
+  ) {
+    const { minSize, maxSize } = repo.config.chunker;
+    const size = Math.max(2 * maxSize, 8 << 20);
+    // 2 windows per big file in flight, 1 batch being filled, at least 1 more for sealing.
+    this.windows = new BufferPool(size, 2 * BIG_FILES_AT_ONCE + 2);
+    // Sealing runs one task per worker at a time; more outputs would only hold memory.
+    this.outputs = new BufferPool(size + MAX_FILES_PER_BATCH * BLOB_OVERHEAD, repo.workers().threads);
+    this.smallLimit = Math.min(minSize, size >> 2);
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /**
+   * Reads a file of (expected) size at most smallLimit whole. Resolves with
+   * a promise of its blob ids once the bytes are in a batch. If the file has
+   * grown past the limit, returns undefined: read it with readLarge instead.
+   */
+  async readSmall(fd: number): Promise<Pending | undefined> {
+    this.throwIfFailed();
+    const want = this.smallLimit + 1;
+    if (this.batch && (this.batch.used + want > this.windows.size || this.batch.used >= BATCH_BYTES || this.batch.files.length >= MAX_FILES_PER_BATCH)) {
+      this.dispatchBatch();
+    }
+    if (!this.batch) this.batch = { win: await this.windows.acquire(), used: 0, files: [] };
+    const b = this.batch;
+    let n = 0;
+    for (;;) {
+      const bytesRead = readSync(fd, b.win, b.used + n, want - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+      if (n === want) break;
+    }
+    if (n > this.smallLimit) return undefined;
+    this.stats.bytesRead += n;
+    this.onBytes(n);
+    if (n === 0) return { content: Promise.resolve({ ids: [], size: 0 }) };
+    const content = new Promise<FileContent>((resolve, reject) => {
+      b.files.push({ start: b.used, length: n, resolve, reject });
+    });
+    b.used += n;
+    content.catch(() => {}); // failures surface through drain(); avoid an unhandled rejection meanwhile
+    return { content };
+  }
+
+  /** Sends the current batch of small files to the workers. */
+  dispatchBatch(): void {
+    const b = this.batch;
+    this.batch = undefined;
+    if (!b) return;
+    if (b.files.length === 0) {
+      this.windows.release(b.win);
+      return;
+    }
+    const regions = b.files.map((f) => ({ start: f.start, end: f.start + f.length, eof: true }));
+    this.track(
+      this.repo
+        .workers()
+        .hash(b.win.buffer as ArrayBuffer, regions)
+        .then(
+          (res) => {
+            const win = Buffer.from(res.buf);
+            const chunks: { offset: number; length: number; id: string }[] = [];
+            b.files.forEach((f, i) => {
+              const ids = chunkIds(res.results[i].ids);
+              let off = f.start;
+              res.results[i].lengths.forEach((len, j) => {
+                chunks.push({ offset: off, length: len, id: ids[j] });
+                off += len;
+              });
+              f.resolve({ ids, size: f.length });
+            });
+            this.sealNew(win, chunks);
+          },
+          (e) => {
+            for (const f of b.files) f.reject(e);
+            throw e;
+          },
+        ),
+    );
+  }
+
+  /**
+   * Streams a file of any size through the chunker. Resolves once the file
+   * has a slot (so the caller is throttled) with a promise of its blob ids.
+   */
+  async startLarge(fd: number): Promise<Pending> {
+    this.throwIfFailed();
+    await this.bigFiles.acquire();
+    const content = this.readLarge(fd);
+    content.catch(() => {});
+    return { content };
+  }
+
+  private async readLarge(fd: number): Promise<FileContent> {
+    try {
+      this.throwIfFailed();
+      const W = this.windows.size;
+      const ids: string[] = [];
+      let win = await this.windows.acquire();
+      let filled = 0;
+      let pos = 0;
+      let eof = false;
+      for (;;) {
+        while (filled < W && !eof) {
+          const bytesRead = readSync(fd, win, filled, W - filled, pos);
+          if (bytesRead === 0) eof = true;
+          filled += bytesRead;
+          pos += bytesRead;
+          this.stats.bytesRead += bytesRead;
+          this.onBytes(bytesRead);
+        }
+        if (filled === 0) {
+          this.windows.release(win);
+          return { ids, size: pos };
+        }
+        const res = await this.repo.workers().hash(win.buffer as ArrayBuffer, [{ start: 0, end: filled, eof }]);
+        win = Buffer.from(res.buf);
+        const { lengths } = res.results[0];
+        const got = chunkIds(res.results[0].ids);
+        const chunks: { offset: number; length: number; id: string }[] = [];
+        let off = 0;
+        lengths.forEach((len, j) => {
+          chunks.push({ offset: off, length: len, id: got[j] });
+          off += len;
+        });
+        ids.push(...got);
+        const rest = filled - off;
+        let next: Buffer | undefined;
+        if (rest > 0 || !eof) {
+          next = await this.windows.acquire();
+          win.copy(next, 0, off, filled);
+        }
+        this.sealNew(win, chunks);
+        if (!next) return { ids, size: pos };
+        win = next;
+        filled = rest;
+      }
+    } finally {
+      this.bigFiles.release();
+    }
+  }
+
+  /** Seals the chunks that are new to the repository; releases `win` afterwards. */
+  private sealNew(win: Buffer, chunks: { offset: number; length: number; id: string }[]): void {
+    const items: SealItem[] = [];
+    for (const c of chunks) {
+      if (this.repo.hasBlob('data', c.id)) continue;
+      this.repo.noteSaved('data', c.id);
+      items.push({ ...c, type: 'data' });
+    }
+    if (items.length === 0) {
+      this.windows.release(win);
+      return;
+    }
+    this.track(
+      (async () => {
+        const out = await this.outputs.acquire();
+        const r = await this.repo.workers().seal(win.buffer as ArrayBuffer, items, out.buffer as ArrayBuffer);
+        this.windows.release(r.buf);
+        const sealed = Buffer.from(r.out);
+        let off = 0;
+        for (let i = 0; i < items.length; i++) {
+          const len = r.lengths[i];
+          await this.packer.add('data', items[i].id, sealed.subarray(off, off + len), items[i].length);
+          off += len;
+          this.stats.dataBlobs++;
+          this.stats.dataAdded += items[i].length;
+          this.stats.dataAddedPacked += len;
+        }
+        this.outputs.release(r.out);
+      })(),
+    );
+  }
+
+  private track(p: Promise<void>): void {
+    const t = p.then(
+      () => {
+        this.inflight.delete(t);
+      },
+      (e) => {
+        this.inflight.delete(t);
+        this.failure ??= e;
+      },
+    );
+    this.inflight.add(t);
+  }
+
+  /** Waits for every chunk handed in so far to be hashed, sealed and given to the packer. */
+  async drain(): Promise<void> {
+    this.dispatchBatch();
+    while (this.inflight.size > 0) await Promise.all(this.inflight);
+    this.throwIfFailed();
+  }
+}
+
+function chunkIds(ids: Uint8Array): string[] {
+  const b = Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength);
+  const out: string[] = [];
+  for (let i = 0; i < b.length; i += 32) out.push(b.toString('hex', i, i + 32));
+  return out;
+}

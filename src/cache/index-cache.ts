@@ -1,0 +1,146 @@
+/**
+ * The local SQLite cache (better-sqlite3): which index files are loaded, the
+ * blobs they list, and the stored (still encrypted) bytes of snapshot files.
+ * It holds no keys and no plaintext file data; blob ids are keyed hashes.
+ * Deleting it loses nothing: it is rebuilt from the repository's index files.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { BLOB_TYPE_CODE, blobTypeFromCode, type BlobType, type PackId } from '../ids.js';
+import type { PackEntry } from '../format/pack.js';
+import type { IndexedPack } from '../format/index-file.js';
+
+export interface BlobLocation {
+  packId: PackId;
+  offset: number;
+  length: number;
+  rawLength: number;
+}
+
+const SCHEMA_VERSION = 1;
+
+export class IndexCache {
+  private readonly db: Database.Database;
+  private readonly stmts;
+
+  private constructor(db: Database.Database) {
+    this.db = db;
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('busy_timeout = 10000');
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version !== SCHEMA_VERSION) {
+      db.exec(`
+        DROP TABLE IF EXISTS index_files; DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs; DROP TABLE IF EXISTS snapshots;
+        CREATE TABLE index_files (name TEXT PRIMARY KEY) WITHOUT ROWID;
+        CREATE TABLE packs (id BLOB NOT NULL, index_file TEXT NOT NULL, length INTEGER NOT NULL, PRIMARY KEY (id, index_file)) WITHOUT ROWID;
+        CREATE INDEX packs_by_file ON packs (index_file);
+        CREATE TABLE blobs (id BLOB NOT NULL, type INTEGER NOT NULL, pack BLOB NOT NULL, offset INTEGER NOT NULL,
+                            length INTEGER NOT NULL, raw_length INTEGER NOT NULL, PRIMARY KEY (id, type, pack)) WITHOUT ROWID;
+        CREATE INDEX blobs_by_pack ON blobs (pack);
+        CREATE TABLE snapshots (id TEXT PRIMARY KEY, stored BLOB NOT NULL) WITHOUT ROWID;
+      `);
+      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    }
+    this.stmts = {
+      indexFiles: db.prepare('SELECT name FROM index_files').pluck(),
+      addIndexFile: db.prepare('INSERT OR IGNORE INTO index_files (name) VALUES (?)'),
+      addPack: db.prepare('INSERT OR IGNORE INTO packs (id, index_file, length) VALUES (?, ?, ?)'),
+      addBlob: db.prepare('INSERT OR IGNORE INTO blobs (id, type, pack, offset, length, raw_length) VALUES (?, ?, ?, ?, ?, ?)'),
+      packsOfFile: db.prepare('SELECT id FROM packs WHERE index_file = ?').pluck(),
+      delPacksOfFile: db.prepare('DELETE FROM packs WHERE index_file = ?'),
+      packStillListed: db.prepare('SELECT 1 FROM packs WHERE id = ? LIMIT 1').pluck(),
+      delBlobsOfPack: db.prepare('DELETE FROM blobs WHERE pack = ?'),
+      delIndexFile: db.prepare('DELETE FROM index_files WHERE name = ?'),
+      lookup: db.prepare('SELECT pack, offset, length, raw_length FROM blobs WHERE id = ? AND type = ? LIMIT 1'),
+      has: db.prepare('SELECT 1 FROM blobs WHERE id = ? AND type = ? LIMIT 1').pluck(),
+      packLength: db.prepare('SELECT length FROM packs WHERE id = ? LIMIT 1').pluck(),
+      allPacks: db.prepare('SELECT id, MAX(length) AS length FROM packs GROUP BY id'),
+      blobCount: db.prepare('SELECT COUNT(*) FROM blobs').pluck(),
+      blobsInPack: db.prepare('SELECT id, type, offset, length, raw_length FROM blobs WHERE pack = ?'),
+      snapshot: db.prepare('SELECT stored FROM snapshots WHERE id = ?').pluck(),
+      putSnapshot: db.prepare('INSERT OR REPLACE INTO snapshots (id, stored) VALUES (?, ?)'),
+      snapshotIds: db.prepare('SELECT id FROM snapshots').pluck(),
+      delSnapshot: db.prepare('DELETE FROM snapshots WHERE id = ?'),
+    };
+  }
+
+  /** Opens (creating) the cache file, or an in-memory cache when `file` is undefined. */
+  static open(file: string | undefined): IndexCache {
+    if (file) mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    return new IndexCache(new Database(file ?? ':memory:'));
+  }
+
+  indexFiles(): Set<string> {
+    return new Set(this.stmts.indexFiles.all() as string[]);
+  }
+
+  /** Records the packs and blobs an index file lists, in one transaction. */
+  addIndexFile(name: string, packs: IndexedPack[]): void {
+    this.db.transaction(() => {
+      this.stmts.addIndexFile.run(name);
+      for (const p of packs) {
+        const pid = Buffer.from(p.id, 'hex');
+        this.stmts.addPack.run(pid, name, p.length);
+        for (const b of p.blobs) this.stmts.addBlob.run(Buffer.from(b.id, 'hex'), BLOB_TYPE_CODE[b.type], pid, b.offset, b.length, b.rawLength);
+      }
+    })();
+  }
+
+  /** Forgets an index file that is gone from the repository (and blobs no other index file lists). */
+  removeIndexFile(name: string): void {
+    this.db.transaction(() => {
+      const packs = this.stmts.packsOfFile.all(name) as Buffer[];
+      this.stmts.delPacksOfFile.run(name);
+      for (const p of packs) if (!this.stmts.packStillListed.get(p)) this.stmts.delBlobsOfPack.run(p);
+      this.stmts.delIndexFile.run(name);
+    })();
+  }
+
+  lookup(type: BlobType, id: string): BlobLocation | undefined {
+    const r = this.stmts.lookup.get(Buffer.from(id, 'hex'), BLOB_TYPE_CODE[type]) as
+      | { pack: Buffer; offset: number; length: number; raw_length: number }
+      | undefined;
+    return r && { packId: r.pack.toString('hex') as PackId, offset: r.offset, length: r.length, rawLength: r.raw_length };
+  }
+
+  has(type: BlobType, id: string | Buffer): boolean {
+    return this.stmts.has.get(typeof id === 'string' ? Buffer.from(id, 'hex') : id, BLOB_TYPE_CODE[type]) !== undefined;
+  }
+
+  packLength(id: PackId): number | undefined {
+    return this.stmts.packLength.get(Buffer.from(id, 'hex')) as number | undefined;
+  }
+
+  packs(): { id: PackId; length: number }[] {
+    return (this.stmts.allPacks.all() as { id: Buffer; length: number }[]).map((r) => ({ id: r.id.toString('hex') as PackId, length: r.length }));
+  }
+
+  blobsInPack(packId: PackId): PackEntry[] {
+    return (this.stmts.blobsInPack.all(Buffer.from(packId, 'hex')) as { id: Buffer; type: number; offset: number; length: number; raw_length: number }[]).map(
+      (r) => ({ id: r.id.toString('hex'), type: blobTypeFromCode(r.type), offset: r.offset, length: r.length, rawLength: r.raw_length }),
+    );
+  }
+
+  blobCount(): number {
+    return this.stmts.blobCount.get() as number;
+  }
+
+  snapshot(id: string): Buffer | undefined {
+    return this.stmts.snapshot.get(id) as Buffer | undefined;
+  }
+
+  putSnapshot(id: string, stored: Buffer): void {
+    this.stmts.putSnapshot.run(id, stored);
+  }
+
+  /** Drops cached snapshots that are no longer in the repository. */
+  retainSnapshots(ids: Set<string>): void {
+    for (const id of this.stmts.snapshotIds.all() as string[]) if (!ids.has(id)) this.stmts.delSnapshot.run(id);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

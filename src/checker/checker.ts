@@ -1,0 +1,156 @@
+/**
+ * Repository check. Structure (always): every index file decodes, every
+ * indexed pack exists with the indexed size, every pack's encrypted header
+ * agrees with the index, every snapshot decodes and every tree and data blob
+ * it references is indexed. With readData: every pack is read whole, its name
+ * checked against its content hash, and every blob decrypted and verified.
+ */
+import { decodePackHeader, decodePackTrailer, TRAILER_BYTES, type PackEntry } from '../format/pack.js';
+import { decodeTree } from '../format/tree.js';
+import { plainHash } from '../crypto/hash.js';
+import type { Repository } from '../repo/repository.js';
+import type { PackId } from '../ids.js';
+import type { OpenItem } from '../worker/tasks.js';
+import { CofferError } from '../errors.js';
+import { ownedArrayBuffer } from '../util/semaphore.js';
+
+export interface CheckProblem {
+  /** The object concerned, e.g. "data/ab12…", "snapshots/…", "tree 1a2b…". */
+  object: string;
+  message: string;
+}
+
+export interface CheckOptions {
+  readData?: boolean;
+  onProblem?(p: CheckProblem): void;
+  onProgress?(p: { phase: string; done: number; total: number }): void;
+  signal?: AbortSignal;
+}
+
+export interface CheckResult {
+  problems: CheckProblem[];
+  packs: number;
+  snapshots: number;
+  /** Packs present in the repository but in no index (left by an interrupted backup; harmless). */
+  unindexedPacks: number;
+}
+
+export async function check(repo: Repository, opts: CheckOptions = {}): Promise<CheckResult> {
+  const problems: CheckProblem[] = [];
+  const problem = (object: string, message: string) => {
+    const p = { object, message };
+    problems.push(p);
+    opts.onProblem?.(p);
+  };
+  const abort = () => {
+    if (opts.signal?.aborted) throw new CofferError('INTERRUPTED', 'check interrupted');
+  };
+
+  await repo.syncIndex();
+  const listed = new Map((await repo.backend.list('data')).map((o) => [o.name, o.size]));
+  const indexed = repo.cache.packs();
+  const indexedIds = new Set(indexed.map((p) => p.id as string));
+  let unindexedPacks = 0;
+  for (const name of listed.keys()) if (!indexedIds.has(name)) unindexedPacks++;
+
+  // Packs: existence, size, header vs index.
+  let done = 0;
+  for (const { id, length } of indexed) {
+    abort();
+    opts.onProgress?.({ phase: 'packs', done: done++, total: indexed.length });
+    const obj = `data/${id}`;
+    const size = listed.get(id);
+    if (size === undefined) {
+      problem(obj, 'pack is missing');
+      continue;
+    }
+    if (size !== length) {
+      problem(obj, `pack has ${size} bytes, the index says ${length}`);
+      continue;
+    }
+    let entries: PackEntry[];
+    try {
+      entries = await readHeader(repo, id, size);
+    } catch (e) {
+      problem(obj, (e as Error).message);
+      continue;
+    }
+    const want = repo.cache.blobsInPack(id);
+    const got = new Map(entries.map((e) => [`${e.type}:${e.id}`, e]));
+    for (const w of want) {
+      const g = got.get(`${w.type}:${w.id}`);
+      if (!g || g.offset !== w.offset || g.length !== w.length || g.rawLength !== w.rawLength) {
+        problem(obj, `pack header does not list ${w.type} blob ${w.id.slice(0, 12)} as the index does`);
+      }
+    }
+    if (opts.readData) await readPack(repo, id, entries, problem);
+  }
+
+  // Snapshots and the trees they reference.
+  const snapshots = await repo.listSnapshots().catch((e) => {
+    problem('snapshots', (e as Error).message);
+    return [];
+  });
+  const seenTrees = new Set<string>();
+  const missingData = new Set<string>();
+  done = 0;
+  for (const s of snapshots) {
+    abort();
+    opts.onProgress?.({ phase: 'snapshots', done: done++, total: snapshots.length });
+    const stack = [s.tree];
+    while (stack.length) {
+      const t = stack.pop()!;
+      if (seenTrees.has(t)) continue;
+      seenTrees.add(t);
+      let nodes;
+      try {
+        nodes = decodeTree(await repo.loadBlob('tree', t));
+      } catch (e) {
+        problem(`tree ${t.slice(0, 12)}`, `${(e as Error).message} (snapshot ${s.id.slice(0, 8)})`);
+        continue;
+      }
+      for (const n of nodes) {
+        if (n.subtree) stack.push(n.subtree);
+        for (const id of n.content ?? []) {
+          if (!missingData.has(id) && !repo.cache.has('data', id)) {
+            missingData.add(id);
+            problem(`data blob ${id.slice(0, 12)}`, `is not in the index (file ${n.name.toString()} in snapshot ${s.id.slice(0, 8)})`);
+          }
+        }
+      }
+    }
+  }
+  return { problems, packs: indexed.length, snapshots: snapshots.length, unindexedPacks };
+}
+
+async function readHeader(repo: Repository, id: PackId, size: number): Promise<PackEntry[]> {
+  if (size < TRAILER_BYTES) throw new Error('pack is truncated');
+  const trailer = await repo.backend.read({ type: 'data', name: id }, { offset: size - TRAILER_BYTES, length: TRAILER_BYTES });
+  const loc = decodePackTrailer(repo.keys.metaKey, trailer, size);
+  const header = await repo.backend.read({ type: 'data', name: id }, { offset: loc.offset, length: loc.length });
+  return decodePackHeader(repo.keys.metaKey, header, loc.offset);
+}
+
+async function readPack(repo: Repository, id: PackId, entries: PackEntry[], problem: (o: string, m: string) => void): Promise<void> {
+  const obj = `data/${id}`;
+  const whole = await repo.backend.read({ type: 'data', name: id });
+  if (plainHash(whole).toString('hex') !== id) {
+    problem(obj, 'pack content does not match its name');
+  }
+  if (entries.length === 0) return;
+  let buf = ownedArrayBuffer(whole);
+  const OUT = 16 << 20;
+  for (let i = 0; i < entries.length; ) {
+    let raw = entries[i].rawLength;
+    let j = i + 1;
+    while (j < entries.length && raw + entries[j].rawLength <= OUT) raw += entries[j++].rawLength;
+    const group = entries.slice(i, j);
+    i = j;
+    const items: OpenItem[] = group.map((e) => ({ offset: e.offset, length: e.length, type: e.type, id: e.id, rawLength: e.rawLength }));
+    const r = await repo.workers().open(buf, items, new ArrayBuffer(raw));
+    buf = r.buf;
+    r.errors.forEach((err, k) => {
+      if (err) problem(obj, `${group[k].type} blob ${group[k].id.slice(0, 12)}: ${err}`);
+    });
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * Passphrase → key-encryption key, with Argon2id (memory-hard), via the
+ * native @node-rs/argon2 binding. Parameters are stored in each key file.
+ */
+import { hashRaw, Algorithm } from '@node-rs/argon2';
+
+export interface KdfParams {
+  algorithm: 'argon2id';
+  /** Memory in KiB. */
+  memoryKiB: number;
+  iterations: number;
+  parallelism: number;
+  /** Base64 salt, 16+ bytes. */
+  salt: string;
+}
+
+/** Floor for any key created outside tests: refuses weak settings. */
+export const MIN_PARAMS = { memoryKiB: 64 * 1024, iterations: 2, parallelism: 1 };
+/** Documented low-cost setting for tests only (COFFER_TEST_LOW_KDF=1). */
+export const TEST_PARAMS = { memoryKiB: 1024, iterations: 1, parallelism: 1 };
+/** Default memory; iterations are calibrated to about half a second. */
+export const DEFAULT_MEMORY_KIB = 128 * 1024;
+export const TARGET_MS = 500;
+const MAX_ITERATIONS = 64;
+
+export function lowCostKdfAllowed(): boolean {
+  return process.env.COFFER_TEST_LOW_KDF === '1';
+}
+
+export async function deriveKek(passphrase: Uint8Array, p: KdfParams): Promise<Buffer> {
+  if (p.algorithm !== 'argon2id') throw new RangeError(`unsupported KDF ${String(p.algorithm)}`);
+  return hashRaw(Buffer.from(passphrase), {
+    algorithm: Algorithm.Argon2id,
+    memoryCost: p.memoryKiB,
+    timeCost: p.iterations,
+    parallelism: p.parallelism,
+    outputLen: 32,
+    salt: Buffer.from(p.salt, 'base64'),
+  });
+}
+
+export function checkKdfStrength(p: Pick<KdfParams, 'memoryKiB' | 'iterations' | 'parallelism'>): void {
+  if (lowCostKdfAllowed()) return;
+  if (p.memoryKiB < MIN_PARAMS.memoryKiB || p.iterations < MIN_PARAMS.iterations) {
+    throw new RangeError(
+      `KDF settings too weak (m=${p.memoryKiB} KiB, t=${p.iterations}); minimum is m=${MIN_PARAMS.memoryKiB} KiB, t=${MIN_PARAMS.iterations}`,
+    );
+  }
+}
+
+/**
+ * Picks parameters for a new key: fixed memory, iterations scaled so one
+ * derivation takes about TARGET_MS on this machine.
+ */
+export async function calibrate(salt: Buffer): Promise<KdfParams> {
+  const base = { algorithm: 'argon2id' as const, salt: salt.toString('base64'), parallelism: 1 };
+  if (lowCostKdfAllowed()) return { ...base, ...TEST_PARAMS };
+  const probe: KdfParams = { ...base, memoryKiB: DEFAULT_MEMORY_KIB, iterations: 2 };
+  const t0 = performance.now();
+  await deriveKek(Buffer.from('calibration'), probe);
+  const perIteration = (performance.now() - t0) / 2;
+  const iterations = Math.min(MAX_ITERATIONS, Math.max(MIN_PARAMS.iterations, Math.round(TARGET_MS / perIteration)));
+  return { ...probe, iterations };
+}

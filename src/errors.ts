@@ -1,0 +1,77 @@
+/**
+ * One error type for the whole library: a stable `code` that callers and tests
+ * switch on, a process exit code the CLI uses, and structured `data`.
+ * Messages are one line, meant for users, and never contain secrets.
+ */
+
+export type ErrorCode =
+  | 'REPO_NOT_FOUND'
+  | 'REPO_EXISTS'
+  | 'REPO_INVALID'
+  | 'WRONG_PASSWORD'
+  | 'NO_PASSWORD'
+  | 'INTEGRITY'
+  | 'SNAPSHOT_NOT_FOUND'
+  | 'SNAPSHOT_AMBIGUOUS'
+  | 'BLOB_NOT_FOUND'
+  | 'INVALID_ARGUMENT'
+  | 'SOURCE_UNREADABLE'
+  | 'TARGET_ERROR'
+  | 'STORAGE'
+  | 'NO_SPACE'
+  | 'LOCKED'
+  | 'INTERRUPTED'
+  | 'INCOMPLETE'
+  | 'INTERNAL';
+
+/** Exit codes, documented in README.md. */
+export const EXIT_CODES: Record<ErrorCode, number> = {
+  INTERNAL: 1,
+  STORAGE: 1,
+  TARGET_ERROR: 1,
+  SOURCE_UNREADABLE: 1,
+  INVALID_ARGUMENT: 2,
+  SNAPSHOT_AMBIGUOUS: 2,
+  INCOMPLETE: 3,
+  REPO_NOT_FOUND: 10,
+  REPO_EXISTS: 10,
+  REPO_INVALID: 10,
+  LOCKED: 11,
+  WRONG_PASSWORD: 12,
+  NO_PASSWORD: 12,
+  INTEGRITY: 13,
+  BLOB_NOT_FOUND: 13,
+  SNAPSHOT_NOT_FOUND: 14,
+  NO_SPACE: 15,
+  INTERRUPTED: 130,
+};
+
+export class CofferError extends Error {
+  readonly code: ErrorCode;
+  readonly data: Record<string, unknown>;
+  constructor(code: ErrorCode, message: string, data: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CofferError';
+    this.code = code;
+    this.data = data;
+  }
+  get exitCode(): number {
+    return EXIT_CODES[this.code];
+  }
+}
+
+export function isCofferError(e: unknown, code?: ErrorCode): e is CofferError {
+  return e instanceof CofferError && (code === undefined || e.code === code);
+}
+
+/** Integrity failure: data read back did not authenticate or did not parse. */
+export function integrityError(what: string, data: Record<string, unknown> = {}): CofferError {
+  return new CofferError('INTEGRITY', `integrity check failed: ${what}`, data);
+}
+
+/** Node's system errors carry `code`; this reads it safely. */
+export function errnoCode(e: unknown): string | undefined {
+  return typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'string'
+    ? (e as { code: string }).code
+    : undefined;
+}

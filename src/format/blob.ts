@@ -1,0 +1,97 @@
+/**
+ * A blob as stored in a pack:
+ *
+ *   seal(blobKey, flag || payload, aad = "coffer-blob-v1" || type || id)
+ *
+ * flag 0: payload is the plaintext; flag 1: payload is a zstd frame of it.
+ * Binding type and id into the AAD means a blob cannot be moved to another
+ * id or relabelled (data ↔ tree) without failing authentication; the reader
+ * also re-hashes the plaintext and compares it with the id.
+ */
+import { open, seal, sealInto, AuthenticationError, SEAL_OVERHEAD } from '../crypto/aead.js';
+import { keyedHash } from '../crypto/hash.js';
+import { compressIfSmaller, decompressInto } from '../compress.js';
+import { BLOB_TYPE_CODE, type BlobType, idBytes } from '../ids.js';
+
+export const BLOB_OVERHEAD = SEAL_OVERHEAD + 1;
+const AAD_PREFIX = Buffer.from('coffer-blob-v1');
+const FLAG_RAW = Buffer.from([0]);
+const FLAG_ZSTD = Buffer.from([1]);
+
+function blobAad(type: BlobType, id: Uint8Array): Buffer {
+  return Buffer.concat([AAD_PREFIX, Buffer.from([BLOB_TYPE_CODE[type]]), id]);
+}
+
+export function computeBlobId(blobIdKey: Uint8Array, plaintext: Uint8Array): Buffer {
+  return keyedHash(blobIdKey, plaintext);
+}
+
+/**
+ * Compresses (when that helps) and seals one blob into `out` at `offset`;
+ * returns the stored length (at most plaintext length + BLOB_OVERHEAD).
+ */
+export function sealBlobInto(
+  blobKey: Uint8Array,
+  type: BlobType,
+  id: Uint8Array,
+  plaintext: Uint8Array,
+  level: number,
+  out: Buffer,
+  offset: number,
+): number {
+  const z = level > 0 ? compressIfSmaller(plaintext, level) : undefined;
+  return sealInto(blobKey, z ? [FLAG_ZSTD, z] : [FLAG_RAW, plaintext], blobAad(type, id), out, offset);
+}
+
+/** Compresses (when that helps) and seals one blob. `level` 0 disables compression. */
+export function sealBlob(blobKey: Uint8Array, type: BlobType, id: Uint8Array, plaintext: Uint8Array, level: number): Buffer {
+  const z = level > 0 ? compressIfSmaller(plaintext, level) : undefined;
+  return z ? seal(blobKey, [FLAG_ZSTD, z], blobAad(type, id)) : seal(blobKey, [FLAG_RAW, plaintext], blobAad(type, id));
+}
+
+export class BlobCorruptError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'BlobCorruptError';
+  }
+}
+
+/** Opens a stored blob, checks its id. Throws BlobCorruptError on any problem. */
+export function openBlob(
+  keys: { blobKey: Uint8Array; blobIdKey: Uint8Array },
+  type: BlobType,
+  id: string,
+  stored: Uint8Array,
+  rawLength: number,
+): Buffer {
+  const out = Buffer.allocUnsafe(rawLength);
+  openBlobInto(keys, type, id, stored, out);
+  return out;
+}
+
+/**
+ * Opens a stored blob into exactly all of `out` (whose length is the indexed
+ * raw length) and checks its id. On failure `out` holds garbage and a
+ * BlobCorruptError is thrown.
+ */
+export function openBlobInto(keys: { blobKey: Uint8Array; blobIdKey: Uint8Array }, type: BlobType, id: string, stored: Uint8Array, out: Buffer): void {
+  const idb = idBytes(id);
+  let body: Buffer;
+  try {
+    body = open(keys.blobKey, stored, blobAad(type, idb));
+  } catch (e) {
+    if (e instanceof AuthenticationError) throw new BlobCorruptError('blob does not authenticate');
+    throw e;
+  }
+  if (body[0] === 0) {
+    if (body.length - 1 !== out.length) throw new BlobCorruptError('blob has the wrong length');
+    body.copy(out, 0, 1);
+  } else if (body[0] === 1) {
+    try {
+      decompressInto(body.subarray(1), out);
+    } catch {
+      throw new BlobCorruptError('blob does not decompress');
+    }
+  } else throw new BlobCorruptError('unknown blob encoding');
+  if (!keyedHash(keys.blobIdKey, out).equals(idb)) throw new BlobCorruptError('blob content does not match its id');
+}

@@ -1,0 +1,90 @@
+/**
+ * Key files (`keys/<id>`): plaintext JSON holding the KDF parameters and two
+ * sealed fields. Nothing in plaintext names a host or user.
+ *
+ *   kek     = Argon2id(passphrase, kdf)
+ *   wrapped = seal(kek, master, aad = "coffer-key-v1" || canonical JSON of kdf)
+ *   meta    = file-encoded JSON {label, created, kind} under the metadata key
+ */
+import { open, seal, AuthenticationError } from '../crypto/aead.js';
+import type { KdfParams } from '../crypto/kdf.js';
+import { decodeJsonFile, encodeJsonFile } from './file.js';
+
+export interface KeyMeta {
+  label: string;
+  created: string;
+  kind: 'passphrase' | 'recovery';
+}
+
+/** 4 GiB: more than any sane key, less than a denial of service. */
+const MAX_MEMORY_KIB = 4 * 1024 * 1024;
+const MAX_ITERATIONS = 1000;
+
+export interface KeyFileJson {
+  coffer_key: 1;
+  kdf: KdfParams;
+  wrapped: string;
+  meta: string;
+}
+
+function kdfAad(kdf: KdfParams): Buffer {
+  const canon = JSON.stringify({ algorithm: kdf.algorithm, memoryKiB: kdf.memoryKiB, iterations: kdf.iterations, parallelism: kdf.parallelism, salt: kdf.salt });
+  return Buffer.concat([Buffer.from('coffer-key-v1'), Buffer.from(canon)]);
+}
+
+export function encodeKeyFile(kek: Uint8Array, kdf: KdfParams, master: Uint8Array, metaKey: Uint8Array, meta: KeyMeta): Buffer {
+  const k: KeyFileJson = {
+    coffer_key: 1,
+    kdf,
+    wrapped: seal(kek, master, kdfAad(kdf)).toString('base64'),
+    meta: encodeJsonFile(metaKey, 'keymeta', meta).toString('base64'),
+  };
+  return Buffer.from(JSON.stringify(k));
+}
+
+export class KeyFileError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'KeyFileError';
+  }
+}
+
+export function parseKeyFile(stored: Buffer): KeyFileJson {
+  let k: KeyFileJson;
+  try {
+    k = JSON.parse(stored.toString('utf8')) as KeyFileJson;
+  } catch {
+    throw new KeyFileError('key file is not valid JSON');
+  }
+  const d = k?.kdf;
+  if (
+    k?.coffer_key !== 1 ||
+    !d ||
+    d.algorithm !== 'argon2id' ||
+    // Bounds keep a planted key file from forcing a huge allocation or a
+    // near-endless derivation when the repository is opened.
+    !(Number.isSafeInteger(d.memoryKiB) && d.memoryKiB >= 8 && d.memoryKiB <= MAX_MEMORY_KIB) ||
+    !(Number.isSafeInteger(d.iterations) && d.iterations >= 1 && d.iterations <= MAX_ITERATIONS) ||
+    !(Number.isSafeInteger(d.parallelism) && d.parallelism >= 1 && d.parallelism <= 16) ||
+    typeof d.salt !== 'string' ||
+    typeof k.wrapped !== 'string' ||
+    typeof k.meta !== 'string'
+  ) {
+    throw new KeyFileError('key file has unsupported contents');
+  }
+  return k;
+}
+
+/** Returns the master secret, or undefined when the kek is wrong. */
+export function unwrapMaster(kek: Uint8Array, k: KeyFileJson): Buffer | undefined {
+  try {
+    return open(kek, Buffer.from(k.wrapped, 'base64'), kdfAad(k.kdf));
+  } catch (e) {
+    if (e instanceof AuthenticationError) return undefined;
+    throw e;
+  }
+}
+
+export function decodeKeyMeta(metaKey: Uint8Array, k: KeyFileJson): KeyMeta {
+  return decodeJsonFile(metaKey, 'keymeta', Buffer.from(k.meta, 'base64')) as KeyMeta;
+}

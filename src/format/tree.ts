@@ -1,0 +1,185 @@
+/**
+ * Trees: one blob per directory, a JSON object {"nodes": [...]} with nodes
+ * sorted by the raw bytes of their names. Names and symlink targets are raw
+ * bytes: stored as a UTF-8 string when they round-trip exactly, otherwise as
+ * base64 in `name_b64` / `linktarget_b64`. Times are nanoseconds since the
+ * epoch as decimal strings (they exceed 2^53). Access times are not stored:
+ * reading a tree would change them, and every backup would write new trees.
+ */
+
+export type NodeType = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'chardev' | 'blockdev';
+
+export interface TreeNode {
+  name: Buffer;
+  type: NodeType;
+  /** Permission and special bits (st_mode & 0o7777). */
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  inode: bigint;
+  dev: bigint;
+  links: number;
+  size: number;
+  /** file: blob ids of the contents, in order. */
+  content?: string[];
+  /** dir: tree blob id. */
+  subtree?: string;
+  /** symlink: raw target bytes. */
+  linkTarget?: Buffer;
+  /** chardev/blockdev: device number. */
+  rdev?: bigint;
+  /** Extended attributes (name, value), sorted by name. */
+  xattrs?: [Buffer, Buffer][];
+}
+
+interface JsonNode {
+  name?: string;
+  name_b64?: string;
+  type: NodeType;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: string;
+  ctime: string;
+  inode: string;
+  dev: string;
+  links: number;
+  size: number;
+  content?: string[];
+  subtree?: string;
+  linktarget?: string;
+  linktarget_b64?: string;
+  rdev?: string;
+  xattrs?: [string, string][];
+}
+
+const NODE_TYPES = new Set<NodeType>(['file', 'dir', 'symlink', 'fifo', 'socket', 'chardev', 'blockdev']);
+const HEX_ID = /^[0-9a-f]{64}$/;
+
+/** Decodes bytes as UTF-8 only if that is lossless. */
+export function exactUtf8(b: Buffer): string | undefined {
+  let ascii = true;
+  for (let i = 0; i < b.length; i++) {
+    if (b[i] >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  if (ascii) return b.toString('latin1');
+  const s = b.toString('utf8');
+  return Buffer.byteLength(s) === b.length && Buffer.from(s).equals(b) ? s : undefined;
+}
+
+export function compareNames(a: Buffer, b: Buffer): number {
+  return Buffer.compare(a, b);
+}
+
+function toJson(n: TreeNode): JsonNode {
+  const name = exactUtf8(n.name);
+  const j: JsonNode = {
+    ...(name !== undefined ? { name } : { name_b64: n.name.toString('base64') }),
+    type: n.type,
+    mode: n.mode,
+    uid: n.uid,
+    gid: n.gid,
+    mtime: n.mtimeNs.toString(),
+    ctime: n.ctimeNs.toString(),
+    inode: n.inode.toString(),
+    dev: n.dev.toString(),
+    links: n.links,
+    size: n.size,
+  };
+  if (n.content) j.content = n.content;
+  if (n.subtree) j.subtree = n.subtree;
+  if (n.linkTarget) {
+    const t = exactUtf8(n.linkTarget);
+    if (t !== undefined) j.linktarget = t;
+    else j.linktarget_b64 = n.linkTarget.toString('base64');
+  }
+  if (n.rdev !== undefined) j.rdev = n.rdev.toString();
+  if (n.xattrs?.length) j.xattrs = n.xattrs.map(([k, v]) => [k.toString('base64'), v.toString('base64')]);
+  return j;
+}
+
+export class TreeCorruptError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'TreeCorruptError';
+  }
+}
+
+function fromJson(j: JsonNode): TreeNode {
+  const bad = (what: string) => new TreeCorruptError(`tree node has a bad ${what}`);
+  if (!NODE_TYPES.has(j.type)) throw bad('type');
+  const name = typeof j.name === 'string' ? Buffer.from(j.name) : typeof j.name_b64 === 'string' ? Buffer.from(j.name_b64, 'base64') : undefined;
+  if (!name || name.length === 0 || name.includes(0x2f) || name.includes(0) || name.equals(Buffer.from('.')) || name.equals(Buffer.from('..'))) throw bad('name');
+  const big = (s: unknown, what: string) => {
+    if (typeof s !== 'string' || !/^-?\d+$/.test(s)) throw bad(what);
+    return BigInt(s);
+  };
+  const int = (v: unknown, what: string) => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(what);
+    return v;
+  };
+  const n: TreeNode = {
+    name,
+    type: j.type,
+    mode: int(j.mode, 'mode') & 0o7777,
+    uid: int(j.uid, 'uid'),
+    gid: int(j.gid, 'gid'),
+    mtimeNs: big(j.mtime, 'mtime'),
+    ctimeNs: big(j.ctime, 'ctime'),
+    inode: big(j.inode, 'inode'),
+    dev: big(j.dev, 'dev'),
+    links: int(j.links, 'links'),
+    size: int(j.size, 'size'),
+  };
+  if (j.type === 'file') {
+    if (!Array.isArray(j.content) || !j.content.every((c) => typeof c === 'string' && HEX_ID.test(c))) throw bad('content');
+    n.content = j.content;
+  }
+  if (j.type === 'dir') {
+    if (typeof j.subtree !== 'string' || !HEX_ID.test(j.subtree)) throw bad('subtree');
+    n.subtree = j.subtree;
+  }
+  if (j.type === 'symlink') {
+    if (typeof j.linktarget === 'string') n.linkTarget = Buffer.from(j.linktarget);
+    else if (typeof j.linktarget_b64 === 'string') n.linkTarget = Buffer.from(j.linktarget_b64, 'base64');
+    else throw bad('link target');
+  }
+  if (j.rdev !== undefined) n.rdev = big(j.rdev, 'rdev');
+  if (j.xattrs !== undefined) {
+    if (!Array.isArray(j.xattrs)) throw bad('xattrs');
+    n.xattrs = j.xattrs.map((x) => {
+      if (!Array.isArray(x) || typeof x[0] !== 'string' || typeof x[1] !== 'string') throw bad('xattr');
+      return [Buffer.from(x[0], 'base64'), Buffer.from(x[1], 'base64')] as [Buffer, Buffer];
+    });
+  }
+  return n;
+}
+
+export function encodeTree(nodes: TreeNode[]): Buffer {
+  const sorted = [...nodes].sort((a, b) => compareNames(a.name, b.name));
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i - 1].name.equals(sorted[i].name)) throw new RangeError('duplicate name in tree');
+  }
+  return Buffer.from(JSON.stringify({ nodes: sorted.map(toJson) }));
+}
+
+export function decodeTree(b: Buffer): TreeNode[] {
+  let j: unknown;
+  try {
+    j = JSON.parse(b.toString('utf8'));
+  } catch {
+    throw new TreeCorruptError('tree is not valid JSON');
+  }
+  const nodes = (j as { nodes?: unknown })?.nodes;
+  if (!Array.isArray(nodes)) throw new TreeCorruptError('tree has no node list');
+  const out = nodes.map((n) => fromJson(n as JsonNode));
+  for (let i = 1; i < out.length; i++) {
+    if (compareNames(out[i - 1].name, out[i].name) >= 0) throw new TreeCorruptError('tree nodes are not sorted');
+  }
+  return out;
+}

@@ -1,0 +1,54 @@
+/**
+ * coffer: an end-to-end encrypted, deduplicating backup engine.
+ *
+ * @example
+ * ```ts
+ * import { initRepository, openRepository, backup, restore } from 'coffer';
+ * await initRepository('/mnt/backup/repo', 'correct horse battery staple');
+ * const repo = await openRepository('/mnt/backup/repo', 'correct horse battery staple');
+ * try {
+ *   const { snapshot } = await backup(repo, { paths: ['/home/me/docs'], onProgress: (p) => console.log(p.bytesDone) });
+ *   await restore(repo, snapshot, { target: '/tmp/restored' });
+ * } finally {
+ *   await repo.close();
+ * }
+ * ```
+ *
+ * The library never prints and never exits; failures are {@link CofferError}s
+ * with a stable `code`.
+ */
+import { openBackend } from './storage/location.js';
+import { Repository, type InitOptions, type OpenOptions } from './repo/repository.js';
+
+export { CofferError, EXIT_CODES, isCofferError, type ErrorCode } from './errors.js';
+export { Repository, DEFAULT_CHUNKER, DEFAULT_PACK_SIZE, defaultCacheDir, type InitOptions, type OpenOptions } from './repo/repository.js';
+export { backup, type BackupOptions, type BackupProgress, type BackupResult, type BackupWarning } from './archiver/archiver.js';
+export { restore, type RestoreOptions, type RestoreProgress, type RestoreResult, type RestoreWarning } from './restorer/restorer.js';
+export type { Snapshot, SnapshotSummary } from './format/snapshot.js';
+export type { Backend, ReadBackend, Handle, FileType, ObjectInfo } from './storage/backend.js';
+export { LocalBackend } from './storage/local.js';
+export { openBackend } from './storage/location.js';
+export type { ChunkerParams } from './chunker/fastcdc.js';
+export type { BlobId, PackId, SnapshotId } from './ids.js';
+export { VERSION } from './version.js';
+
+function toBytes(p: string | Uint8Array): Buffer {
+  return typeof p === 'string' ? Buffer.from(p, 'utf8') : Buffer.from(p);
+}
+
+/**
+ * Creates a new repository at `location` (a directory path) protected by `password`.
+ * Resolves with the repository id.
+ * @example await initRepository('/mnt/backup/repo', 'my passphrase');
+ */
+export async function initRepository(location: string, password: string | Uint8Array, opts?: InitOptions): Promise<string> {
+  return Repository.init(openBackend(location), toBytes(password), opts);
+}
+
+/**
+ * Opens an existing repository. Close it with `repo.close()` when done.
+ * @example const repo = await openRepository('/mnt/backup/repo', 'my passphrase');
+ */
+export async function openRepository(location: string, password: string | Uint8Array, opts?: OpenOptions): Promise<Repository> {
+  return Repository.open(openBackend(location), toBytes(password), opts);
+}

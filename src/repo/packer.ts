@@ -1,0 +1,168 @@
+/**
+ * Fills pack files with sealed blobs (one open pack per blob type), writes
+ * them when they reach the target size, and writes an index file for every
+ * batch of written packs. Write order keeps the repository valid: a pack is
+ * written before any index file names it; the caller writes the snapshot
+ * only after flush().
+ *
+ * Sealed blobs are copied into pack buffers that the packer owns and reuses,
+ * so memory stays fixed (open packs + packs being written) and callers can
+ * reuse their buffers as soon as add() resolves.
+ */
+import { Blake3Hasher } from '@napi-rs/blake-hash';
+import { encodePackTail, type PackEntry } from '../format/pack.js';
+import { encodeFile } from '../format/file.js';
+import { encodeIndex, type IndexedPack } from '../format/index-file.js';
+import { plainHash } from '../crypto/hash.js';
+import type { Backend } from '../storage/backend.js';
+import type { BlobType, PackId } from '../ids.js';
+import { BufferPool } from '../util/semaphore.js';
+
+interface OpenPack {
+  buf: Buffer;
+  /** Set when the buffer is not from the pool (one blob larger than a pool buffer). */
+  oversize: boolean;
+  entries: PackEntry[];
+  size: number;
+}
+
+export interface PackerEvents {
+  /** A pack is durable in the repository (not yet listed in an index file). */
+  packWritten?(pack: IndexedPack): void;
+  /** An index file is durable; its packs are now visible to other clients. */
+  indexWritten?(name: string, packs: IndexedPack[]): void;
+}
+
+export interface PackerOptions {
+  /** Largest blob expected often (the chunker's max size plus overhead). */
+  maxBlob: number;
+  maxWrites?: number;
+  packsPerIndex?: number;
+}
+
+const MAX_BLOBS_PER_PACK = 100_000;
+
+export class Packer {
+  private readonly open = new Map<BlobType, OpenPack>();
+  private readonly writing = new Set<Promise<void>>();
+  private readonly buffers: BufferPool;
+  private readonly maxWrites: number;
+  private readonly packsPerIndex: number;
+  private unindexed: IndexedPack[] = [];
+  private failure: unknown;
+  packsWritten = 0;
+  bytesWritten = 0;
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly metaKey: Buffer,
+    private readonly packSize: number,
+    opts: PackerOptions,
+    private readonly events: PackerEvents = {},
+  ) {
+    this.maxWrites = opts.maxWrites ?? 1;
+    this.packsPerIndex = opts.packsPerIndex ?? 32;
+    // One open pack per blob type plus the packs being written.
+    this.buffers = new BufferPool(packSize + opts.maxBlob, 2 + this.maxWrites);
+  }
+
+  private queue: Promise<void> = Promise.resolve();
+
+  /**
+   * Copies one sealed blob into its pack. Resolves when the packer can take
+   * more. Calls are serialised: concurrent callers must not interleave
+   * between "pack is full" and "open a new pack".
+   */
+  add(type: BlobType, id: string, sealed: Uint8Array, rawLength: number): Promise<void> {
+    const next = this.queue.then(() => this.addNow(type, id, sealed, rawLength));
+    this.queue = next.catch(() => {});
+    return next;
+  }
+
+  private async addNow(type: BlobType, id: string, sealed: Uint8Array, rawLength: number): Promise<void> {
+    this.throwIfFailed();
+    let p = this.open.get(type);
+    if (p && p.size + sealed.length > p.buf.length) {
+      this.open.delete(type);
+      await this.startWrite(p);
+      p = undefined;
+    }
+    if (!p) {
+      p =
+        sealed.length > this.buffers.size
+          ? { buf: Buffer.allocUnsafe(sealed.length), oversize: true, entries: [], size: 0 }
+          : { buf: await this.buffers.acquire(), oversize: false, entries: [], size: 0 };
+      this.open.set(type, p);
+    }
+    p.buf.set(sealed, p.size);
+    p.entries.push({ type, id, offset: p.size, length: sealed.length, rawLength });
+    p.size += sealed.length;
+    if (p.size >= this.packSize || p.oversize || p.entries.length >= MAX_BLOBS_PER_PACK) {
+      this.open.delete(type);
+      await this.startWrite(p);
+    }
+  }
+
+  /** Writes every open pack and the index for all written packs. */
+  async flush(): Promise<void> {
+    await this.queue;
+    for (const [type, p] of [...this.open]) {
+      this.open.delete(type);
+      await this.startWrite(p);
+    }
+    await Promise.all(this.writing);
+    this.throwIfFailed();
+    await this.writeIndex();
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  private async startWrite(p: OpenPack): Promise<void> {
+    while (this.writing.size >= this.maxWrites) await Promise.race(this.writing);
+    this.throwIfFailed();
+    const w = this.writePack(p).then(
+      () => {
+        this.writing.delete(w);
+      },
+      (e) => {
+        this.writing.delete(w);
+        this.failure ??= e;
+      },
+    );
+    this.writing.add(w);
+  }
+
+  private async writePack(p: OpenPack): Promise<void> {
+    try {
+      const body = p.buf.subarray(0, p.size);
+      const tail = encodePackTail(this.metaKey, p.entries, p.size);
+      const id = new Blake3Hasher().update(body).update(tail).digest('hex');
+      await this.backend.write({ type: 'data', name: id }, [body, tail]);
+      const pack: IndexedPack = { id: id as PackId, length: p.size + tail.length, blobs: p.entries };
+      this.packsWritten++;
+      this.bytesWritten += pack.length;
+      this.events.packWritten?.(pack);
+      this.unindexed.push(pack);
+    } finally {
+      if (!p.oversize) this.buffers.release(p.buf);
+    }
+    if (this.unindexed.length >= this.packsPerIndex) await this.writeIndex();
+  }
+
+  private async writeIndex(): Promise<void> {
+    if (this.unindexed.length === 0) return;
+    const packs = this.unindexed;
+    this.unindexed = [];
+    const stored = encodeFile(this.metaKey, 'index', encodeIndex(packs));
+    const name = plainHash(stored).toString('hex');
+    try {
+      await this.backend.write({ type: 'index', name }, stored);
+    } catch (e) {
+      this.unindexed.unshift(...packs);
+      throw e;
+    }
+    this.events.indexWritten?.(name, packs);
+  }
+}

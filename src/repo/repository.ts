@@ -1,0 +1,299 @@
+/**
+ * A repository opened with a key: config, derived keys, the blob index
+ * (through the local cache), blob reads, snapshot files. The engines
+ * (archiver, restorer) build on this; it knows nothing about file trees.
+ */
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import { CofferError, integrityError } from '../errors.js';
+import { deriveRepoKeys, newMasterSecret, wipeRepoKeys, type RepoKeys } from '../crypto/keys.js';
+import { plainHash } from '../crypto/hash.js';
+import { validateChunkerParams, type ChunkerParams } from '../chunker/fastcdc.js';
+import { decodeConfig, encodeConfig, hasConfigMagic, FORMAT_VERSION, type RepoConfig } from '../format/config.js';
+import { decodeFile, decodeJsonFile, encodeJsonFile } from '../format/file.js';
+import { decodeIndex } from '../format/index-file.js';
+import { openBlob } from '../format/blob.js';
+import { validateSnapshot, type Snapshot, type SnapshotData } from '../format/snapshot.js';
+import { IndexCache, type BlobLocation } from '../cache/index-cache.js';
+import { StorageError, describe, type Backend, type Handle } from '../storage/backend.js';
+import { WorkerPool } from '../worker/pool.js';
+import { addKeyFile, openMaster } from './keyring.js';
+import type { BlobType, SnapshotId } from '../ids.js';
+
+export const DEFAULT_CHUNKER: ChunkerParams = { minSize: 512 * 1024, avgSize: 1024 * 1024, maxSize: 8 * 1024 * 1024 };
+export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
+export const DEFAULT_COMPRESSION_LEVEL = 3;
+
+export interface InitOptions {
+  chunker?: ChunkerParams;
+  compressionLevel?: number;
+  packSize?: number;
+  /** Label stored (encrypted) with the first key. */
+  keyLabel?: string;
+}
+
+export interface OpenOptions {
+  /** Directory for the local cache; default $XDG_CACHE_HOME/coffer. */
+  cacheDir?: string;
+  /** Keep the index only in memory. */
+  noCache?: boolean;
+  threads?: number;
+}
+
+export function defaultCacheDir(): string {
+  const xdg = process.env.XDG_CACHE_HOME;
+  return path.join(xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), '.cache'), 'coffer');
+}
+
+/** Maps a storage failure to the user-facing error. */
+export function storageFailure(e: unknown): CofferError {
+  if (e instanceof CofferError) return e;
+  if (e instanceof StorageError) {
+    if (e.kind === 'noSpace') return new CofferError('NO_SPACE', e.message, {}, { cause: e });
+    if (e.kind === 'notFound' && e.handle) return integrityError(`${describe(e.handle)} is missing`, { cause: e });
+    return new CofferError('STORAGE', e.message, {}, { cause: e });
+  }
+  return new CofferError('INTERNAL', e instanceof Error ? e.message : String(e), {}, { cause: e });
+}
+
+async function readConfig(backend: Backend): Promise<Buffer> {
+  let stored: Buffer;
+  try {
+    stored = await backend.read({ type: 'config', name: 'config' });
+  } catch (e) {
+    if (e instanceof StorageError && e.kind === 'notFound') {
+      throw new CofferError('REPO_NOT_FOUND', `no repository at ${backend.location} (run "coffer init" first)`);
+    }
+    throw storageFailure(e);
+  }
+  if (!hasConfigMagic(stored)) throw new CofferError('REPO_INVALID', `${backend.location} is not a coffer repository`);
+  return stored;
+}
+
+export class Repository {
+  private pool?: WorkerPool;
+  /** Blobs written (or being written) in this session, "type:id". */
+  private readonly sessionBlobs = new Set<string>();
+
+  private constructor(
+    readonly backend: Backend,
+    readonly config: RepoConfig,
+    readonly keys: RepoKeys,
+    readonly cache: IndexCache,
+    readonly keyName: string,
+    private readonly threads?: number,
+  ) {}
+
+  static async init(backend: Backend, passphrase: Buffer, opts: InitOptions = {}): Promise<string> {
+    const chunker = opts.chunker ?? DEFAULT_CHUNKER;
+    try {
+      validateChunkerParams(chunker);
+    } catch (e) {
+      throw new CofferError('INVALID_ARGUMENT', `bad chunker sizes: ${(e as Error).message}`);
+    }
+    const level = opts.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL;
+    if (!Number.isInteger(level) || level < 0 || level > 19) throw new CofferError('INVALID_ARGUMENT', 'compression level must be 0–19');
+    const packSize = opts.packSize ?? DEFAULT_PACK_SIZE;
+    if (!Number.isInteger(packSize) || packSize < 64 * 1024 || packSize > 1 << 30) throw new CofferError('INVALID_ARGUMENT', 'pack size must be 64 KiB–1 GiB');
+    if (passphrase.length === 0) throw new CofferError('NO_PASSWORD', 'an empty password is not allowed');
+    if (await backend.stat({ type: 'config', name: 'config' }).catch(() => undefined)) {
+      throw new CofferError('REPO_EXISTS', `a repository already exists at ${backend.location}`);
+    }
+    const master = newMasterSecret();
+    const keys = deriveRepoKeys(master);
+    const config: RepoConfig = { version: FORMAT_VERSION, id: randomBytes(32).toString('hex'), chunker, compressionLevel: level, packSize };
+    try {
+      await backend.create();
+      await addKeyFile(backend, passphrase, master, keys.metaKey, { label: opts.keyLabel ?? 'initial key', created: new Date().toISOString(), kind: 'passphrase' });
+      await backend.write({ type: 'config', name: 'config' }, encodeConfig(keys.metaKey, config));
+    } catch (e) {
+      if (e instanceof StorageError && e.kind === 'exists') throw new CofferError('REPO_EXISTS', `${backend.location} is not empty; refusing to create a repository there`);
+      throw storageFailure(e);
+    } finally {
+      master.fill(0);
+      wipeRepoKeys(keys);
+    }
+    return config.id;
+  }
+
+  static async open(backend: Backend, passphrase: Buffer, opts: OpenOptions = {}): Promise<Repository> {
+    const stored = await readConfig(backend);
+    const { master, keyName } = await openMaster(backend, passphrase).catch((e) => {
+      throw e instanceof CofferError ? e : storageFailure(e);
+    });
+    const keys = deriveRepoKeys(master);
+    master.fill(0);
+    let config: RepoConfig;
+    try {
+      config = decodeConfig(keys.metaKey, stored);
+      validateChunkerParams(config.chunker);
+    } catch {
+      wipeRepoKeys(keys);
+      throw integrityError('the config file is damaged', { file: 'config' });
+    }
+    const cacheFile = opts.noCache ? undefined : path.join(opts.cacheDir ?? defaultCacheDir(), config.id, 'index.sqlite');
+    let cache: IndexCache;
+    try {
+      cache = IndexCache.open(cacheFile);
+    } catch {
+      // A broken cache must never stop a backup or restore: fall back to memory.
+      cache = IndexCache.open(undefined);
+    }
+    const repo = new Repository(backend, config, keys, cache, keyName, opts.threads);
+    try {
+      await repo.syncIndex();
+    } catch (e) {
+      await repo.close();
+      throw e;
+    }
+    return repo;
+  }
+
+  /** Reads a whole small file and checks that its content matches its name. */
+  async readVerified(h: Handle): Promise<Buffer> {
+    let stored: Buffer;
+    try {
+      stored = await this.backend.read(h);
+    } catch (e) {
+      throw storageFailure(e);
+    }
+    if (plainHash(stored).toString('hex') !== h.name) throw integrityError(`${describe(h)} does not match its name (damaged or truncated)`, { file: describe(h) });
+    return stored;
+  }
+
+  /** Brings the cache up to date with the repository's index files. */
+  async syncIndex(): Promise<void> {
+    let listed;
+    try {
+      listed = await this.backend.list('index');
+    } catch (e) {
+      throw storageFailure(e);
+    }
+    const names = new Set(listed.map((f) => f.name));
+    const known = this.cache.indexFiles();
+    for (const name of known) if (!names.has(name)) this.cache.removeIndexFile(name);
+    for (const name of names) {
+      if (known.has(name)) continue;
+      const h: Handle = { type: 'index', name };
+      const stored = await this.readVerified(h);
+      let packs;
+      try {
+        packs = decodeIndex(decodeFile(this.keys.metaKey, 'index', stored));
+      } catch {
+        throw integrityError(`${describe(h)} is damaged`, { file: describe(h) });
+      }
+      this.cache.addIndexFile(name, packs);
+    }
+  }
+
+  workers(): WorkerPool {
+    this.pool ??= new WorkerPool(
+      {
+        chunker: this.config.chunker,
+        gearBytes: this.keys.gearBytes,
+        blobIdKey: this.keys.blobIdKey,
+        blobKey: this.keys.blobKey,
+        compressionLevel: this.config.compressionLevel,
+      },
+      this.threads,
+    );
+    return this.pool;
+  }
+
+  /** True if the blob is in the index or was saved in this session. */
+  hasBlob(type: BlobType, id: string): boolean {
+    return this.sessionBlobs.has(`${type}:${id}`) || this.cache.has(type, id);
+  }
+
+  /** Records that a blob is being saved in this session (so it is not saved twice). */
+  noteSaved(type: BlobType, id: string): void {
+    this.sessionBlobs.add(`${type}:${id}`);
+  }
+
+  lookupBlob(type: BlobType, id: string): BlobLocation | undefined {
+    return this.cache.lookup(type, id);
+  }
+
+  /** Reads, authenticates and decodes one blob (main thread; for trees and small reads). */
+  async loadBlob(type: BlobType, id: string): Promise<Buffer> {
+    const loc = this.cache.lookup(type, id);
+    if (!loc) throw new CofferError('BLOB_NOT_FOUND', `${type} blob ${id.slice(0, 12)} is not in the index`, { id });
+    let stored: Buffer;
+    try {
+      stored = await this.backend.read({ type: 'data', name: loc.packId }, { offset: loc.offset, length: loc.length });
+    } catch (e) {
+      throw storageFailure(e);
+    }
+    try {
+      return openBlob(this.keys, type, id, stored, loc.rawLength);
+    } catch (e) {
+      throw integrityError(`${type} blob ${id.slice(0, 12)} in pack ${loc.packId.slice(0, 12)} is damaged (${(e as Error).message})`, {
+        pack: loc.packId,
+        id,
+      });
+    }
+  }
+
+  async saveSnapshot(s: SnapshotData): Promise<SnapshotId> {
+    const stored = encodeJsonFile(this.keys.metaKey, 'snapshot', s);
+    const name = plainHash(stored).toString('hex');
+    try {
+      await this.backend.write({ type: 'snapshots', name }, stored);
+    } catch (e) {
+      throw storageFailure(e);
+    }
+    this.cache.putSnapshot(name, stored);
+    return name as SnapshotId;
+  }
+
+  private async loadSnapshotFile(name: string): Promise<Snapshot> {
+    let stored = this.cache.snapshot(name);
+    if (!stored || plainHash(stored).toString('hex') !== name) {
+      stored = await this.readVerified({ type: 'snapshots', name });
+      this.cache.putSnapshot(name, stored);
+    }
+    try {
+      return { ...validateSnapshot(decodeJsonFile(this.keys.metaKey, 'snapshot', stored)), id: name as SnapshotId };
+    } catch {
+      throw integrityError(`snapshots/${name} is damaged`, { file: `snapshots/${name}` });
+    }
+  }
+
+  /** All snapshots, oldest first. A damaged snapshot file fails the call, naming it. */
+  async listSnapshots(): Promise<Snapshot[]> {
+    let listed;
+    try {
+      listed = await this.backend.list('snapshots');
+    } catch (e) {
+      throw storageFailure(e);
+    }
+    const names = listed.map((f) => f.name);
+    this.cache.retainSnapshots(new Set(names));
+    const out: Snapshot[] = [];
+    for (const n of names) out.push(await this.loadSnapshotFile(n));
+    return out.sort((a, b) => a.time.localeCompare(b.time) || a.id.localeCompare(b.id));
+  }
+
+  /** Resolves "latest", a full id or a unique prefix. */
+  async findSnapshot(ref: string, filter?: (s: Snapshot) => boolean): Promise<Snapshot> {
+    const all = (await this.listSnapshots()).filter((s) => !filter || filter(s));
+    if (ref === 'latest') {
+      const s = all.at(-1);
+      if (!s) throw new CofferError('SNAPSHOT_NOT_FOUND', 'the repository has no snapshots');
+      return s;
+    }
+    if (!/^[0-9a-f]{1,64}$/.test(ref)) throw new CofferError('INVALID_ARGUMENT', `"${ref}" is not a snapshot id (hex) or "latest"`);
+    const hits = all.filter((s) => s.id.startsWith(ref));
+    if (hits.length === 0) throw new CofferError('SNAPSHOT_NOT_FOUND', `no snapshot with id ${ref}`);
+    if (hits.length > 1) throw new CofferError('SNAPSHOT_AMBIGUOUS', `snapshot prefix ${ref} is ambiguous (${hits.length} matches); give more characters`);
+    return hits[0];
+  }
+
+  async close(): Promise<void> {
+    await this.pool?.close();
+    this.pool = undefined;
+    this.cache.close();
+    wipeRepoKeys(this.keys);
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * The storage interface: a handful of methods over named, immutable objects.
+ * Everything else (layout knowledge, caching, retries) is layered around it.
+ * Implementations know nothing about keys or formats.
+ */
+
+export type FileType = 'config' | 'keys' | 'data' | 'index' | 'snapshots' | 'locks';
+export const FILE_TYPES: readonly FileType[] = ['config', 'keys', 'data', 'index', 'snapshots', 'locks'];
+
+export interface Handle {
+  type: FileType;
+  /** Object name: 64 hex characters, or "config" for the config file. */
+  name: string;
+}
+
+export interface ObjectInfo {
+  name: string;
+  size: number;
+}
+
+export interface ReadRange {
+  offset: number;
+  length: number;
+}
+
+/** Read side: enough to restore or check. */
+export interface ReadBackend {
+  readonly location: string;
+  /** Whole object, or `range`; throws StorageError with `notFound` when it does not exist. */
+  read(h: Handle, range?: ReadRange): Promise<Buffer>;
+  stat(h: Handle): Promise<ObjectInfo | undefined>;
+  list(type: FileType): Promise<ObjectInfo[]>;
+}
+
+/** Write side: objects are created once, atomically, and never overwritten. */
+export interface Backend extends ReadBackend {
+  /** Creates the empty layout; fails if anything is already there. */
+  create(): Promise<void>;
+  /**
+   * Stores the concatenation of `data` (one buffer or several, written as one
+   * object). Atomic and durable once resolved. Writing an existing name throws
+   * StorageError `exists`.
+   */
+  write(h: Handle, data: Uint8Array | readonly Uint8Array[]): Promise<void>;
+  remove(h: Handle): Promise<void>;
+}
+
+export type StorageErrorKind = 'notFound' | 'exists' | 'noSpace' | 'permission' | 'io';
+
+export class StorageError extends Error {
+  readonly kind: StorageErrorKind;
+  readonly handle?: Handle;
+  constructor(kind: StorageErrorKind, message: string, handle?: Handle, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StorageError';
+    this.kind = kind;
+    this.handle = handle;
+  }
+}
+
+export function describe(h: Handle): string {
+  return h.type === 'config' ? 'config' : `${h.type}/${h.name}`;
+}

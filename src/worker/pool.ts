@@ -1,0 +1,63 @@
+/**
+ * The worker pool (piscina) for the hot path. Buffers go to workers and come
+ * back by transfer, never by copy: callers must pass buffers that own their
+ * whole ArrayBuffer, and must not touch them until the promise resolves.
+ */
+import { Piscina } from 'piscina';
+import os from 'node:os';
+import type { Region, RegionChunks, SealItem, OpenItem, WorkerContext } from './tasks.js';
+
+export interface HashResult {
+  buf: ArrayBuffer;
+  results: RegionChunks[];
+}
+export interface SealResult {
+  buf: ArrayBuffer;
+  /** The output buffer, sealed blobs back to back. */
+  out: ArrayBuffer;
+  lengths: number[];
+}
+export interface OpenResult {
+  buf: ArrayBuffer;
+  /** Plaintexts back to back, each of its item's rawLength. */
+  out: ArrayBuffer;
+  errors: (string | null)[];
+}
+
+export function defaultThreads(): number {
+  const env = Number(process.env.COFFER_THREADS);
+  if (Number.isInteger(env) && env > 0) return env;
+  return Math.max(1, Math.min(os.availableParallelism(), 8));
+}
+
+export class WorkerPool {
+  private readonly pool: Piscina;
+  readonly threads: number;
+
+  constructor(ctx: WorkerContext, threads = defaultThreads()) {
+    this.threads = threads;
+    this.pool = new Piscina({
+      filename: new URL('./worker.js', import.meta.url).href,
+      workerData: ctx,
+      minThreads: threads,
+      maxThreads: threads,
+      idleTimeout: 60_000,
+    });
+  }
+
+  hash(buf: ArrayBuffer, regions: Region[]): Promise<HashResult> {
+    return this.pool.run({ kind: 'hash', buf, regions }, { transferList: [buf] });
+  }
+
+  seal(buf: ArrayBuffer, items: SealItem[], out: ArrayBuffer): Promise<SealResult> {
+    return this.pool.run({ kind: 'seal', buf, out, items }, { transferList: [buf, out] });
+  }
+
+  open(buf: ArrayBuffer, items: OpenItem[], out: ArrayBuffer): Promise<OpenResult> {
+    return this.pool.run({ kind: 'open', buf, out, items }, { transferList: [buf, out] });
+  }
+
+  async close(): Promise<void> {
+    await this.pool.destroy();
+  }
+}

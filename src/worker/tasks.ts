@@ -1,0 +1,111 @@
+/**
+ * The hot path, as pure functions over one buffer: chunk + hash, seal
+ * (compress + encrypt), open (decrypt + decompress + verify). They run inside
+ * worker threads (worker.ts) but import nothing from storage or the index.
+ */
+import { FastCdc, type ChunkerParams } from '../chunker/fastcdc.js';
+import { gearFromBytes } from '../chunker/gear.js';
+import { KeyedHasher } from '../crypto/hash.js';
+import { sealBlobInto, openBlobInto, BLOB_OVERHEAD } from '../format/blob.js';
+import type { BlobType } from '../ids.js';
+
+/** Secrets and settings a worker needs; given once per pool (workerData). */
+export interface WorkerContext {
+  chunker: ChunkerParams;
+  gearBytes: Uint8Array;
+  blobIdKey: Uint8Array;
+  blobKey: Uint8Array;
+  compressionLevel: number;
+}
+
+export interface Region {
+  start: number;
+  end: number;
+  /** True when the data of this stream ends at `end`. */
+  eof: boolean;
+}
+
+export interface RegionChunks {
+  /** Chunk lengths from `start`; for a non-EOF region the last partial chunk is left out. */
+  lengths: number[];
+  /** 32 bytes per chunk. */
+  ids: Uint8Array;
+}
+
+export interface SealItem {
+  offset: number;
+  length: number;
+  type: BlobType;
+  id: string;
+}
+
+export interface OpenItem extends SealItem {
+  rawLength: number;
+}
+
+export class HotPath {
+  private readonly cdc: FastCdc;
+  private readonly ids: KeyedHasher;
+  constructor(private readonly ctx: WorkerContext) {
+    this.cdc = new FastCdc(ctx.chunker, gearFromBytes(ctx.gearBytes));
+    this.ids = new KeyedHasher(ctx.blobIdKey);
+  }
+
+  chunkAndHash(buf: Uint8Array, regions: Region[]): RegionChunks[] {
+    const max = this.ctx.chunker.maxSize;
+    return regions.map(({ start, end, eof }) => {
+      const lengths: number[] = [];
+      let pos = start;
+      while (pos < end) {
+        if (!eof && end - pos < max) break;
+        const n = this.cdc.cut(buf, pos, end);
+        lengths.push(n);
+        pos += n;
+      }
+      const ids = new Uint8Array(lengths.length * 32);
+      pos = start;
+      lengths.forEach((n, i) => {
+        ids.set(this.ids.hash(buf.subarray(pos, pos + n)), i * 32);
+        pos += n;
+      });
+      return { lengths, ids };
+    });
+  }
+
+  /**
+   * Seals each item into `out` back to back; returns the stored lengths.
+   * `out` must hold the worst case: sum of item lengths + BLOB_OVERHEAD each.
+   */
+  seal(buf: Uint8Array, items: SealItem[], out: Buffer): number[] {
+    const lengths: number[] = [];
+    let pos = 0;
+    for (const it of items) {
+      if (pos + it.length + BLOB_OVERHEAD > out.length) throw new RangeError('seal: output buffer too small');
+      const n = sealBlobInto(this.ctx.blobKey, it.type, Buffer.from(it.id, 'hex'), buf.subarray(it.offset, it.offset + it.length), this.ctx.compressionLevel, out, pos);
+      lengths.push(n);
+      pos += n;
+    }
+    return lengths;
+  }
+
+  /**
+   * Opens each item into `out`, back to back (item i at the sum of the raw
+   * lengths before it). Returns an error string per item (null when good);
+   * a failed item's bytes in `out` are garbage and must not be used.
+   */
+  open(buf: Uint8Array, items: OpenItem[], out: Buffer): (string | null)[] {
+    const errors: (string | null)[] = [];
+    let pos = 0;
+    for (const it of items) {
+      try {
+        if (pos + it.rawLength > out.length) throw new RangeError('output buffer too small');
+        openBlobInto(this.ctx, it.type, it.id, buf.subarray(it.offset, it.offset + it.length), out.subarray(pos, pos + it.rawLength));
+        errors.push(null);
+      } catch (e) {
+        errors.push(e instanceof Error ? e.message : String(e));
+      }
+      pos += it.rawLength;
+    }
+    return errors;
+  }
+}
