@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CofferError, errnoCode } from '../errors.js';
 import { encodeTree, decodeTree, compareNames, type TreeNode, type NodeType } from '../format/tree.js';
-import { sealBlob, computeBlobId, BLOB_OVERHEAD } from '../format/blob.js';
+import { sealBlob, computeBlobId } from '../format/blob.js';
 import type { Snapshot, SnapshotData, SnapshotSummary } from '../format/snapshot.js';
 import { Packer } from '../repo/packer.js';
 import type { Repository } from '../repo/repository.js';
@@ -202,7 +202,7 @@ export class Archiver {
       repo.backend,
       repo.keys.metaKey,
       repo.config.packSize,
-      { maxBlob: repo.config.chunker.maxSize + BLOB_OVERHEAD },
+      {},
       { indexWritten: (name, packs) => repo.cache.addIndexFile(name, packs) },
     );
     this.pipeline = new DataPipeline(repo, this.packer, (n) => {

@@ -42,6 +42,9 @@ export class WorkerPool {
       minThreads: threads,
       maxThreads: threads,
       idleTimeout: 60_000,
+      // Workers make short-lived garbage only (their big buffers are
+      // transferred ArrayBuffers): a small young generation keeps RSS down.
+      resourceLimits: { maxYoungGenerationSizeMb: 6 },
     });
   }
 
