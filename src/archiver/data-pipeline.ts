@@ -175,27 +175,33 @@ export class DataPipeline {
   private async readLarge(fd: number): Promise<FileContent> {
     try {
       this.throwIfFailed();
-      const W = this.windows.size;
       const ids: string[] = [];
       let win = await this.windows.acquire();
       let filled = 0;
       let pos = 0;
-      let eof = false;
       for (;;) {
-        while (filled < W && !eof) {
-          const bytesRead = readSync(fd, win, filled, W - filled, pos);
-          if (bytesRead === 0) eof = true;
-          filled += bytesRead;
-          pos += bytesRead;
-          this.stats.bytesRead += bytesRead;
-          this.onBytes(bytesRead);
+        // The worker reads the window itself (see worker.ts).
+        let res;
+        try {
+          res = await this.repo.workers().readHash(win.buffer as ArrayBuffer, fd, pos, filled);
+        } catch (e) {
+          this.windows.release(win.buffer as ArrayBuffer); // detached by the failed transfer: only the slot comes back
+          throw e;
         }
+        win = Buffer.from(res.buf);
+        if (res.error !== undefined) {
+          this.windows.release(win);
+          throw Object.assign(new Error(`read failed: ${res.error}`), { code: res.error });
+        }
+        const eof = res.eof;
+        filled += res.bytesRead;
+        pos += res.bytesRead;
+        this.stats.bytesRead += res.bytesRead;
+        this.onBytes(res.bytesRead);
         if (filled === 0) {
           this.windows.release(win);
           return { ids, size: pos };
         }
-        const res = await this.repo.workers().hash(win.buffer as ArrayBuffer, [{ start: 0, end: filled, eof }]);
-        win = Buffer.from(res.buf);
         const { lengths } = res.results[0];
         const got = chunkIds(res.results[0].ids);
         const chunks: { offset: number; length: number; id: string }[] = [];
@@ -227,7 +233,7 @@ export class DataPipeline {
     for (const c of chunks) {
       if (this.repo.hasBlob('data', c.id)) continue;
       this.repo.noteSaved('data', c.id);
-      items.push({ ...c, type: 'data' });
+      items.push({ offset: c.offset, length: c.length, id: c.id, type: 'data' });
     }
     if (items.length === 0) {
       pool.release(win);
