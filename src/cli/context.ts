@@ -2,12 +2,15 @@
 import { CofferError } from '../errors.js';
 import { openBackend } from '../storage/location.js';
 import { Repository } from '../repo/repository.js';
+import type { RepoSecret } from '../repo/keyring.js';
+import { decodeRecoveryCode, RecoveryCodeError } from '../crypto/recovery.js';
 import { readPassword } from './password.js';
 
 export interface GlobalOptions {
   repo?: string;
   passwordFile?: string;
   passwordCommand?: string;
+  recoveryKey?: string;
   cacheDir?: string;
   cache?: boolean;
   json?: boolean;
@@ -43,16 +46,41 @@ export function repoLocation(g: GlobalOptions): string {
   return loc;
 }
 
+/** Decodes a typed-in recovery code; a typo is a "checksum mismatch" (exit 12), never "wrong key". */
+export function recoverySecret(code: string): RepoSecret {
+  try {
+    return { kind: 'recovery', entropy: decodeRecoveryCode(code) };
+  } catch (e) {
+    if (e instanceof RecoveryCodeError) throw new CofferError('BAD_RECOVERY_CODE', e.message);
+    throw e;
+  }
+}
+
+/**
+ * What opens the repository: --recovery-key, else --password-file /
+ * --password-command, else COFFER_RECOVERY_KEY, else the other password
+ * sources (see password.ts).
+ */
+export async function readSecret(g: GlobalOptions): Promise<RepoSecret> {
+  if (g.recoveryKey !== undefined) return recoverySecret(g.recoveryKey);
+  if (!g.passwordFile && !g.passwordCommand && process.env.COFFER_RECOVERY_KEY) return recoverySecret(process.env.COFFER_RECOVERY_KEY);
+  return { kind: 'passphrase', passphrase: await readPassword(g) };
+}
+
+export function wipeSecret(s: RepoSecret): void {
+  (s.kind === 'passphrase' ? s.passphrase : s.entropy).fill(0);
+}
+
 export async function openRepo(g: GlobalOptions): Promise<Repository> {
   const backend = openBackend(repoLocation(g));
-  const password = await readPassword(g);
+  const secret = await readSecret(g);
   try {
-    return await Repository.open(backend, password, {
+    return await Repository.open(backend, secret, {
       cacheDir: g.cacheDir ?? process.env.COFFER_CACHE_DIR,
       noCache: g.cache === false || process.env.COFFER_NO_CACHE === '1',
     });
   } finally {
-    password.fill(0);
+    wipeSecret(secret);
   }
 }
 

@@ -18,7 +18,7 @@ import { validateSnapshot, type Snapshot, type SnapshotData } from '../format/sn
 import { IndexCache, type BlobLocation } from '../cache/index-cache.js';
 import { StorageError, describe, type Backend, type Handle } from '../storage/backend.js';
 import { WorkerPool } from '../worker/pool.js';
-import { addKeyFile, openMaster } from './keyring.js';
+import { addKeyFile, openMaster, type RepoSecret } from './keyring.js';
 import type { BlobType, SnapshotId } from '../ids.js';
 
 export const DEFAULT_CHUNKER: ChunkerParams = { minSize: 512 * 1024, avgSize: 1024 * 1024, maxSize: 8 * 1024 * 1024 };
@@ -57,7 +57,7 @@ export function storageFailure(e: unknown): CofferError {
   return new CofferError('INTERNAL', e instanceof Error ? e.message : String(e), {}, { cause: e });
 }
 
-async function readConfig(backend: Backend): Promise<Buffer> {
+export async function readConfig(backend: Backend): Promise<Buffer> {
   let stored: Buffer;
   try {
     stored = await backend.read({ type: 'config', name: 'config' });
@@ -117,9 +117,10 @@ export class Repository {
     return config.id;
   }
 
-  static async open(backend: Backend, passphrase: Buffer, opts: OpenOptions = {}): Promise<Repository> {
+  /** Opens with a passphrase (a Buffer) or a recovery code's entropy ({kind: 'recovery', entropy}). */
+  static async open(backend: Backend, secret: Buffer | RepoSecret, opts: OpenOptions = {}): Promise<Repository> {
     const stored = await readConfig(backend);
-    const { master, keyName } = await openMaster(backend, passphrase).catch((e) => {
+    const { master, keyName } = await openMaster(backend, secret).catch((e) => {
       throw e instanceof CofferError ? e : storageFailure(e);
     });
     const keys = deriveRepoKeys(master);
