@@ -144,6 +144,21 @@ describe('coffer key', () => {
     fails(coffer(['snapshots'], pw('second password')), 12, /wrong password/);
     expect(list(pw('first password'))).toHaveLength(keys.length - 1);
   });
+
+  it('a key file planted from another repository is listed as unreadable, does not open anything, and can be removed', () => {
+    const other = path.join(dir, 'other-repo');
+    ok(coffer(['init', '-r', other], pw('planted password')));
+    const planted = readdirSync(path.join(other, 'keys')).find((n) => /^[0-9a-f]{64}$/.test(n))!;
+    writeFileSync(path.join(repo, 'keys', planted), readFileSync(path.join(other, 'keys', planted)));
+    const keys = list(pw('first password'));
+    expect(keys.find((k) => k.id === planted)).toMatchObject({ kind: 'unreadable', label: '', current: false });
+    // Its own passphrase unwraps the other repository's master secret, which does not open this config.
+    fails(coffer(['snapshots'], pw('planted password')), 13, /belongs to another repository/);
+    // The right passphrase still opens, whichever order the slots are tried in.
+    ok(coffer(['snapshots', '-q'], pw('first password')));
+    ok(coffer(['key', 'remove', planted], pw('first password')));
+    expect(list(pw('first password')).map((k) => k.id)).not.toContain(planted);
+  });
 });
 
 describe('recovery keys', () => {

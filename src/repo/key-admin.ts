@@ -8,7 +8,7 @@ import { newRecoveryCode } from '../crypto/recovery.js';
 import { decodeConfig } from '../format/config.js';
 import { CofferError, integrityError } from '../errors.js';
 import type { Backend } from '../storage/backend.js';
-import { readConfig, storageFailure } from './repository.js';
+import { configOpens, readConfig, storageFailure } from './repository.js';
 import { addKeyFile, addRecoveryKeyFile, listKeys, openMaster, verifyKeyFile, type KeyInfo, type RepoSecret } from './keyring.js';
 
 export interface KeyListEntry extends KeyInfo {
@@ -27,7 +27,7 @@ export class KeyAdmin {
 
   static async open(backend: Backend, secret: Buffer | RepoSecret): Promise<KeyAdmin> {
     const stored = await readConfig(backend);
-    const { master, keyName } = await openMaster(backend, secret).catch((e) => {
+    const { master, keyName } = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored)).catch((e) => {
       throw storageFailure(e);
     });
     const keys = deriveRepoKeys(master);

@@ -10,7 +10,7 @@ import { forgetKey, plainHash } from '../crypto/hash.js';
 import { recoveryKek } from '../crypto/recovery.js';
 import { decodeKeyMeta, encodeKeyFile, isRecoveryKdf, parseKeyFile, unwrapMaster, type KeyFileJson, type KeyMeta } from '../format/keyfile.js';
 import type { Backend, ReadBackend } from '../storage/backend.js';
-import { CofferError } from '../errors.js';
+import { CofferError, integrityError } from '../errors.js';
 
 /** What opens a repository: a passphrase, or the entropy of a decoded recovery code. */
 export type RepoSecret = { kind: 'passphrase'; passphrase: Buffer } | { kind: 'recovery'; entropy: Buffer };
@@ -77,6 +77,8 @@ export async function openMaster(
   backend: ReadBackend,
   secretOrPassphrase: Buffer | RepoSecret,
   preferred?: string,
+  /** Checks a candidate master against this repository (its config); a slot whose master fails is skipped. */
+  belongs?: (master: Buffer) => boolean,
 ): Promise<{ master: Buffer; keyName: string }> {
   const secret = asSecret(secretOrPassphrase);
   const names = (await backend.list('keys')).map((k) => k.name).filter((n) => /^[0-9a-f]{64}$/.test(n)).sort();
@@ -84,6 +86,7 @@ export async function openMaster(
   if (preferred && names.includes(preferred)) names.unshift(...names.splice(names.indexOf(preferred), 1));
   let damaged = 0;
   let ofKind = 0;
+  let foreign = 0;
   for (const name of names) {
     let k;
     try {
@@ -100,7 +103,15 @@ export async function openMaster(
       damaged++; // parameters the KDF refuses (e.g. a salt too short)
       continue;
     }
+    if (master && belongs && !belongs(master)) {
+      master.fill(0);
+      foreign++;
+      continue;
+    }
     if (master) return { master, keyName: name };
+  }
+  if (foreign > 0) {
+    throw integrityError('the config file is damaged, or the key file that opened belongs to another repository', { file: 'config' });
   }
   if (damaged === names.length) throw new CofferError('REPO_INVALID', 'every key file in the repository is damaged');
   if (secret.kind === 'recovery') {

@@ -71,6 +71,19 @@ export async function readConfig(backend: Backend): Promise<Buffer> {
   return stored;
 }
 
+/** True if `master` opens this config: the key slot belongs to this repository. */
+export function configOpens(master: Buffer, stored: Buffer): boolean {
+  const keys = deriveRepoKeys(master);
+  try {
+    decodeConfig(keys.metaKey, stored);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    wipeRepoKeys(keys);
+  }
+}
+
 export class Repository {
   private pool?: WorkerPool;
   /** Blobs written (or being written) in this session, "type:id". */
@@ -120,7 +133,7 @@ export class Repository {
   /** Opens with a passphrase (a Buffer) or a recovery code's entropy ({kind: 'recovery', entropy}). */
   static async open(backend: Backend, secret: Buffer | RepoSecret, opts: OpenOptions = {}): Promise<Repository> {
     const stored = await readConfig(backend);
-    const { master, keyName } = await openMaster(backend, secret).catch((e) => {
+    const { master, keyName } = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored)).catch((e) => {
       throw e instanceof CofferError ? e : storageFailure(e);
     });
     const keys = deriveRepoKeys(master);
