@@ -2,7 +2,7 @@
  * Key management through the real CLI on a real repository: key list / add /
  * passwd / remove, recovery keys opening every command, and the refusals.
  */
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
@@ -112,6 +112,14 @@ describe('coffer key', () => {
     fails(coffer(['key', 'add'], pw('first password')), 12, /no new password given/);
     fails(coffer(['key', 'add'], { ...pw('first password'), COFFER_NEW_PASSWORD: '' }), 12, /empty password/);
     expect(keyFiles()).toHaveLength(before);
+  });
+
+  it('init refuses --recovery-key (a repository starts with a password); key add warns about the test KDF', () => {
+    const never = path.join(dir, 'never');
+    fails(coffer(['init', '-r', never, '--recovery-key', '0000'], pw('x')), 2, /init takes a password/);
+    expect(existsSync(never)).toBe(false);
+    const r = ok(coffer(['key', 'add', '--label', 'weak in tests'], { ...pw('first password'), COFFER_NEW_PASSWORD: 'fourth password' }));
+    expect(r.stderr).toMatch(/warning: COFFER_TEST_LOW_KDF=1/);
   });
 
   it('add with a wrong password: exit 12', () => {

@@ -4,6 +4,7 @@ import { openBackend } from '../storage/location.js';
 import { KeyAdmin, type KeyListEntry } from '../repo/key-admin.js';
 import { localTime, table } from './format.js';
 import { readNewPassword } from './password.js';
+import { lowCostKdfAllowed } from '../crypto/kdf.js';
 import { Output, readSecret, repoLocation, wipeSecret, type GlobalOptions } from './context.js';
 
 async function withAdmin<T>(g: GlobalOptions, f: (a: KeyAdmin) => Promise<T>): Promise<T> {
@@ -65,6 +66,7 @@ export async function cmdKeyAdd(g: GlobalOptions, o: { label?: string; recovery?
       pw.fill(0);
     }
   });
+  if (lowCostKdfAllowed()) out.warn('COFFER_TEST_LOW_KDF=1: the new key uses the weak test KDF setting; never use it for real data');
   if (out.json) out.emit({ message_type: 'key_added', id, kind: 'passphrase' });
   else out.info(`added key ${id.slice(0, 8)}`);
   return 0;
@@ -80,6 +82,7 @@ export async function cmdKeyPasswd(g: GlobalOptions, o: { newPasswordFile?: stri
       pw.fill(0);
     }
   });
+  if (lowCostKdfAllowed()) out.warn('COFFER_TEST_LOW_KDF=1: the new key uses the weak test KDF setting; never use it for real data');
   if (out.json) out.emit({ message_type: 'key_changed', old_id: r.oldId, new_id: r.newId });
   else out.info(`password changed: key ${r.oldId.slice(0, 8)} replaced by ${r.newId.slice(0, 8)}`);
   return 0;
