@@ -169,6 +169,26 @@ describe('coffer key', () => {
   });
 });
 
+describe('KDF strength outside tests', () => {
+  it('a slot made with the test KDF warns when it opens; key passwd replaces it with a full-strength Argon2id slot', () => {
+    const weakRepo = path.join(dir, 'weak-repo');
+    const base = { ...env({}), COFFER_REPOSITORY: weakRepo, COFFER_CACHE_DIR: path.join(dir, 'weak-cache') };
+    ok(coffer(['init'], { ...base, COFFER_PASSWORD: 'weak one' }));
+    const real = { ...base, COFFER_TEST_LOW_KDF: '0' };
+    const r = ok(coffer(['snapshots', '-q'], { ...real, COFFER_PASSWORD: 'weak one' }));
+    expect(r.stderr).toMatch(/warning: the password in use has a weak key-derivation setting/);
+    ok(coffer(['key', 'passwd'], { ...real, COFFER_PASSWORD: 'weak one', COFFER_NEW_PASSWORD: 'strong one' }));
+    const files = readdirSync(path.join(weakRepo, 'keys')).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    expect(files).toHaveLength(1);
+    const kdf = JSON.parse(readFileSync(path.join(weakRepo, 'keys', files[0]), 'utf8')).kdf;
+    expect(kdf).toMatchObject({ algorithm: 'argon2id', memoryKiB: 131072, parallelism: 1 });
+    expect(kdf.iterations).toBeGreaterThanOrEqual(2);
+    expect(Buffer.from(kdf.salt, 'base64')).toHaveLength(16);
+    const again = ok(coffer(['snapshots', '-q'], { ...real, COFFER_PASSWORD: 'strong one' }));
+    expect(again.stderr).not.toMatch(/weak/);
+  });
+});
+
 describe('recovery keys', () => {
   let code: string;
   let recId: string;

@@ -5,7 +5,7 @@ import { KeyAdmin, type KeyListEntry } from '../repo/key-admin.js';
 import { localTime, table } from './format.js';
 import { readNewPassword } from './password.js';
 import { lowCostKdfAllowed } from '../crypto/kdf.js';
-import { Output, readSecret, repoLocation, wipeSecret, type GlobalOptions } from './context.js';
+import { Output, readSecret, repoLocation, warnIfWeakKey, wipeSecret, type GlobalOptions } from './context.js';
 
 async function withAdmin<T>(g: GlobalOptions, f: (a: KeyAdmin) => Promise<T>): Promise<T> {
   const backend = openBackend(repoLocation(g));
@@ -16,6 +16,7 @@ async function withAdmin<T>(g: GlobalOptions, f: (a: KeyAdmin) => Promise<T>): P
   } finally {
     wipeSecret(secret);
   }
+  warnIfWeakKey(g, admin.weakKey);
   try {
     return await f(admin);
   } finally {

@@ -5,6 +5,7 @@ import { Repository } from '../repo/repository.js';
 import type { RepoSecret } from '../repo/keyring.js';
 import { decodeRecoveryCode, RecoveryCodeError } from '../crypto/recovery.js';
 import { readPassword } from './password.js';
+import { lowCostKdfAllowed } from '../crypto/kdf.js';
 
 export interface GlobalOptions {
   repo?: string;
@@ -71,17 +72,27 @@ export function wipeSecret(s: RepoSecret): void {
   (s.kind === 'passphrase' ? s.passphrase : s.entropy).fill(0);
 }
 
+/** Said whenever a slot below the KDF floor opens the repository outside tests. */
+export function warnIfWeakKey(g: GlobalOptions, weak: boolean): void {
+  if (weak && !lowCostKdfAllowed()) {
+    new Output(g).warn('the password in use has a weak key-derivation setting (made for tests); replace it with "coffer key passwd"');
+  }
+}
+
 export async function openRepo(g: GlobalOptions): Promise<Repository> {
   const backend = openBackend(repoLocation(g));
   const secret = await readSecret(g);
+  let repo: Repository;
   try {
-    return await Repository.open(backend, secret, {
+    repo = await Repository.open(backend, secret, {
       cacheDir: g.cacheDir ?? process.env.COFFER_CACHE_DIR,
       noCache: g.cache === false || process.env.COFFER_NO_CACHE === '1',
     });
   } finally {
     wipeSecret(secret);
   }
+  warnIfWeakKey(g, repo.weakKey);
+  return repo;
 }
 
 /** Parses sizes like 512K, 1M, 8MiB, 1048576. */

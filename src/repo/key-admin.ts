@@ -17,6 +17,8 @@ export interface KeyListEntry extends KeyInfo {
 }
 
 export class KeyAdmin {
+  /** True when the key slot in use has KDF settings below the creation floor. */
+  weakKey = false;
   private constructor(
     readonly backend: Backend,
     private readonly master: Buffer,
@@ -27,7 +29,7 @@ export class KeyAdmin {
 
   static async open(backend: Backend, secret: Buffer | RepoSecret): Promise<KeyAdmin> {
     const stored = await readConfig(backend);
-    const { master, keyName } = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored)).catch((e) => {
+    const { master, keyName, weak } = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored)).catch((e) => {
       throw storageFailure(e);
     });
     const keys = deriveRepoKeys(master);
@@ -38,7 +40,9 @@ export class KeyAdmin {
       wipeRepoKeys(keys);
       throw integrityError('the config file is damaged', { file: 'config' });
     }
-    return new KeyAdmin(backend, master, keys, keyName);
+    const admin = new KeyAdmin(backend, master, keys, keyName);
+    admin.weakKey = weak;
+    return admin;
   }
 
   async list(): Promise<KeyListEntry[]> {

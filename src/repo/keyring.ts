@@ -5,7 +5,7 @@
  * derive_key; the code has 160 random bits). Nothing here re-encrypts data.
  */
 import { randomBytes } from 'node:crypto';
-import { calibrate, checkKdfStrength, deriveKek } from '../crypto/kdf.js';
+import { calibrate, checkKdfStrength, deriveKek, MIN_PARAMS } from '../crypto/kdf.js';
 import { forgetKey, plainHash } from '../crypto/hash.js';
 import { recoveryKek } from '../crypto/recovery.js';
 import { decodeKeyMeta, encodeKeyFile, isRecoveryKdf, parseKeyFile, unwrapMaster, type KeyFileJson, type KeyMeta } from '../format/keyfile.js';
@@ -79,7 +79,7 @@ export async function openMaster(
   preferred?: string,
   /** Checks a candidate master against this repository (its config); a slot whose master fails is skipped. */
   belongs?: (master: Buffer) => boolean,
-): Promise<{ master: Buffer; keyName: string }> {
+): Promise<{ master: Buffer; keyName: string; weak: boolean }> {
   const secret = asSecret(secretOrPassphrase);
   const names = (await backend.list('keys')).map((k) => k.name).filter((n) => /^[0-9a-f]{64}$/.test(n)).sort();
   if (names.length === 0) throw new CofferError('REPO_INVALID', `${backend.location} has no key files`);
@@ -108,7 +108,7 @@ export async function openMaster(
       foreign++;
       continue;
     }
-    if (master) return { master, keyName: name };
+    if (master) return { master, keyName: name, weak: isWeak(k) };
   }
   if (foreign > 0) {
     throw integrityError('the config file is damaged, or the key file that opened belongs to another repository', { file: 'config' });
@@ -119,6 +119,11 @@ export async function openMaster(
     throw new CofferError('WRONG_PASSWORD', 'wrong recovery key (it is well-formed but opens no recovery key slot of this repository)');
   }
   throw new CofferError('WRONG_PASSWORD', 'wrong password or no key file for it');
+}
+
+/** A passphrase slot below the creation floor (e.g. made with COFFER_TEST_LOW_KDF=1). */
+function isWeak(k: KeyFileJson): boolean {
+  return !isRecoveryKdf(k.kdf) && (k.kdf.memoryKiB < MIN_PARAMS.memoryKiB || k.kdf.iterations < MIN_PARAMS.iterations);
 }
 
 export interface KeyInfo {

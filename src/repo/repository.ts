@@ -86,6 +86,8 @@ export function configOpens(master: Buffer, stored: Buffer): boolean {
 
 export class Repository {
   private pool?: WorkerPool;
+  /** True when the key slot that opened the repository has KDF settings below the creation floor. */
+  weakKey = false;
   /** Blobs written (or being written) in this session, "type:id". */
   private readonly sessionBlobs = new Set<string>();
 
@@ -133,7 +135,7 @@ export class Repository {
   /** Opens with a passphrase (a Buffer) or a recovery code's entropy ({kind: 'recovery', entropy}). */
   static async open(backend: Backend, secret: Buffer | RepoSecret, opts: OpenOptions = {}): Promise<Repository> {
     const stored = await readConfig(backend);
-    const { master, keyName } = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored)).catch((e) => {
+    const { master, keyName, weak } = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored)).catch((e) => {
       throw e instanceof CofferError ? e : storageFailure(e);
     });
     const keys = deriveRepoKeys(master);
@@ -155,6 +157,7 @@ export class Repository {
       cache = IndexCache.open(undefined);
     }
     const repo = new Repository(backend, config, keys, cache, keyName, opts.threads);
+    repo.weakKey = weak;
     try {
       await repo.syncIndex();
     } catch (e) {
