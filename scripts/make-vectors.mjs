@@ -30,6 +30,7 @@ const { computeBlobId, openBlob } = await lib('format/blob.js');
 const { decodeFile, decodeJsonFile } = await lib('format/file.js');
 const { decodeConfig } = await lib('format/config.js');
 const { parseKeyFile, unwrapMaster, decodeKeyMeta } = await lib('format/keyfile.js');
+const { encodeRecoveryCode, decodeRecoveryCode, recoveryKek } = await lib('crypto/recovery.js');
 const { decodePackHeader, decodePackTrailer, TRAILER_BYTES } = await lib('format/pack.js');
 const { decodeIndex, encodeIndex } = await lib('format/index-file.js');
 const { encodeTree, decodeTree } = await lib('format/tree.js');
@@ -152,6 +153,31 @@ const keyFileText = JSON.stringify({ coffer_key: 1, kdf, wrapped: wrapped.toStri
   assert.deepEqual(decodeKeyMeta(keys.metaKey, k), keyMeta);
 }
 
+// --- recovery key slot (section 6.1) ----------------------------------------
+const recEntropy = Buffer.from(Array.from({ length: 20 }, (_, i) => 0x40 + i));
+const recCode = encodeRecoveryCode(recEntropy);
+const recCheck = plainHash(Buffer.concat([Buffer.from('coffer-recovery-v1'), recEntropy])).subarray(0, 3);
+const recSalt = Buffer.from(Array.from({ length: 16 }, (_, i) => 0xb0 + i));
+const recKdf = { algorithm: 'recovery-v1', salt: recSalt.toString('base64') };
+const recKek = recoveryKek(recEntropy, recSalt);
+assert.deepEqual(recKek, deriveKey('coffer 2026-11 recovery key v1', Buffer.concat([recEntropy, recSalt])));
+const recAad = Buffer.concat([Buffer.from('coffer-key-v1'), Buffer.from(JSON.stringify(recKdf))]);
+const recWrapped = seal(recKek, master, recAad, nonce(20));
+const recMeta = { label: 'vector recovery key', created: '2026-01-01T00:00:00.000Z', kind: 'recovery' };
+const recMetaFile = smallFile('keymeta', Buffer.from(JSON.stringify(recMeta)), 21);
+const recFileText = JSON.stringify({ coffer_key: 1, kdf: recKdf, wrapped: recWrapped.toString('base64'), meta: recMetaFile.stored.toString('base64') });
+// A one-character typo in the first group (the first character replaced by the next alphabet letter).
+const ALPHA = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+const recTypo = ALPHA[(ALPHA.indexOf(recCode[0]) + 1) % 32] + recCode.slice(1);
+{
+  assert.deepEqual(decodeRecoveryCode(recCode), recEntropy);
+  assert.deepEqual(decodeRecoveryCode(recCode.toLowerCase().replaceAll('-', ' ')), recEntropy);
+  assert.throws(() => decodeRecoveryCode(recTypo), /checksum mismatch/);
+  const k = parseKeyFile(Buffer.from(recFileText));
+  assert.deepEqual(unwrapMaster(recKek, k), master);
+  assert.deepEqual(decodeKeyMeta(keys.metaKey, k), recMeta);
+}
+
 // --- pack (section 9) -------------------------------------------------------
 const packBlobs = [makeBlob('data', blobPlain, 7, false), makeBlob('data', Buffer.from('second blob, also raw'), 8, false), makeBlob('data', Buffer.from('z'.repeat(500)), 9, true)];
 const blobsBytes = Buffer.concat(packBlobs.map((b) => Buffer.from(b.stored, 'hex')));
@@ -255,6 +281,25 @@ const vectors = {
     meta: smallJson(metaFile, { json: keyMeta }),
     file: keyFileText,
     name: hex(plainHash(Buffer.from(keyFileText))),
+  },
+  recoveryKey: {
+    entropy: hex(recEntropy),
+    checkInput: '"coffer-recovery-v1" || entropy',
+    checkHashFirst3: hex(recCheck),
+    check20Bits: (recCheck[0] << 12) | (recCheck[1] << 4) | (recCheck[2] >> 4),
+    alphabet: ALPHA,
+    code: recCode,
+    typo: recTypo,
+    typoError: 'checksum mismatch',
+    kdf: recKdf,
+    kekContext: 'coffer 2026-11 recovery key v1',
+    kek: hex(recKek),
+    wrapAad: recAad.toString('latin1'),
+    wrapNonce: hex(nonce(20)),
+    wrapped: recWrapped.toString('base64'),
+    meta: smallJson(recMetaFile, { json: recMeta }),
+    file: recFileText,
+    name: hex(plainHash(Buffer.from(recFileText))),
   },
   pack: {
     blobs: packBlobs,

@@ -31,6 +31,9 @@ export { openBackend } from './storage/location.js';
 export type { ChunkerParams } from './chunker/fastcdc.js';
 export type { BlobId, PackId, SnapshotId } from './ids.js';
 export { VERSION } from './version.js';
+export { KeyAdmin, type KeyListEntry } from './repo/key-admin.js';
+export type { RepoSecret } from './repo/keyring.js';
+export { decodeRecoveryCode, encodeRecoveryCode, RecoveryCodeError } from './crypto/recovery.js';
 
 function toBytes(p: string | Uint8Array): Buffer {
   return typeof p === 'string' ? Buffer.from(p, 'utf8') : Buffer.from(p);

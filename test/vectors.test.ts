@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { deriveKey, keyedHash, plainHash } from '../dist/src/crypto/hash.js';
 import { open, seal } from '../dist/src/crypto/aead.js';
 import { deriveKek, type KdfParams } from '../dist/src/crypto/kdf.js';
+import { decodeRecoveryCode, encodeRecoveryCode } from '../dist/src/crypto/recovery.js';
 import { CONTEXTS, deriveRepoKeys } from '../dist/src/crypto/keys.js';
 import { padme } from '../dist/src/format/padding.js';
 import { computeBlobId, openBlob } from '../dist/src/format/blob.js';
@@ -197,6 +198,33 @@ describe('fixtures/vectors.json', () => {
     const parsed = parseKeyFile(Buffer.from(k.file));
     expect(unwrapMaster(kek, parsed)!.equals(master)).toBe(true);
     expect(decodeKeyMeta(keys.metaKey, parsed)).toEqual(k.meta.json);
+  });
+
+  it('recovery key slot and code (section 6.1)', () => {
+    const r = V.recoveryKey;
+    const entropy = hx(r.entropy);
+    // The code, computed from the spec alone: 160 entropy bits then the first 20 bits of the check hash, 5 bits per character.
+    const h = plainHash(Buffer.concat([Buffer.from('coffer-recovery-v1'), entropy]));
+    expect(hex(h.subarray(0, 3))).toBe(r.checkHashFirst3);
+    const bits = [...entropy, ...h.subarray(0, 3)].map((b) => b.toString(2).padStart(8, '0')).join('').slice(0, 180);
+    const chars = bits.match(/.{5}/g)!.map((b) => r.alphabet[parseInt(b, 2)]).join('');
+    expect(chars.match(/.{4}/g)!.join('-')).toBe(r.code);
+    expect(encodeRecoveryCode(entropy)).toBe(r.code);
+    expect(decodeRecoveryCode(r.code).equals(entropy)).toBe(true);
+    expect(decodeRecoveryCode(r.code.toLowerCase().replace(/0/g, 'o').replace(/1/g, 'l').replace(/-/g, ' ')).equals(entropy)).toBe(true);
+    expect(() => decodeRecoveryCode(r.typo)).toThrow(/checksum mismatch/);
+    const salt = Buffer.from(r.kdf.salt, 'base64');
+    const kek = deriveKey(r.kekContext, Buffer.concat([entropy, salt]));
+    expect(hex(kek)).toBe(r.kek);
+    expect(r.wrapAad).toBe('coffer-key-v1' + JSON.stringify({ algorithm: 'recovery-v1', salt: r.kdf.salt }));
+    expect(seal(kek, master, Buffer.from(r.wrapAad), hx(r.wrapNonce)).toString('base64')).toBe(r.wrapped);
+    const metaStored = checkSmallFile(r.meta, Buffer.from(r.meta.body, 'utf8'));
+    const text = JSON.stringify({ coffer_key: 1, kdf: r.kdf, wrapped: r.wrapped, meta: metaStored.toString('base64') });
+    expect(text).toBe(r.file);
+    expect(hex(plainHash(Buffer.from(text)))).toBe(r.name);
+    const parsed = parseKeyFile(Buffer.from(r.file));
+    expect(unwrapMaster(kek, parsed)!.equals(master)).toBe(true);
+    expect(decodeKeyMeta(keys.metaKey, parsed)).toEqual(r.meta.json);
   });
 
   it('pack (section 9): built by hand, read by the library', () => {

@@ -23,6 +23,7 @@ export async function cmdInit(g: GlobalOptions, o: { chunkMin?: string; chunkAvg
   };
   const level = o.compression === undefined ? undefined : Number(o.compression);
   if (level !== undefined && !Number.isInteger(level)) throw new CofferError('INVALID_ARGUMENT', `--compression must be an integer 0–19`);
+  if (g.recoveryKey !== undefined) throw new CofferError('INVALID_ARGUMENT', 'init takes a password; add a recovery key afterwards with "coffer key add --recovery"');
   const password = await readPassword(g, { confirm: true, prompt: 'enter password for new repository: ' });
   let id: string;
   try {

@@ -2,12 +2,16 @@
 import { CofferError } from '../errors.js';
 import { openBackend } from '../storage/location.js';
 import { Repository } from '../repo/repository.js';
+import type { RepoSecret } from '../repo/keyring.js';
+import { decodeRecoveryCode, RecoveryCodeError } from '../crypto/recovery.js';
 import { readPassword } from './password.js';
+import { lowCostKdfAllowed } from '../crypto/kdf.js';
 
 export interface GlobalOptions {
   repo?: string;
   passwordFile?: string;
   passwordCommand?: string;
+  recoveryKey?: string;
   cacheDir?: string;
   cache?: boolean;
   json?: boolean;
@@ -43,17 +47,52 @@ export function repoLocation(g: GlobalOptions): string {
   return loc;
 }
 
+/** Decodes a typed-in recovery code; a typo is a "checksum mismatch" (exit 12), never "wrong key". */
+export function recoverySecret(code: string): RepoSecret {
+  try {
+    return { kind: 'recovery', entropy: decodeRecoveryCode(code) };
+  } catch (e) {
+    if (e instanceof RecoveryCodeError) throw new CofferError('BAD_RECOVERY_CODE', e.message);
+    throw e;
+  }
+}
+
+/**
+ * What opens the repository: --recovery-key, else --password-file /
+ * --password-command, else COFFER_RECOVERY_KEY, else the other password
+ * sources (see password.ts).
+ */
+export async function readSecret(g: GlobalOptions): Promise<RepoSecret> {
+  if (g.recoveryKey !== undefined) return recoverySecret(g.recoveryKey);
+  if (!g.passwordFile && !g.passwordCommand && process.env.COFFER_RECOVERY_KEY) return recoverySecret(process.env.COFFER_RECOVERY_KEY);
+  return { kind: 'passphrase', passphrase: await readPassword(g) };
+}
+
+export function wipeSecret(s: RepoSecret): void {
+  (s.kind === 'passphrase' ? s.passphrase : s.entropy).fill(0);
+}
+
+/** Said whenever a slot below the KDF floor opens the repository outside tests. */
+export function warnIfWeakKey(g: GlobalOptions, weak: boolean): void {
+  if (weak && !lowCostKdfAllowed()) {
+    new Output(g).warn('the password in use has a weak key-derivation setting (made for tests); replace it with "coffer key passwd"');
+  }
+}
+
 export async function openRepo(g: GlobalOptions): Promise<Repository> {
   const backend = openBackend(repoLocation(g));
-  const password = await readPassword(g);
+  const secret = await readSecret(g);
+  let repo: Repository;
   try {
-    return await Repository.open(backend, password, {
+    repo = await Repository.open(backend, secret, {
       cacheDir: g.cacheDir ?? process.env.COFFER_CACHE_DIR,
       noCache: g.cache === false || process.env.COFFER_NO_CACHE === '1',
     });
   } finally {
-    password.fill(0);
+    wipeSecret(secret);
   }
+  warnIfWeakKey(g, repo.weakKey);
+  return repo;
 }
 
 /** Parses sizes like 512K, 1M, 8MiB, 1048576. */

@@ -7,6 +7,7 @@ import { CofferError, EXIT_CODES } from '../errors.js';
 import { VERSION } from '../version.js';
 import type { GlobalOptions } from './context.js';
 import { cmdBackup, cmdCheck, cmdInit, cmdRestore, cmdSnapshots } from './commands.js';
+import { registerKeyCommands } from './cmd-key.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -15,6 +16,7 @@ function globals(cmd: Command): Command {
     .option('-r, --repo <location>', 'repository location (env: COFFER_REPOSITORY)')
     .option('--password-file <file>', 'read the password from a file (env: COFFER_PASSWORD_FILE)')
     .option('--password-command <command>', 'run a shell command that prints the password (env: COFFER_PASSWORD_COMMAND)')
+    .option('--recovery-key <code>', 'open with a recovery key instead of a password (env: COFFER_RECOVERY_KEY)')
     .option('--cache-dir <dir>', 'local cache directory (env: COFFER_CACHE_DIR; default $XDG_CACHE_HOME/coffer)')
     .option('--no-cache', 'keep the index in memory only (env: COFFER_NO_CACHE=1)')
     .option('--json', 'machine-readable output on stdout')
@@ -85,6 +87,8 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
       .option('--read-data', 'read, decrypt and verify every blob')
       .addHelpText('after', '\nExit code 13 when a problem is found.\n\nExamples:\n  coffer check\n  coffer check --read-data'),
   ).action((o, cmd) => run(cmdCheck(g(cmd), o, signal)));
+
+  registerKeyCommands(p, globals, run);
 
   p.addOption(new Option('--debug').hideHelp());
   return p;

@@ -85,3 +85,26 @@ export async function readPassword(src: PasswordSources, opts: { confirm?: boole
   }
   return pw;
 }
+
+/**
+ * The new passphrase for "key add" / "key passwd": --new-password-file, then
+ * COFFER_NEW_PASSWORD, then a prompt asked twice (no echo).
+ */
+export async function readNewPassword(file: string | undefined): Promise<Buffer> {
+  let pw: Buffer;
+  if (file) pw = fromFile(file);
+  else if (process.env.COFFER_NEW_PASSWORD !== undefined) pw = Buffer.from(process.env.COFFER_NEW_PASSWORD);
+  else {
+    if (!process.stdin.isTTY) throw new CofferError('NO_PASSWORD', 'no new password given (use --new-password-file or COFFER_NEW_PASSWORD)');
+    pw = await promptHidden('enter new password: ');
+    const again = await promptHidden('enter new password again: ');
+    const same = again.equals(pw);
+    again.fill(0);
+    if (!same) {
+      pw.fill(0);
+      throw new CofferError('NO_PASSWORD', 'passwords do not match');
+    }
+  }
+  if (pw.length === 0) throw new CofferError('NO_PASSWORD', 'an empty password is not allowed');
+  return pw;
+}

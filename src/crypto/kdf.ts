@@ -56,9 +56,16 @@ export async function calibrate(salt: Buffer): Promise<KdfParams> {
   const base = { algorithm: 'argon2id' as const, salt: salt.toString('base64'), parallelism: 1 };
   if (lowCostKdfAllowed()) return { ...base, ...TEST_PARAMS };
   const probe: KdfParams = { ...base, memoryKiB: DEFAULT_MEMORY_KIB, iterations: 2 };
-  const t0 = performance.now();
-  await deriveKek(Buffer.from('calibration'), probe);
-  const perIteration = (performance.now() - t0) / 2;
+  // The first derivation also pays for faulting in 128 MiB of fresh memory
+  // (measured here: ~2x slower), which made the calibration pick too few
+  // iterations; time a second run too and keep the faster.
+  let best = Infinity;
+  for (let i = 0; i < 2; i++) {
+    const t0 = performance.now();
+    await deriveKek(Buffer.from('calibration'), probe);
+    best = Math.min(best, performance.now() - t0);
+  }
+  const perIteration = best / 2;
   const iterations = Math.min(MAX_ITERATIONS, Math.max(MIN_PARAMS.iterations, Math.round(TARGET_MS / perIteration)));
   return { ...probe, iterations };
 }

@@ -2,7 +2,8 @@
  * Key files (`keys/<id>`): plaintext JSON holding the KDF parameters and two
  * sealed fields. Nothing in plaintext names a host or user.
  *
- *   kek     = Argon2id(passphrase, kdf)
+ *   kek     = Argon2id(passphrase, kdf)                 (passphrase slots)
+ *           = KDF("coffer 2026-11 recovery key v1", entropy ‖ salt)   (recovery slots)
  *   wrapped = seal(kek, master, aad = "coffer-key-v1" || canonical JSON of kdf)
  *   meta    = file-encoded JSON {label, created, kind} under the metadata key
  */
@@ -20,19 +21,34 @@ export interface KeyMeta {
 const MAX_MEMORY_KIB = 4 * 1024 * 1024;
 const MAX_ITERATIONS = 1000;
 
+/** The "kdf" of a recovery slot: the code's entropy is the key material. */
+export interface RecoveryKdf {
+  algorithm: 'recovery-v1';
+  /** Base64 salt, 16 bytes. */
+  salt: string;
+}
+
+export type KeyKdf = KdfParams | RecoveryKdf;
+
+export function isRecoveryKdf(k: KeyKdf): k is RecoveryKdf {
+  return k.algorithm === 'recovery-v1';
+}
+
 export interface KeyFileJson {
   coffer_key: 1;
-  kdf: KdfParams;
+  kdf: KeyKdf;
   wrapped: string;
   meta: string;
 }
 
-function kdfAad(kdf: KdfParams): Buffer {
-  const canon = JSON.stringify({ algorithm: kdf.algorithm, memoryKiB: kdf.memoryKiB, iterations: kdf.iterations, parallelism: kdf.parallelism, salt: kdf.salt });
+function kdfAad(kdf: KeyKdf): Buffer {
+  const canon = isRecoveryKdf(kdf)
+    ? JSON.stringify({ algorithm: kdf.algorithm, salt: kdf.salt })
+    : JSON.stringify({ algorithm: kdf.algorithm, memoryKiB: kdf.memoryKiB, iterations: kdf.iterations, parallelism: kdf.parallelism, salt: kdf.salt });
   return Buffer.concat([Buffer.from('coffer-key-v1'), Buffer.from(canon)]);
 }
 
-export function encodeKeyFile(kek: Uint8Array, kdf: KdfParams, master: Uint8Array, metaKey: Uint8Array, meta: KeyMeta): Buffer {
+export function encodeKeyFile(kek: Uint8Array, kdf: KeyKdf, master: Uint8Array, metaKey: Uint8Array, meta: KeyMeta): Buffer {
   const k: KeyFileJson = {
     coffer_key: 1,
     kdf,
@@ -57,6 +73,15 @@ export function parseKeyFile(stored: Buffer): KeyFileJson {
     throw new KeyFileError('key file is not valid JSON');
   }
   const d = k?.kdf;
+  if (
+    k?.coffer_key === 1 &&
+    d?.algorithm === 'recovery-v1' &&
+    typeof d.salt === 'string' &&
+    typeof k.wrapped === 'string' &&
+    typeof k.meta === 'string'
+  ) {
+    return k;
+  }
   if (
     k?.coffer_key !== 1 ||
     !d ||

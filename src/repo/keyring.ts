@@ -1,12 +1,29 @@
 /**
- * Creating and opening key files: the passphrase side of the key hierarchy.
+ * Creating, opening, listing and removing key files: the secret side of the
+ * key hierarchy. A key file wraps the master secret under a key-encryption
+ * key derived from a passphrase (Argon2id) or from a recovery code (BLAKE3
+ * derive_key; the code has 160 random bits). Nothing here re-encrypts data.
  */
 import { randomBytes } from 'node:crypto';
-import { calibrate, checkKdfStrength, deriveKek } from '../crypto/kdf.js';
+import { calibrate, checkKdfStrength, deriveKek, MIN_PARAMS } from '../crypto/kdf.js';
 import { forgetKey, plainHash } from '../crypto/hash.js';
-import { encodeKeyFile, parseKeyFile, unwrapMaster, type KeyMeta } from '../format/keyfile.js';
+import { recoveryKek } from '../crypto/recovery.js';
+import { decodeKeyMeta, encodeKeyFile, isRecoveryKdf, parseKeyFile, unwrapMaster, type KeyFileJson, type KeyMeta } from '../format/keyfile.js';
 import type { Backend, ReadBackend } from '../storage/backend.js';
-import { CofferError } from '../errors.js';
+import { CofferError, integrityError } from '../errors.js';
+
+/** What opens a repository: a passphrase, or the entropy of a decoded recovery code. */
+export type RepoSecret = { kind: 'passphrase'; passphrase: Buffer } | { kind: 'recovery'; entropy: Buffer };
+
+export function asSecret(s: Buffer | RepoSecret): RepoSecret {
+  return Buffer.isBuffer(s) ? { kind: 'passphrase', passphrase: s } : s;
+}
+
+async function writeKeyFile(backend: Backend, stored: Buffer): Promise<string> {
+  const name = plainHash(stored).toString('hex');
+  await backend.write({ type: 'keys', name }, stored);
+  return name;
+}
 
 export async function addKeyFile(backend: Backend, passphrase: Buffer, master: Buffer, metaKey: Buffer, meta: KeyMeta): Promise<string> {
   const kdf = await calibrate(randomBytes(16));
@@ -15,43 +32,134 @@ export async function addKeyFile(backend: Backend, passphrase: Buffer, master: B
   const stored = encodeKeyFile(kek, kdf, master, metaKey, meta);
   forgetKey(kek);
   kek.fill(0);
-  const name = plainHash(stored).toString('hex');
-  await backend.write({ type: 'keys', name }, stored);
-  return name;
+  return writeKeyFile(backend, stored);
+}
+
+/** Writes a recovery slot for `entropy` (the decoded recovery code). */
+export async function addRecoveryKeyFile(backend: Backend, entropy: Buffer, master: Buffer, metaKey: Buffer, meta: KeyMeta): Promise<string> {
+  const salt = randomBytes(16);
+  const kek = recoveryKek(entropy, salt);
+  const stored = encodeKeyFile(kek, { algorithm: 'recovery-v1', salt: salt.toString('base64') }, master, metaKey, meta);
+  forgetKey(kek);
+  kek.fill(0);
+  return writeKeyFile(backend, stored);
+}
+
+async function readKeyFile(backend: ReadBackend, name: string): Promise<KeyFileJson> {
+  const stored = await backend.read({ type: 'keys', name });
+  if (plainHash(stored).toString('hex') !== name) throw new Error('name mismatch');
+  return parseKeyFile(stored);
+}
+
+/** The master secret if `secret` opens key file `k`, else undefined (wrong secret, or a slot of the other kind). */
+async function tryKeyFile(k: KeyFileJson, secret: RepoSecret): Promise<Buffer | undefined> {
+  let kek: Buffer;
+  if (isRecoveryKdf(k.kdf)) {
+    if (secret.kind !== 'recovery') return undefined;
+    kek = recoveryKek(secret.entropy, Buffer.from(k.kdf.salt, 'base64'));
+  } else {
+    if (secret.kind !== 'passphrase') return undefined;
+    kek = await deriveKek(secret.passphrase, k.kdf);
+  }
+  const master = unwrapMaster(kek, k);
+  forgetKey(kek);
+  kek.fill(0);
+  return master;
 }
 
 /**
- * Tries the passphrase on every key file (the last-used one first) and
- * returns the master secret. Damaged key files are skipped; if none opens,
- * the passphrase is wrong.
+ * Tries the secret on every key file of its kind (the preferred one first)
+ * and returns the master secret. A passphrase is only tried on passphrase
+ * slots and a recovery code only on recovery slots. Damaged key files are
+ * skipped; if none opens, the secret is wrong.
  */
-export async function openMaster(backend: ReadBackend, passphrase: Buffer, preferred?: string): Promise<{ master: Buffer; keyName: string }> {
-  const names = (await backend.list('keys')).map((k) => k.name).sort();
+export async function openMaster(
+  backend: ReadBackend,
+  secretOrPassphrase: Buffer | RepoSecret,
+  preferred?: string,
+  /** Checks a candidate master against this repository (its config); a slot whose master fails is skipped. */
+  belongs?: (master: Buffer) => boolean,
+): Promise<{ master: Buffer; keyName: string; weak: boolean }> {
+  const secret = asSecret(secretOrPassphrase);
+  const names = (await backend.list('keys')).map((k) => k.name).filter((n) => /^[0-9a-f]{64}$/.test(n)).sort();
   if (names.length === 0) throw new CofferError('REPO_INVALID', `${backend.location} has no key files`);
   if (preferred && names.includes(preferred)) names.unshift(...names.splice(names.indexOf(preferred), 1));
   let damaged = 0;
+  let ofKind = 0;
+  let foreign = 0;
   for (const name of names) {
     let k;
     try {
-      const stored = await backend.read({ type: 'keys', name });
-      if (plainHash(stored).toString('hex') !== name) throw new Error('name mismatch');
-      k = parseKeyFile(stored);
+      k = await readKeyFile(backend, name);
     } catch {
       damaged++;
       continue;
     }
-    let kek: Buffer;
+    if (isRecoveryKdf(k.kdf) === (secret.kind === 'recovery')) ofKind++;
+    let master;
     try {
-      kek = await deriveKek(passphrase, k.kdf);
+      master = await tryKeyFile(k, secret);
     } catch {
       damaged++; // parameters the KDF refuses (e.g. a salt too short)
       continue;
     }
-    const master = unwrapMaster(kek, k);
-    forgetKey(kek);
-    kek.fill(0);
-    if (master) return { master, keyName: name };
+    if (master && belongs && !belongs(master)) {
+      master.fill(0);
+      foreign++;
+      continue;
+    }
+    if (master) return { master, keyName: name, weak: isWeak(k) };
+  }
+  if (foreign > 0) {
+    throw integrityError('the config file is damaged, or the key file that opened belongs to another repository', { file: 'config' });
   }
   if (damaged === names.length) throw new CofferError('REPO_INVALID', 'every key file in the repository is damaged');
+  if (secret.kind === 'recovery') {
+    if (ofKind === 0) throw new CofferError('WRONG_PASSWORD', 'this repository has no recovery key');
+    throw new CofferError('WRONG_PASSWORD', 'wrong recovery key (it is well-formed but opens no recovery key slot of this repository)');
+  }
   throw new CofferError('WRONG_PASSWORD', 'wrong password or no key file for it');
+}
+
+/** A passphrase slot below the creation floor (e.g. made with COFFER_TEST_LOW_KDF=1). */
+function isWeak(k: KeyFileJson): boolean {
+  return !isRecoveryKdf(k.kdf) && (k.kdf.memoryKiB < MIN_PARAMS.memoryKiB || k.kdf.iterations < MIN_PARAMS.iterations);
+}
+
+export interface KeyInfo {
+  /** The key file's name (64 hex). */
+  id: string;
+  label: string;
+  created: string;
+  kind: KeyMeta['kind'] | 'unreadable';
+}
+
+/**
+ * Every key file with its (decrypted) metadata. A key file that does not
+ * parse or whose metadata does not open under `metaKey` is listed as
+ * "unreadable" (damaged, or planted by someone without the master secret).
+ */
+export async function listKeys(backend: ReadBackend, metaKey: Buffer): Promise<KeyInfo[]> {
+  const names = (await backend.list('keys')).map((k) => k.name).filter((n) => /^[0-9a-f]{64}$/.test(n));
+  const out: KeyInfo[] = [];
+  for (const id of names) {
+    try {
+      const k = await readKeyFile(backend, id);
+      const m = decodeKeyMeta(metaKey, k);
+      const kind = isRecoveryKdf(k.kdf) ? 'recovery' : 'passphrase';
+      out.push({ id, label: String(m.label ?? ''), created: String(m.created ?? ''), kind });
+    } catch {
+      out.push({ id, label: '', created: '', kind: 'unreadable' });
+    }
+  }
+  return out.sort((a, b) => a.created.localeCompare(b.created) || a.id.localeCompare(b.id));
+}
+
+/** Checks that key file `name` opens with `secret` and yields `master` (read back from storage). */
+export async function verifyKeyFile(backend: ReadBackend, name: string, secret: RepoSecret, master: Buffer): Promise<boolean> {
+  const k = await readKeyFile(backend, name);
+  const got = await tryKeyFile(k, secret);
+  const ok = got !== undefined && got.equals(master);
+  got?.fill(0);
+  return ok;
 }

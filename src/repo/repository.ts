@@ -18,7 +18,7 @@ import { validateSnapshot, type Snapshot, type SnapshotData } from '../format/sn
 import { IndexCache, type BlobLocation } from '../cache/index-cache.js';
 import { StorageError, describe, type Backend, type Handle } from '../storage/backend.js';
 import { WorkerPool } from '../worker/pool.js';
-import { addKeyFile, openMaster } from './keyring.js';
+import { addKeyFile, openMaster, type RepoSecret } from './keyring.js';
 import type { BlobType, SnapshotId } from '../ids.js';
 
 export const DEFAULT_CHUNKER: ChunkerParams = { minSize: 512 * 1024, avgSize: 1024 * 1024, maxSize: 8 * 1024 * 1024 };
@@ -57,7 +57,7 @@ export function storageFailure(e: unknown): CofferError {
   return new CofferError('INTERNAL', e instanceof Error ? e.message : String(e), {}, { cause: e });
 }
 
-async function readConfig(backend: Backend): Promise<Buffer> {
+export async function readConfig(backend: Backend): Promise<Buffer> {
   let stored: Buffer;
   try {
     stored = await backend.read({ type: 'config', name: 'config' });
@@ -71,8 +71,23 @@ async function readConfig(backend: Backend): Promise<Buffer> {
   return stored;
 }
 
+/** True if `master` opens this config: the key slot belongs to this repository. */
+export function configOpens(master: Buffer, stored: Buffer): boolean {
+  const keys = deriveRepoKeys(master);
+  try {
+    decodeConfig(keys.metaKey, stored);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    wipeRepoKeys(keys);
+  }
+}
+
 export class Repository {
   private pool?: WorkerPool;
+  /** True when the key slot that opened the repository has KDF settings below the creation floor. */
+  weakKey = false;
   /** Blobs written (or being written) in this session, "type:id". */
   private readonly sessionBlobs = new Set<string>();
 
@@ -117,9 +132,10 @@ export class Repository {
     return config.id;
   }
 
-  static async open(backend: Backend, passphrase: Buffer, opts: OpenOptions = {}): Promise<Repository> {
+  /** Opens with a passphrase (a Buffer) or a recovery code's entropy ({kind: 'recovery', entropy}). */
+  static async open(backend: Backend, secret: Buffer | RepoSecret, opts: OpenOptions = {}): Promise<Repository> {
     const stored = await readConfig(backend);
-    const { master, keyName } = await openMaster(backend, passphrase).catch((e) => {
+    const { master, keyName, weak } = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored)).catch((e) => {
       throw e instanceof CofferError ? e : storageFailure(e);
     });
     const keys = deriveRepoKeys(master);
@@ -141,6 +157,7 @@ export class Repository {
       cache = IndexCache.open(undefined);
     }
     const repo = new Repository(backend, config, keys, cache, keyName, opts.threads);
+    repo.weakKey = weak;
     try {
       await repo.syncIndex();
     } catch (e) {

@@ -1,0 +1,130 @@
+/** `coffer key …`: list, add (passphrase or --recovery), passwd, remove. Key files only; data is never re-encrypted. */
+import type { Command } from 'commander';
+import { openBackend } from '../storage/location.js';
+import { KeyAdmin, type KeyListEntry } from '../repo/key-admin.js';
+import { localTime, table } from './format.js';
+import { readNewPassword } from './password.js';
+import { lowCostKdfAllowed } from '../crypto/kdf.js';
+import { Output, readSecret, repoLocation, warnIfWeakKey, wipeSecret, type GlobalOptions } from './context.js';
+
+async function withAdmin<T>(g: GlobalOptions, f: (a: KeyAdmin) => Promise<T>): Promise<T> {
+  const backend = openBackend(repoLocation(g));
+  const secret = await readSecret(g);
+  let admin: KeyAdmin;
+  try {
+    admin = await KeyAdmin.open(backend, secret);
+  } finally {
+    wipeSecret(secret);
+  }
+  warnIfWeakKey(g, admin.weakKey);
+  try {
+    return await f(admin);
+  } finally {
+    admin.close();
+  }
+}
+
+function keyJson(k: KeyListEntry) {
+  return { id: k.id, short_id: k.id.slice(0, 8), label: k.label, created: k.created, kind: k.kind, current: k.current };
+}
+
+export async function cmdKeyList(g: GlobalOptions): Promise<number> {
+  const out = new Output(g);
+  const keys = await withAdmin(g, (a) => a.list());
+  if (out.json) {
+    out.emit(keys.map(keyJson));
+    return 0;
+  }
+  const rows = keys.map((k) => [(k.current ? '*' : ' ') + k.id.slice(0, 8), k.kind, k.created ? localTime(k.created) : '', k.label]);
+  process.stdout.write(table([' ID', 'Kind', 'Created', 'Label'], rows) + '\n');
+  process.stdout.write(`${keys.length} key${keys.length === 1 ? '' : 's'} (* = the key in use)\n`);
+  return 0;
+}
+
+const RECOVERY_WARNING = [
+  'Write this recovery key down and keep it somewhere safe, away from this computer.',
+  'It is shown only this once. Anyone who has it can open the repository, and without',
+  'it or a password nobody can - not you, not the storage provider, not the coffer authors.',
+];
+
+export async function cmdKeyAdd(g: GlobalOptions, o: { label?: string; recovery?: boolean; newPasswordFile?: string }): Promise<number> {
+  const out = new Output(g);
+  if (o.recovery) {
+    const { id, code } = await withAdmin(g, (a) => a.addRecovery(o.label ?? 'recovery key'));
+    if (out.json) {
+      out.emit({ message_type: 'key_added', id, kind: 'recovery', recovery_key: code, warning: RECOVERY_WARNING.join(' ') });
+    } else {
+      // The code goes to stdout even with --quiet: it exists nowhere else.
+      process.stdout.write(`added recovery key ${id.slice(0, 8)}\n\n    ${code}\n\n${RECOVERY_WARNING.join('\n')}\n`);
+    }
+    return 0;
+  }
+  const id = await withAdmin(g, async (a) => {
+    const pw = await readNewPassword(o.newPasswordFile);
+    try {
+      return await a.addPassphrase(pw, o.label ?? 'passphrase key');
+    } finally {
+      pw.fill(0);
+    }
+  });
+  if (lowCostKdfAllowed()) out.warn('COFFER_TEST_LOW_KDF=1: the new key uses the weak test KDF setting; never use it for real data');
+  if (out.json) out.emit({ message_type: 'key_added', id, kind: 'passphrase' });
+  else out.info(`added key ${id.slice(0, 8)}`);
+  return 0;
+}
+
+export async function cmdKeyPasswd(g: GlobalOptions, o: { newPasswordFile?: string }): Promise<number> {
+  const out = new Output(g);
+  const r = await withAdmin(g, async (a) => {
+    const pw = await readNewPassword(o.newPasswordFile);
+    try {
+      return await a.changePassphrase(pw);
+    } finally {
+      pw.fill(0);
+    }
+  });
+  if (lowCostKdfAllowed()) out.warn('COFFER_TEST_LOW_KDF=1: the new key uses the weak test KDF setting; never use it for real data');
+  if (out.json) out.emit({ message_type: 'key_changed', old_id: r.oldId, new_id: r.newId });
+  else out.info(`password changed: key ${r.oldId.slice(0, 8)} replaced by ${r.newId.slice(0, 8)}`);
+  return 0;
+}
+
+export async function cmdKeyRemove(g: GlobalOptions, ref: string): Promise<number> {
+  const out = new Output(g);
+  const k = await withAdmin(g, (a) => a.remove(ref));
+  if (out.json) out.emit({ message_type: 'key_removed', id: k.id });
+  else out.info(`removed key ${k.id.slice(0, 8)}${k.label ? ` (${k.label})` : ''}`);
+  return 0;
+}
+
+/** Adds `coffer key …` to the program. `globals` adds the shared options to a command. */
+export function registerKeyCommands(p: Command, globals: (c: Command) => Command, run: (job: Promise<number>) => void): void {
+  const g = (cmd: Command) => cmd.optsWithGlobals() as GlobalOptions;
+  const key = p
+    .command('key')
+    .description('manage the passphrases and recovery keys that open the repository (never re-encrypts data)')
+    .addHelpText('after', '\nExamples:\n  coffer key list\n  coffer key add --label laptop\n  coffer key add --recovery\n  coffer key passwd\n  coffer key remove 1a2b3c4d');
+  const newPw = '--new-password-file <file>';
+  const newPwHelp = 'read the new password from a file (env: COFFER_NEW_PASSWORD; default: prompt twice)';
+  globals(key.command('list').description('list key slots: id, kind, creation time, label')).action((o, cmd) => run(cmdKeyList(g(cmd))));
+  globals(
+    key
+      .command('add')
+      .description('add a passphrase (or, with --recovery, a generated recovery key)')
+      .option('--label <text>', 'label stored encrypted with the key')
+      .option('--recovery', 'generate a recovery key instead, and print it once')
+      .option(newPw, newPwHelp),
+  ).action((o, cmd) => run(cmdKeyAdd(g(cmd), o)));
+  globals(
+    key
+      .command('passwd')
+      .description('change the password of the key in use (writes a new key file, then removes the old one)')
+      .option(newPw, newPwHelp),
+  ).action((o, cmd) => run(cmdKeyPasswd(g(cmd), o)));
+  globals(
+    key
+      .command('remove')
+      .description('remove a key slot (not the one in use, nor the last one)')
+      .argument('<id>', 'key id or unique prefix (see "coffer key list")'),
+  ).action((ref, o, cmd) => run(cmdKeyRemove(g(cmd), ref)));
+}
