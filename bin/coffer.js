@@ -10,6 +10,13 @@ v8.setFlagsFromString('--max-semi-space-size=2');
 
 // Top-level await: if the CLI ever left a promise unsettled, Node exits with
 // code 13 instead of a silent 0.
+// A closed pipe on stdout (`coffer ls … | head`) ends the command quietly,
+// as for other Unix tools.
+process.stdout.on('error', (e) => {
+  if (e && e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw e;
+});
+
 const { main } = await import('../dist/src/cli/main.js');
 try {
   process.exitCode = await main(process.argv);

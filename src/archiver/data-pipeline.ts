@@ -153,15 +153,16 @@ export class DataPipeline {
    * Streams a file of any size through the chunker. Resolves once the file
    * has a slot (so the caller is throttled) with a promise of its blob ids.
    */
-  async startLarge(fd: number): Promise<Pending> {
+  async startLarge(fd: number, positional = true): Promise<Pending> {
     this.throwIfFailed();
     await this.bigFiles.acquire();
-    const content = this.readLarge(fd);
+    const content = this.readLarge(fd, positional);
     content.catch(() => {});
     return { content };
   }
 
-  private async readLarge(fd: number): Promise<FileContent> {
+  /** `positional` false: read sequentially (a pipe, such as standard input). */
+  private async readLarge(fd: number, positional: boolean): Promise<FileContent> {
     try {
       this.throwIfFailed();
       const W = this.windows.size;
@@ -172,7 +173,7 @@ export class DataPipeline {
       let eof = false;
       for (;;) {
         while (filled < W && !eof) {
-          const bytesRead = readSync(fd, win, filled, W - filled, pos);
+          const bytesRead = readSync(fd, win, filled, W - filled, positional ? pos : null);
           if (bytesRead === 0) eof = true;
           filled += bytesRead;
           pos += bytesRead;

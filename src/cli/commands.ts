@@ -11,6 +11,9 @@ import { readPassword } from './password.js';
 import { ProgressLine } from './progress.js';
 import { bytes, duration, localTime, table } from './format.js';
 import { openRepo, Output, parseSize, repoLocation, type GlobalOptions } from './context.js';
+import { buildSelection, type SelectFlags } from './backup-select.js';
+import { jsonStatus } from './json-status.js';
+import { closeSync } from 'node:fs';
 
 export async function cmdInit(g: GlobalOptions, o: { chunkMin?: string; chunkAvg?: string; chunkMax?: string; compression?: string }): Promise<number> {
   const out = new Output(g);
@@ -51,23 +54,26 @@ function splitTags(tags: string[] | undefined): string[] {
 export async function cmdBackup(
   g: GlobalOptions,
   paths: string[],
-  o: { tag?: string[]; host?: string; parent?: string; force?: boolean },
+  o: { tag?: string[]; host?: string; parent?: string; force?: boolean } & SelectFlags,
   signal: AbortSignal,
 ): Promise<number> {
   const out = new Output(g);
-  if (paths.length === 0) throw new CofferError('INVALID_ARGUMENT', 'nothing to back up: give at least one path');
+  const sel = buildSelection(paths, o);
   const repo = await openRepo(g);
   const progress = new ProgressLine(!g.quiet && !g.json);
+  const status = out.json ? jsonStatus(out) : undefined;
   try {
     const t0 = Date.now();
     const { snapshot, incomplete } = await backup(repo, {
-      paths,
+      paths: sel.paths,
+      filter: sel.filter,
+      stdin: sel.stdin,
       tags: splitTags(o.tag),
       hostname: o.host,
-      parent: o.force ? null : o.parent,
-      scan: progress.enabled,
+      parent: o.force || sel.stdin ? null : o.parent,
+      scan: progress.enabled || out.json,
       signal,
-      onProgress: (p) => progress.update(p),
+      onProgress: (p) => (status ? status(p) : progress.update(p)),
       onWarning: (w) => {
         progress.clear();
         out.warn(`${w.path}: ${w.message}`);
@@ -89,6 +95,7 @@ export async function cmdBackup(
     return incomplete ? 3 : 0;
   } finally {
     progress.clear();
+    if (sel.stdin && sel.stdin.fd !== 0) closeSync(sel.stdin.fd);
     await repo.close();
   }
 }

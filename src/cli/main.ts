@@ -7,6 +7,8 @@ import { CofferError, EXIT_CODES } from '../errors.js';
 import { VERSION } from '../version.js';
 import type { GlobalOptions } from './context.js';
 import { cmdBackup, cmdCheck, cmdInit, cmdRestore, cmdSnapshots } from './commands.js';
+import { addSelectOptions, PATTERN_HELP } from './backup-select.js';
+import { registerExploreCommands } from './cmd-explore.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -45,15 +47,15 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
   ).action((o, cmd) => run(cmdInit(g(cmd), o)));
 
   globals(
-    p
-      .command('backup')
+    addSelectOptions(p
+      .command('backup'))
       .description('back up files and directories into a new snapshot')
       .argument('[paths...]', 'files and directories to back up')
       .option('--tag <tags>', 'add tags (comma-separated; repeatable)', collect)
       .option('--host <name>', 'hostname recorded in the snapshot (default: this host)')
       .option('--parent <snapshot>', 'compare with this snapshot instead of the latest one with the same host and paths')
       .option('-f, --force', 'read every file, ignoring the parent snapshot')
-      .addHelpText('after', '\nExamples:\n  coffer backup -r /mnt/backup/repo ~/Documents ~/Pictures\n  coffer backup --tag daily /etc'),
+      .addHelpText('after', `${PATTERN_HELP}\n\nExamples:\n  coffer backup -r /mnt/backup/repo ~/Documents ~/Pictures\n  coffer backup --tag daily /etc\n  coffer backup ~ --exclude '*.tmp' --exclude node_modules --exclude-caches -x\n  find ~/photos -newer stamp -print0 | coffer backup --files-from-raw -\n  pg_dump db | coffer backup --stdin --stdin-filename db.sql`),
   ).action((paths, o, cmd) => run(cmdBackup(g(cmd), paths, o, signal)));
 
   globals(
@@ -85,6 +87,8 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
       .option('--read-data', 'read, decrypt and verify every blob')
       .addHelpText('after', '\nExit code 13 when a problem is found.\n\nExamples:\n  coffer check\n  coffer check --read-data'),
   ).action((o, cmd) => run(cmdCheck(g(cmd), o, signal)));
+
+  registerExploreCommands(p, globals, run);
 
   p.addOption(new Option('--debug').hideHelp());
   return p;

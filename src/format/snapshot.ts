@@ -30,6 +30,8 @@ export interface SnapshotData {
   tags: string[];
   tree: string;
   parent?: string;
+  /** Set when the snapshot file was rewritten (e.g. by `coffer tag`): the id of the first version. */
+  original?: string;
   program_version: string;
   summary: SnapshotSummary;
 }

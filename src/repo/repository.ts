@@ -286,7 +286,14 @@ export class Repository {
     if (!/^[0-9a-f]{1,64}$/.test(ref)) throw new CofferError('INVALID_ARGUMENT', `"${ref}" is not a snapshot id (hex) or "latest"`);
     const hits = all.filter((s) => s.id.startsWith(ref));
     if (hits.length === 0) throw new CofferError('SNAPSHOT_NOT_FOUND', `no snapshot with id ${ref}`);
-    if (hits.length > 1) throw new CofferError('SNAPSHOT_AMBIGUOUS', `snapshot prefix ${ref} is ambiguous (${hits.length} matches); give more characters`);
+    if (hits.length > 1) {
+      const shown = hits.slice(0, 5).map((s) => s.id.slice(0, Math.max(8, ref.length + 2)));
+      throw new CofferError(
+        'SNAPSHOT_AMBIGUOUS',
+        `snapshot prefix ${ref} is ambiguous: it matches ${shown.join(', ')}${hits.length > 5 ? ` and ${hits.length - 5} more` : ''}; give more characters`,
+        { candidates: hits.map((s) => s.id) },
+      );
+    }
     return hits[0];
   }
 
