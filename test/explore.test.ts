@@ -94,7 +94,7 @@ describe('find', () => {
 describe('diff', () => {
   it('reports added, removed, modified and metadata-only changes', () => {
     const j = jsonLines(run(['diff', snap1, snap2, '--json']).stdout);
-    const changes = Object.fromEntries(j.filter((l) => l.message_type === 'change').map((l) => [l.path.slice(src.length), l.modifier]));
+    const changes = Object.fromEntries(j.filter((l) => l.message_type === 'change' && l.path.startsWith(`${src}/`)).map((l) => [l.path.slice(src.length), l.modifier]));
     expect(changes).toEqual({
       '/docs/report.pdf': 'M',
       '/docs/same.txt': 'U',
