@@ -144,32 +144,65 @@ export async function cmdSnapshots(g: GlobalOptions, o: { host?: string[]; tag?:
 export async function cmdRestore(
   g: GlobalOptions,
   ref: string,
-  o: { target?: string; include?: string[]; host?: string[]; path?: string[] },
+  o: { target?: string; include?: string[]; exclude?: string[]; overwrite?: string; delete?: boolean; dryRun?: boolean; verify?: boolean; host?: string[]; path?: string[] },
   signal: AbortSignal,
 ): Promise<number> {
   const out = new Output(g);
   if (!o.target) throw new CofferError('INVALID_ARGUMENT', 'please give a target directory with --target');
+  const overwrite = o.overwrite ?? 'always';
+  if (overwrite !== 'always' && overwrite !== 'if-changed' && overwrite !== 'never') throw new CofferError('INVALID_ARGUMENT', `--overwrite must be always, if-changed or never, not "${overwrite}"`);
   const repo = await openRepo(g);
-  const progress = new ProgressLine(!g.quiet && !g.json);
+  const progress = new ProgressLine(!g.quiet && !g.json && !o.dryRun);
+  const status = out.json ? jsonStatus(out) : undefined;
   try {
     const paths = (o.path ?? []).map((p) => path.resolve(p));
     const snap = await repo.findSnapshot(ref, (s) => (!o.host?.length || o.host.includes(s.hostname)) && paths.every((p) => s.paths.includes(p)));
-    out.info(`restoring snapshot ${snap.id.slice(0, 8)} of [${snap.paths.join(', ')}] at ${localTime(snap.time)} to ${path.resolve(o.target)}`);
+    out.info(`${o.dryRun ? 'dry run: would restore' : 'restoring'} snapshot ${snap.id.slice(0, 8)} of [${snap.paths.join(', ')}] at ${localTime(snap.time)} to ${path.resolve(o.target)}`);
     const t0 = Date.now();
     const r = await restore(repo, snap, {
       target: o.target,
       include: o.include,
+      exclude: o.exclude,
+      overwrite,
+      delete: o.delete,
+      dryRun: o.dryRun,
+      verify: o.verify,
       signal,
-      onProgress: (p) => progress.update(p),
+      onProgress: (p) => (status ? status(p) : progress.update(p)),
+      onItem: (i) => {
+        if (out.json) {
+          if (g.verbose || o.dryRun) out.emit({ message_type: 'verbose_status', action: i.action, item: i.path, size: i.size });
+        } else if (g.verbose || (o.dryRun && !g.quiet)) {
+          progress.clear();
+          process.stdout.write(`${o.dryRun ? 'would have ' : ''}${i.action} ${i.path}${i.type === 'file' ? ` (${bytes(i.size)})` : ''}\n`);
+        }
+      },
       onWarning: (w) => {
         progress.clear();
         out.warn(`${w.path}: ${w.message}`);
       },
     });
     progress.clear();
-    if (out.json) out.emit({ message_type: 'summary', snapshot_id: snap.id, files_restored: r.filesRestored, bytes_restored: r.bytesRestored, errors: r.errors });
-    else {
-      out.info(`restored ${r.filesRestored} files, ${bytes(r.bytesRestored)} in ${duration(Date.now() - t0)}`);
+    if (out.json) {
+      out.emit({
+        message_type: 'summary',
+        snapshot_id: snap.id,
+        dry_run: o.dryRun === true,
+        files_restored: r.filesRestored,
+        files_unchanged: r.filesUnchanged,
+        files_skipped: r.filesSkipped,
+        files_deleted: r.deleted,
+        files_verified: r.filesVerified,
+        bytes_restored: r.bytesRestored,
+        errors: r.errors,
+      });
+    } else if (o.dryRun) {
+      out.info(`would restore ${r.filesUnchanged ? `${r.filesRestored} files (${r.filesUnchanged} already up to date)` : `${r.filesRestored} files`}${r.filesSkipped ? `, leave ${r.filesSkipped} existing` : ''}${o.delete ? `, delete ${r.deleted}` : ''}`);
+    } else {
+      out.info(`restored ${r.filesRestored} files, ${bytes(r.bytesRestored)} written in ${duration(Date.now() - t0)}${r.filesUnchanged ? ` (${r.filesUnchanged} were already up to date)` : ''}`);
+      if (r.filesSkipped) out.info(`left ${r.filesSkipped} existing files as they were (--overwrite never)`);
+      if (o.delete) out.info(`deleted ${r.deleted} entries not in the snapshot`);
+      if (o.verify) out.info(`verified ${r.filesVerified} files`);
       if (r.errors) out.warn(`${r.errors} problems; some files were not restored (see above)`);
     }
     return r.errors ? 3 : 0;

@@ -74,10 +74,18 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
       .description('restore a snapshot (or part of it) into a directory')
       .argument('<snapshot>', 'snapshot id, unique id prefix, or "latest"')
       .option('-t, --target <dir>', 'directory to restore into')
-      .option('-i, --include <path>', 'restore only this path of the snapshot (repeatable)', collect)
+      .option('-i, --include <pattern>', 'restore only what matches (a path such as /home/me/docs, or a pattern) and the directories leading to it (repeatable)', collect)
+      .option('-e, --exclude <pattern>', 'do not restore what matches (repeatable)', collect)
+      .option('--overwrite <when>', 'existing files: always (default; writes only the chunks that differ), if-changed (also trusts matching size and mtime), never')
+      .option('--delete', 'delete files in the target that are not in the snapshot (inside restored directories)')
+      .option('--dry-run', 'only show what would be done (with -v, each file)')
+      .option('--verify', 'read restored files back and check them against the snapshot')
       .option('--host <name>', 'with "latest": only snapshots of this host', collect)
       .option('--path <path>', 'with "latest": only snapshots that include this path', collect)
-      .addHelpText('after', '\nBacking up /a/b and restoring into T recreates T/a/b.\n\nExamples:\n  coffer restore latest --target /tmp/restore\n  coffer restore 1a2b3c4d --target /tmp/r --include /home/me/docs'),
+      .addHelpText(
+        'after',
+        `\nBacking up /a/b and restoring into T recreates T/a/b. Patterns work as for backup --exclude.\n\nExamples:\n  coffer restore latest --target /tmp/restore\n  coffer restore 1a2b3c4d --target /tmp/r --include /home/me/docs\n  coffer restore latest --target / --include '*.conf' --exclude '/etc/ssl'\n  coffer restore latest --target ~/mirror --delete --dry-run -v`,
+      ),
   ).action((ref, o, cmd) => run(cmdRestore(g(cmd), ref, o, signal)));
 
   globals(
