@@ -208,3 +208,18 @@ describe('snapshot prefixes', () => {
     expect(lines[0]).toMatch(new RegExp(`^coffer: snapshot prefix ${a[0]} is ambiguous: it matches ${a[0]}[0-9a-f]{7}, ${a[0]}[0-9a-f]{7}.*; give more characters$`));
   });
 });
+
+describe('environment', () => {
+  it('COFFER_JSON, COFFER_QUIET and COFFER_THREADS stand in for --json, --quiet and --threads; the command line wins', () => {
+    const j = coffer(['stats'], { ...env, COFFER_JSON: '1' });
+    expect(j.code).toBe(0);
+    expect(JSON.parse(j.stdout).mode).toBe('restore-size');
+    const q = coffer(['tag', 'latest', '--add', 'envtest'], { ...env, COFFER_QUIET: 'true' });
+    expect(q.code).toBe(0);
+    expect(q.stdout).toBe('');
+    const off = coffer(['stats'], { ...env, COFFER_JSON: '0' });
+    expect(off.stdout).toMatch(/^Stats in restore-size mode:/);
+    expect(coffer(['stats', '--threads', '1'], { ...env, COFFER_THREADS: '2' }).code).toBe(0);
+    expect(coffer(['stats', '--threads', 'many'], env).code).toBe(2);
+  });
+});

@@ -21,12 +21,12 @@ import { snapshotStats } from '../explore/stats.js';
 import { changeTags } from '../explore/tags.js';
 import { tarEnd, tarHeader, tarPadding } from '../explore/tar.js';
 import { bytes, localTime } from './format.js';
-import { openRepo, Output, type GlobalOptions } from './context.js';
+import { openRepo, Output, withEnv, type GlobalOptions } from './context.js';
 
 type Run = (p: Promise<number>) => void;
 type Globals = (c: Command) => Command;
 const collect = (v: string, prev: string[] = []) => [...prev, v];
-const g = (cmd: Command) => cmd.optsWithGlobals() as GlobalOptions;
+const g = (cmd: Command) => withEnv(cmd.optsWithGlobals() as GlobalOptions);
 
 async function withRepo(gl: GlobalOptions, f: (repo: Repository, out: Output) => Promise<number>): Promise<number> {
   const out = new Output(gl);

@@ -5,7 +5,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { CofferError, EXIT_CODES } from '../errors.js';
 import { VERSION } from '../version.js';
-import type { GlobalOptions } from './context.js';
+import { withEnv, type GlobalOptions } from './context.js';
 import { cmdBackup, cmdCheck, cmdInit, cmdRestore, cmdSnapshots } from './commands.js';
 import { addSelectOptions, PATTERN_HELP } from './backup-select.js';
 import { registerExploreCommands } from './cmd-explore.js';
@@ -19,9 +19,10 @@ function globals(cmd: Command): Command {
     .option('--password-command <command>', 'run a shell command that prints the password (env: COFFER_PASSWORD_COMMAND)')
     .option('--cache-dir <dir>', 'local cache directory (env: COFFER_CACHE_DIR; default $XDG_CACHE_HOME/coffer)')
     .option('--no-cache', 'keep the index in memory only (env: COFFER_NO_CACHE=1)')
-    .option('--json', 'machine-readable output on stdout')
-    .option('-q, --quiet', 'print only errors and warnings')
-    .option('-v, --verbose', 'print more detail');
+    .option('--threads <n>', 'worker threads (env: COFFER_THREADS; default: cores, at most 8)')
+    .option('--json', 'machine-readable output on stdout (env: COFFER_JSON=1)')
+    .option('-q, --quiet', 'print only errors and warnings (env: COFFER_QUIET=1)')
+    .option('-v, --verbose', 'print more detail (env: COFFER_VERBOSE=1)');
 }
 
 function program(run: (p: Promise<number>) => void, signal: AbortSignal): Command {
@@ -33,7 +34,7 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
     .exitOverride();
   globals(p);
 
-  const g = (cmd: Command) => cmd.optsWithGlobals() as GlobalOptions;
+  const g = (cmd: Command) => withEnv(cmd.optsWithGlobals() as GlobalOptions);
 
   globals(
     p
