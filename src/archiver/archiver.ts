@@ -25,6 +25,13 @@ import { Semaphore } from '../util/semaphore.js';
 import type { EntryFilter } from './select.js';
 import { VERSION } from '../version.js';
 
+/**
+ * Progress of a running backup, passed to `onProgress` (at most ten times a second).
+ * @example
+ * ```ts
+ * await backup(repo, { paths, scan: true, onProgress: (p: BackupProgress) => console.log(`${p.bytesDone}/${p.totalBytes ?? '?'}`) });
+ * ```
+ */
 export interface BackupProgress {
   filesDone: number;
   dirsDone: number;
@@ -36,11 +43,25 @@ export interface BackupProgress {
   errors: number;
 }
 
+/**
+ * A file that could not be backed up, and why; the backup goes on.
+ * @example
+ * ```ts
+ * await backup(repo, { paths, onWarning: (w: BackupWarning) => log.warn(`${w.path}: ${w.message}`) });
+ * ```
+ */
 export interface BackupWarning {
   path: string;
   message: string;
 }
 
+/**
+ * What to back up and how: paths (or one stdin stream), tags, host, parent snapshot, a selection `filter`, and callbacks for progress and warnings.
+ * @example
+ * ```ts
+ * const opts: BackupOptions = { paths: ['/etc'], onWarning: (w) => console.error(w.path, w.message) };
+ * ```
+ */
 export interface BackupOptions {
   paths: string[];
   tags?: string[];
@@ -65,6 +86,13 @@ export interface BackupOptions {
   stdin?: { name: string; fd: number };
 }
 
+/**
+ * The snapshot written, and whether some files could not be read.
+ * @example
+ * ```ts
+ * const r: BackupResult = await backup(repo, { paths }); if (r.incomplete) console.warn('some files were skipped');
+ * ```
+ */
 export interface BackupResult {
   snapshot: Snapshot;
   /** Some files could not be read; they are missing from the snapshot. */
@@ -628,7 +656,13 @@ function stdinPath(name: string): string {
   return `/${name}`;
 }
 
-/** Backs up `opts.paths` into `repo` and writes a snapshot. */
+/**
+ * Backs up `opts.paths` into `repo` and writes a snapshot.
+ * @example
+ * ```ts
+ * const { snapshot, incomplete } = await backup(repo, { paths: ['/home/me'], tags: ['daily'], filter: createFilter({ exclude: ['*.tmp'] }) });
+ * ```
+ */
 export async function backup(repo: Repository, opts: BackupOptions): Promise<BackupResult> {
   return new Archiver(repo, opts).run();
 }

@@ -25,7 +25,13 @@ import { closeSync, lstatSync, openSync, readSync } from 'node:fs';
 import picomatch from 'picomatch';
 import { CofferError } from '../errors.js';
 
-/** The stat fields the filter looks at (a `BigIntStats` or `Stats`). */
+/**
+ * The stat fields the filter looks at (a `BigIntStats` or `Stats`).
+ * @example
+ * ```ts
+ * const f = createFilter({ excludeLargerThan: 10 })!; f('/x', fs.lstatSync('/x', { bigint: true }), 0n);
+ * ```
+ */
 export interface EntryStat {
   dev: bigint | number;
   size: bigint | number;
@@ -39,9 +45,20 @@ export interface EntryStat {
  *  - `'keep'`: back it up;
  *  - `'skip'`: leave it out of the snapshot;
  *  - `'empty'`: (directories) store the directory itself but not its contents.
+ * @example
+ * ```ts
+ * const noHidden: EntryFilter = (p) => (String(p).split('/').pop()!.startsWith('.') ? 'skip' : 'keep');
+ * ```
  */
 export type EntryFilter = (path: Buffer | string, st: EntryStat, targetDev: bigint | number) => 'keep' | 'skip' | 'empty';
 
+/**
+ * Rules for choosing what a backup includes (see `createFilter`).
+ * @example
+ * ```ts
+ * const opts: SelectOptions = { iexclude: ['thumbs.db'], excludeLargerThan: 1 << 30 };
+ * ```
+ */
 export interface SelectOptions {
   /** Exclude patterns (case-sensitive). */
   exclude?: string[];
@@ -57,7 +74,13 @@ export interface SelectOptions {
   oneFileSystem?: boolean;
 }
 
-/** The signature a CACHEDIR.TAG file starts with (https://bford.info/cachedir/). */
+/**
+ * The signature a CACHEDIR.TAG file starts with (https://bford.info/cachedir/).
+ * @example
+ * ```ts
+ * fs.writeFileSync('build/CACHEDIR.TAG', CACHEDIR_SIGNATURE + '\n');
+ * ```
+ */
 export const CACHEDIR_SIGNATURE = 'Signature: 8a477f597d28d172789f06886806bc55';
 
 interface Compiled {
@@ -88,6 +111,11 @@ function compileOne(raw: string, nocase: boolean): Compiled | undefined {
 /**
  * A compiled list of patterns. `matches(path)` tells whether the absolute
  * path is excluded by the list.
+ * @example
+ * ```ts
+ * const p = new PatternList([{ pattern: '*.log' }, { pattern: '/var/cache' }]);
+ * p.matches('/srv/app/x.log'); // true
+ * ```
  */
 export class PatternList {
   private readonly rules: Compiled[] = [];
@@ -125,7 +153,13 @@ export function expandEnv(s: string, env: NodeJS.ProcessEnv = process.env): stri
   return s.replace(/\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))/g, (_, a, b) => env[a ?? b] ?? '');
 }
 
-/** Parses the text of a pattern file: trims lines, skips empty ones and `#` comments, expands variables. */
+/**
+ * Parses the text of a pattern file: trims lines, skips empty ones and `#` comments, expands variables.
+ * @example
+ * ```ts
+ * const exclude = parsePatternFile(fs.readFileSync('/etc/coffer/excludes', 'utf8'));
+ * ```
+ */
 export function parsePatternFile(text: string): string[] {
   return text
     .split(/\r?\n/)
@@ -178,6 +212,11 @@ function hasTagFile(file: Buffer, header: string | undefined): boolean {
 /**
  * Builds the filter for `opts`; undefined when nothing is excluded (the
  * archiver then skips the call entirely).
+ * @example
+ * ```ts
+ * const filter = createFilter({ exclude: ['*.tmp', 'node_modules'], excludeCaches: true, oneFileSystem: true });
+ * await backup(repo, { paths: ['/home/me'], filter });
+ * ```
  */
 export function createFilter(opts: SelectOptions): EntryFilter | undefined {
   const patterns = new PatternList([

@@ -10,15 +10,33 @@ import { loadTree } from './tree-walk.js';
 /**
  * `+` added, `-` removed, `M` content changed, `U` metadata only (mode, owner,
  * times, extended attributes), `T` type changed.
+ * @example
+ * ```ts
+ * const onlyContent = (c: Change) => c.kind === ('M' satisfies ChangeKind);
+ * ```
  */
 export type ChangeKind = '+' | '-' | 'M' | 'U' | 'T';
 
+/**
+ * One difference reported by `diffTrees`.
+ * @example
+ * ```ts
+ * await diffTrees(repo, a.tree, b.tree, (c: Change) => console.log(c.kind, c.path));
+ * ```
+ */
 export interface Change {
   path: string;
   kind: ChangeKind;
   type: TreeNode['type'];
 }
 
+/**
+ * Totals of a comparison: files changed, and what was added and removed.
+ * @example
+ * ```ts
+ * const st: DiffStats = await diffTrees(repo, a.tree, b.tree, () => {}); console.log(st.added.bytes);
+ * ```
+ */
 export interface DiffStats {
   changedFiles: number;
   added: { files: number; dirs: number; others: number; bytes: number };

@@ -8,6 +8,13 @@ import type { Repository } from '../repo/repository.js';
 import type { Snapshot } from '../format/snapshot.js';
 import { loadTree } from './tree-walk.js';
 
+/**
+ * Files, directories and bytes a restore would write.
+ * @example
+ * ```ts
+ * const { restore: size } = await snapshotStats(repo, [snap]); console.log(size.files, size.bytes);
+ * ```
+ */
 export interface RestoreSize {
   files: number;
   dirs: number;
@@ -16,6 +23,13 @@ export interface RestoreSize {
   bytes: number;
 }
 
+/**
+ * What the referenced data costs in the repository: distinct blobs, uncompressed and stored bytes.
+ * @example
+ * ```ts
+ * const { raw } = await snapshotStats(repo, await repo.listSnapshots()); console.log(raw.blobs, raw.storedBytes);
+ * ```
+ */
 export interface RawDataStats {
   /** Distinct blobs (data and tree) the snapshots reference. */
   blobs: number;
@@ -27,6 +41,13 @@ export interface RawDataStats {
   missing: number;
 }
 
+/**
+ * Statistics of a set of snapshots (see `snapshotStats`).
+ * @example
+ * ```ts
+ * const s: SnapshotStats = await snapshotStats(repo, [snap]); console.log(s.restore.bytes, s.raw.storedBytes);
+ * ```
+ */
 export interface SnapshotStats {
   snapshots: number;
   restore: RestoreSize;

@@ -7,6 +7,13 @@
 import { storageFailure, type Repository } from '../repo/repository.js';
 import type { Snapshot, SnapshotData } from '../format/snapshot.js';
 
+/**
+ * A change to a snapshot's tags: `set` replaces them, then `add` and `remove` apply.
+ * @example
+ * ```ts
+ * await changeTags(repo, snap, { set: ['monthly'] } satisfies TagChange);
+ * ```
+ */
 export interface TagChange {
   /** Replace all tags with these (applied first). */
   set?: string[];
@@ -14,7 +21,13 @@ export interface TagChange {
   remove?: string[];
 }
 
-/** The tag list after `change`, deduplicated, in first-seen order. */
+/**
+ * The tag list after `change`, deduplicated, in first-seen order.
+ * @example
+ * ```ts
+ * applyTagChange(['a', 'b'], { add: ['c'], remove: ['a'] }); // ['b', 'c']
+ * ```
+ */
 export function applyTagChange(tags: string[], change: TagChange): string[] {
   let out = change.set ? [...change.set] : [...tags];
   for (const t of change.add ?? []) if (!out.includes(t)) out.push(t);

@@ -8,6 +8,13 @@ import { CofferError } from '../errors.js';
 import { decodeTree, type TreeNode } from '../format/tree.js';
 import type { Repository } from '../repo/repository.js';
 
+/**
+ * A node with its absolute path in the snapshot, as `walkTree` yields them.
+ * @example
+ * ```ts
+ * for await (const e of walkTree(repo, snap.tree)) console.log(e.path);
+ * ```
+ */
 export interface TreeEntry {
   /** Absolute path inside the snapshot ("/home/me/file"), lossy UTF-8 for display. */
   path: string;
@@ -42,7 +49,13 @@ export async function* walkTree(repo: Repository, treeId: string, dir = '/', rec
   }
 }
 
-/** A path in a snapshot: the root ("/", no node) or a node. */
+/**
+ * A path in a snapshot: the root ("/", no node) or a node.
+ * @example
+ * ```ts
+ * const f: FoundPath = await findPath(repo, snap.tree, '/etc'); if (f.treeId) console.log('a directory');
+ * ```
+ */
 export interface FoundPath {
   path: string;
   /** Undefined for the root directory. */

@@ -27,6 +27,13 @@ import { PatternList } from '../archiver/select.js';
 import { computeBlobId } from '../format/blob.js';
 import picomatch from 'picomatch';
 
+/**
+ * Progress of a running restore, passed to `onProgress`.
+ * @example
+ * ```ts
+ * await restore(repo, snap, { target, onProgress: (p: RestoreProgress) => console.log(p.bytesDone, '/', p.totalBytes) });
+ * ```
+ */
 export interface RestoreProgress {
   filesDone: number;
   bytesDone: number;
@@ -36,15 +43,34 @@ export interface RestoreProgress {
   errors: number;
 }
 
+/**
+ * A file that could not be restored (damaged data, no permission…), and why; the restore goes on.
+ * @example
+ * ```ts
+ * await restore(repo, snap, { target, onWarning: (w: RestoreWarning) => console.error(w.path, w.message) });
+ * ```
+ */
 export interface RestoreWarning {
   path: string;
   message: string;
 }
 
-/** What restore does with a file that already exists in the target. */
+/**
+ * What restore does with a file that already exists in the target.
+ * @example
+ * ```ts
+ * const overwrite: OverwritePolicy = 'never';
+ * ```
+ */
 export type OverwritePolicy = 'always' | 'if-changed' | 'never';
 
-/** One planned action, reported through `onItem` (also in a dry run). */
+/**
+ * One planned action, reported through `onItem` (also in a dry run).
+ * @example
+ * ```ts
+ * await restore(repo, snap, { target, dryRun: true, onItem: (i: RestoreItem) => console.log(i.action, i.path) });
+ * ```
+ */
 export interface RestoreItem {
   /** restored: written (new or replaced); updated: only differing parts written; unchanged: content already right; skipped: left as it was (overwrite "never"); deleted: removed (--delete). */
   action: 'restored' | 'updated' | 'unchanged' | 'skipped' | 'deleted';
@@ -54,6 +80,13 @@ export interface RestoreItem {
   size: number;
 }
 
+/**
+ * Where and how to restore: target, include/exclude patterns, overwrite policy, delete, dry run, verify, callbacks.
+ * @example
+ * ```ts
+ * const opts: RestoreOptions = { target: '/srv/mirror', delete: true, dryRun: true, onItem: (i) => console.log(i.action, i.path) };
+ * ```
+ */
 export interface RestoreOptions {
   target: string;
   /**
@@ -82,6 +115,13 @@ export interface RestoreOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * What a restore did: files written, unchanged, skipped, deleted, verified, and problems.
+ * @example
+ * ```ts
+ * const r: RestoreResult = await restore(repo, snap, { target }); console.log(r.filesRestored, r.filesUnchanged, r.errors);
+ * ```
+ */
 export interface RestoreResult {
   filesRestored: number;
   bytesRestored: number;
@@ -701,7 +741,13 @@ function childMayMatch(pattern: string): (dir: string) => boolean {
   };
 }
 
-/** Restores `snapshot` (or its `include` subtrees) into `opts.target`. */
+/**
+ * Restores `snapshot` (or its `include` subtrees) into `opts.target`.
+ * @example
+ * ```ts
+ * await restore(repo, snapshot, { target: '/tmp/r', include: ['/home/me/docs'], overwrite: 'if-changed', verify: true });
+ * ```
+ */
 export async function restore(repo: Repository, snapshot: Snapshot, opts: RestoreOptions): Promise<RestoreResult> {
   return new Restorer(repo, snapshot, opts).run();
 }
