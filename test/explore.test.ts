@@ -223,3 +223,27 @@ describe('environment', () => {
     expect(coffer(['stats', '--threads', 'many'], env).code).toBe(2);
   });
 });
+
+describe('help and usage errors', () => {
+  it('every command has examples in its --help', () => {
+    const top = coffer(['--help']);
+    expect(top.code).toBe(0);
+    const commands = [...top.stdout.split('Commands:')[1].matchAll(/^ {2}([a-z-]+)/gm)].map((m) => m[1]).filter((c) => c !== 'help');
+    expect(commands).toEqual(expect.arrayContaining(['backup', 'restore', 'ls', 'find', 'diff', 'stats', 'dump', 'tag', 'cat']));
+    const missing = commands.filter((c) => !/\nExamples:\n {2}coffer /.test(coffer([c, '--help']).stdout));
+    expect(missing).toEqual([]);
+  });
+
+  it('misuse gives one line with a suggestion and exit code 2', () => {
+    for (const [args, re] of [
+      [['backup', '--exclud', 'x'], /^coffer: unknown option '--exclud'; did you mean --exclude\? \(see "coffer backup --help"\)$/],
+      [['lss'], /^coffer: unknown command 'lss'; did you mean ls\? \(see "coffer --help"\)$/],
+      [['diff', 'abc'], /^coffer: missing required argument 'snapshot2' \(see "coffer diff --help"\)$/],
+    ] as const) {
+      const r = coffer([...args], env);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(r.stderr.trimEnd()).toMatch(re);
+    }
+  });
+});

@@ -99,8 +99,23 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
 
   registerExploreCommands(p, globals, run);
 
+  // Usage errors: one line, with commander's suggestion folded in and a pointer to the command's help.
+  for (const c of [p, ...p.commands]) {
+    const name = c === p ? 'coffer' : `coffer ${c.name()}`;
+    c.configureOutput({ outputError: (str, write) => write(`coffer: ${usageLine(str)} (see "${name} --help")\n`) });
+  }
+
   p.addOption(new Option('--debug').hideHelp());
   return p;
+}
+
+/** Commander's error text as one line: "error: unknown option '--x'\n(Did you mean --y?)" → "unknown option '--x'; did you mean --y?". */
+export function usageLine(str: string): string {
+  return str
+    .replace(/^error: /, '')
+    .replace(/\s*\(Did you mean (.*)\?\)/, '; did you mean $1?')
+    .replace(/\s+/g, ' ')
+    .trim();
 }
 
 function report(e: unknown, debug: boolean): number {
