@@ -26,7 +26,7 @@ export { backup, type BackupOptions, type BackupProgress, type BackupResult, typ
 export { restore, type RestoreOptions, type RestoreProgress, type RestoreResult, type RestoreWarning, type RestoreItem, type OverwritePolicy } from './restorer/restorer.js';
 export type { Snapshot, SnapshotData, SnapshotSummary } from './format/snapshot.js';
 export type { TreeNode, NodeType } from './format/tree.js';
-export { createFilter, PatternList, parsePatternFile, CACHEDIR_SIGNATURE, type SelectOptions, type EntryFilter, type EntryStat } from './archiver/select.js';
+export { createFilter, PatternList, parsePatternFile, CACHEDIR_SIGNATURE, type SelectOptions, type EntryFilter, type EntryStat, type EntryVerdict } from './archiver/select.js';
 export { walkTree, findPath, openFileStream, type TreeEntry, type FoundPath } from './explore/tree-walk.js';
 export { diffTrees, type Change, type ChangeKind, type DiffStats } from './explore/diff.js';
 export { snapshotStats, type SnapshotStats, type RestoreSize, type RawDataStats } from './explore/stats.js';

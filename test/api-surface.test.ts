@@ -16,7 +16,7 @@ const VALUES = [
 
 const TYPES = [
   'Backend', 'BackupOptions', 'BackupProgress', 'BackupResult', 'BackupWarning', 'BlobId', 'Change', 'ChangeKind', 'ChunkerParams', 'DiffStats',
-  'EntryFilter', 'EntryStat', 'ErrorCode', 'FileType', 'FoundPath', 'Handle', 'InitOptions', 'NodeType', 'ObjectInfo', 'OpenOptions', 'OverwritePolicy',
+  'EntryFilter', 'EntryStat', 'EntryVerdict', 'ErrorCode', 'FileType', 'FoundPath', 'Handle', 'InitOptions', 'NodeType', 'ObjectInfo', 'OpenOptions', 'OverwritePolicy',
   'PackId', 'RawDataStats', 'ReadBackend', 'RestoreItem', 'RestoreOptions', 'RestoreProgress', 'RestoreResult', 'RestoreSize', 'RestoreWarning',
   'SelectOptions', 'Snapshot', 'SnapshotData', 'SnapshotId', 'SnapshotStats', 'SnapshotSummary', 'TagChange', 'TreeEntry', 'TreeNode',
 ];

@@ -65,6 +65,7 @@ beforeAll(() => {
   put('big/small.bin', Buffer.alloc(1000, 1));
   put('sp ace/# not a comment.txt');
   put('nl/line\nbreak.txt');
+  put('price$1');
   symlinkSync('keep.txt', path.join(src, 'link'));
   run(['init']);
 });
@@ -97,7 +98,7 @@ describe('exclude patterns', () => {
 
   it('reads pattern files with comments, blank lines and $VARS', () => {
     const f = path.join(dir, 'excludes');
-    writeFileSync(f, `# comment\n\n  *.tmp  \n$PART/pkg\n`);
+    writeFileSync(f, `# comment\n\n  *.tmp  \n$PART/pkg\nprice$$1\n`);
     const fi = path.join(dir, 'iexcludes');
     writeFileSync(fi, 'DOCS\n');
     const r = coffer(['backup', '-q', src, '--exclude-file', f, '--iexclude-file', fi], { ...env, PART: 'node_modules' });
@@ -107,6 +108,7 @@ describe('exclude patterns', () => {
     expect(got.some((p) => p.includes('node_modules/pkg'))).toBe(false);
     expect(got).toContain('node_modules');
     expect(got.some((p) => p.startsWith('docs'))).toBe(false);
+    expect(got).not.toContain('price$1');
   });
 
   it('a missing exclude file is one clear usage error', () => {
@@ -127,14 +129,14 @@ describe('exclude patterns', () => {
 });
 
 describe('other rules', () => {
-  it('--exclude-caches needs the standard signature; --exclude-if-present takes NAME[:HEADER]', () => {
+  it('--exclude-caches needs the standard signature; --exclude-if-present takes NAME[:HEADER]; the directory and its tag file are kept', () => {
     let got = backup(src, '--exclude-caches', '--exclude-if-present', '.nobackup');
-    expect(got.some((p) => p.startsWith('cache'))).toBe(false);
+    expect(got.filter((p) => p.startsWith('cache'))).toEqual(['cache', 'cache/CACHEDIR.TAG']);
     expect(got).toContain('fakecache/data.bin');
-    expect(got.some((p) => p.startsWith('tagged'))).toBe(false);
+    expect(got.filter((p) => p.startsWith('tagged'))).toEqual(['tagged', 'tagged/.nobackup']);
     got = backup(src, '--exclude-if-present', 'CACHEDIR.TAG:not the');
     expect(got).toContain('cache/data.bin');
-    expect(got.some((p) => p.startsWith('fakecache'))).toBe(false);
+    expect(got.filter((p) => p.startsWith('fakecache'))).toEqual(['fakecache', 'fakecache/CACHEDIR.TAG']);
   });
 
   it('--exclude-larger-than skips big files only', () => {
@@ -177,7 +179,7 @@ describe('other rules', () => {
 describe('--files-from', () => {
   it('expands globs and skips comments; verbatim takes lines literally; raw takes NUL-separated names', () => {
     const list = path.join(dir, 'list');
-    writeFileSync(list, `# comment\n${src}/docs/*.md\n\n${src}/keep.txt\n`);
+    writeFileSync(list, `# comment\n  ${src}/docs/*.md\n\n${src}/keep.txt  \n`);
     let r = coffer(['backup', '-q', '--files-from', list], env);
     expect(r.code, r.stderr).toBe(0);
     let snap = JSON.parse(run(['snapshots', '--json']).stdout).at(-1);

@@ -423,11 +423,13 @@ export class Archiver {
   }
 
   /** Walks one directory; resolves (after scheduling) with a promise of its tree id. */
-  private async walkDir(dir: Buffer, parentNodes: TreeNode[] | undefined, parentId: string | undefined, targetDev: bigint, empty = false): Promise<Later<string>> {
+  /** `only`: back up just these entries of the directory (the filter said so). */
+  private async walkDir(dir: Buffer, parentNodes: TreeNode[] | undefined, parentId: string | undefined, targetDev: bigint, only?: string[]): Promise<Later<string>> {
     this.checkAbort();
     let names: Buffer[] = [];
     try {
-      if (!empty) names = readdirSync(dir, { encoding: 'buffer' });
+      if (only === undefined) names = readdirSync(dir, { encoding: 'buffer' });
+      else names = only.map((n) => Buffer.from(n));
     } catch (e) {
       this.warn(dir, `cannot read directory: ${errnoCode(e) ?? String(e)}`);
     }
@@ -459,7 +461,7 @@ export class Archiver {
     switch (node.type) {
       case 'dir': {
         const prevTree = prev?.type === 'dir' ? await this.loadTree(prev.subtree) : undefined;
-        const sub = await this.walkDir(p, prevTree, prev?.subtree, dev, verdict === 'empty');
+        const sub = await this.walkDir(p, prevTree, prev?.subtree, dev, verdict === 'keep' ? undefined : verdict === 'empty' ? [] : verdict.keepOnly);
         return later(
           sub.done.then((id) => {
             if (!prev) this.counters.dirsNew++;
@@ -610,6 +612,10 @@ export class Archiver {
       if (verdict === 'skip') return;
       if (st.isDirectory()) {
         if (verdict === 'empty') return;
+        if (typeof verdict === 'object') {
+          for (const n of verdict.keepOnly) await visit(path.join(p, n), dev);
+          return;
+        }
         let names: string[] = [];
         try {
           names = await fs.readdir(p);

@@ -44,13 +44,24 @@ export interface EntryStat {
  * is read; `targetDev` is the device of the backup target the entry is under.
  *  - `'keep'`: back it up;
  *  - `'skip'`: leave it out of the snapshot;
- *  - `'empty'`: (directories) store the directory itself but not its contents.
+ *  - `'empty'`: (directories) store the directory itself but not its contents;
+ *  - `{ keepOnly: names }`: (directories) store the directory with only these
+ *    entries (a tagged directory keeps its tag file, as in restic).
  * @example
  * ```ts
  * const noHidden: EntryFilter = (p) => (String(p).split('/').pop()!.startsWith('.') ? 'skip' : 'keep');
  * ```
  */
-export type EntryFilter = (path: Buffer | string, st: EntryStat, targetDev: bigint | number) => 'keep' | 'skip' | 'empty';
+export type EntryFilter = (path: Buffer | string, st: EntryStat, targetDev: bigint | number) => EntryVerdict;
+
+/**
+ * What an {@link EntryFilter} decides for one entry.
+ * @example
+ * ```ts
+ * const onlyTags: EntryFilter = (p, st) => (st.isDirectory() && String(p).endsWith('/cache') ? { keepOnly: ['CACHEDIR.TAG'] } : 'keep');
+ * ```
+ */
+export type EntryVerdict = 'keep' | 'skip' | 'empty' | { keepOnly: string[] };
 
 /**
  * Rules for choosing what a backup includes (see `createFilter`).
@@ -64,9 +75,13 @@ export interface SelectOptions {
   exclude?: string[];
   /** Exclude patterns matched without regard to case. */
   iexclude?: string[];
-  /** Skip a directory that contains a file of this name; `NAME:HEADER` also requires the file to start with HEADER. */
+  /**
+   * Skip the contents of a directory that contains a file of this name (the
+   * directory and that file are kept); `NAME:HEADER` also requires the file
+   * to start with HEADER.
+   */
   excludeIfPresent?: string[];
-  /** Skip directories holding a CACHEDIR.TAG file with the standard signature. */
+  /** Skip the contents (but keep the tag file) of directories holding a CACHEDIR.TAG file with the standard signature. */
   excludeCaches?: boolean;
   /** Skip files larger than this many bytes. */
   excludeLargerThan?: number;
@@ -148,9 +163,9 @@ export class PatternList {
   }
 }
 
-/** Expands $VAR and ${VAR} from the environment (unset variables become empty, like restic). */
+/** Expands $VAR and ${VAR} from the environment (unset variables become empty, like restic); `$$` is a literal `$`. */
 export function expandEnv(s: string, env: NodeJS.ProcessEnv = process.env): string {
-  return s.replace(/\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))/g, (_, a, b) => env[a ?? b] ?? '');
+  return s.replace(/\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))/g, (m, a, b) => (m === '$$' ? '$' : env[a ?? b] ?? ''));
 }
 
 /**
@@ -243,7 +258,8 @@ export function createFilter(opts: SelectOptions): EntryFilter | undefined {
       return 'keep';
     }
     if (!st.isDirectory()) return 'keep';
-    for (const t of tags) if (hasTagFile(join(p, t.name), t.header)) return 'skip';
+    const found = tags.filter((t) => hasTagFile(join(p, t.name), t.header)).map((t) => t.name);
+    if (found.length) return { keepOnly: found };
     if (oneFs && BigInt(st.dev) !== BigInt(targetDev)) return 'empty';
     return 'keep';
   };

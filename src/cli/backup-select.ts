@@ -36,11 +36,11 @@ export function addSelectOptions(cmd: Command): Command {
     .option('--iexclude <pattern>', 'like --exclude, ignoring case', collect)
     .option('--exclude-file <file>', 'read exclude patterns from a file (repeatable)', collect)
     .option('--iexclude-file <file>', 'read case-insensitive exclude patterns from a file (repeatable)', collect)
-    .option('--exclude-if-present <name[:header]>', 'skip directories holding a file of this name (that starts with header) (repeatable)', collect)
-    .option('--exclude-caches', 'skip directories holding a CACHEDIR.TAG file with the standard signature')
+    .option('--exclude-if-present <name[:header]>', 'skip the contents of directories holding a file of this name (that starts with header); the file itself is kept (repeatable)', collect)
+    .option('--exclude-caches', 'skip the contents of directories holding a CACHEDIR.TAG file with the standard signature (the tag is kept)')
     .option('--exclude-larger-than <size>', 'skip files larger than size (e.g. 100M, 2G)')
     .option('-x, --one-file-system', 'do not cross file-system boundaries (mount points are kept as empty directories)')
-    .option('--files-from <file>', 'read paths to back up from a file, one per line; "#" comments, globs expanded ("-": stdin) (repeatable)', collect)
+    .option('--files-from <file>', 'read paths to back up from a file, one per line; white space trimmed, "#" comments, globs expanded ("-": stdin) (repeatable)', collect)
     .option('--files-from-verbatim <file>', 'read paths from a file, one per line, taken literally (repeatable)', collect)
     .option('--files-from-raw <file>', 'read NUL-separated paths from a file, taken literally (e.g. from find -print0) (repeatable)', collect)
     .option('--stdin', 'back up standard input as a single file')
@@ -97,8 +97,8 @@ export function pathsFromFiles(f: SelectFlags): string[] {
   const out: string[] = [];
   for (const file of f.filesFrom ?? []) {
     for (const line of readList(file).toString('utf8').split('\n')) {
-      const l = line.replace(/\r$/, '');
-      if (l.trim() === '' || l.startsWith('#')) continue;
+      const l = line.trim();
+      if (l === '' || l.startsWith('#')) continue;
       const hits = expandGlob(l);
       if (hits.length === 0) throw new CofferError('INVALID_ARGUMENT', `${file}: pattern "${l}" matches no files`);
       out.push(...hits);
