@@ -109,6 +109,10 @@ describe('diff', () => {
     expect(text).toMatch(/^M {4}.*\/docs\/report\.pdf$/m);
     expect(text).toMatch(/^Files: +1 new, 1 removed, 1 changed$/m);
     expect(run(['diff', snap2, snap2, '--json']).stdout.trim().split('\n')).toHaveLength(1);
+    // Only one directory of each snapshot.
+    const sub = jsonLines(run(['diff', `${snap1}:${src}/docs`, `${snap2}:${src}/docs`, '--json']).stdout);
+    expect(sub.filter((l) => l.message_type === 'change').map((l) => `${l.modifier} ${l.path}`)).toEqual([`M ${src}/docs/report.pdf`, `U ${src}/docs/same.txt`]);
+    expect(coffer(['diff', `${snap1}:${src}/big.bin`, snap2], env).code).toBe(2);
   });
 });
 

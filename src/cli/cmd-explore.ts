@@ -170,9 +170,20 @@ export async function cmdFind(gl: GlobalOptions, patterns: string[], o: { snapsh
 
 export async function cmdDiff(gl: GlobalOptions, a: string, b: string, o: { metadata?: boolean }): Promise<number> {
   return withRepo(gl, async (repo, out) => {
-    const sa = await repo.findSnapshot(a);
-    const sb = await repo.findSnapshot(b);
-    if (!out.json) out.info(`comparing snapshot ${sa.id.slice(0, 8)} to ${sb.id.slice(0, 8)}:\n`);
+    // "SNAPSHOT:/sub/dir" compares only that directory of each snapshot.
+    const side = async (ref: string) => {
+      const i = ref.indexOf(':');
+      const snap = await repo.findSnapshot(i < 0 ? ref : ref.slice(0, i));
+      if (i < 0) return { snap, tree: snap.tree, base: '/' };
+      const f = await findPath(repo, snap.tree, ref.slice(i + 1));
+      if (!f.treeId) throw new CofferError('INVALID_ARGUMENT', `${f.path} is not a directory in snapshot ${snap.id.slice(0, 8)}`);
+      return { snap, tree: f.treeId, base: f.path };
+    };
+    const A = await side(a);
+    const B = await side(b);
+    const sa = A.snap;
+    const sb = B.snap;
+    if (!out.json) out.info(`comparing snapshot ${sa.id.slice(0, 8)}${A.base === '/' ? '' : `:${A.base}`} to ${sb.id.slice(0, 8)}${B.base === '/' ? '' : `:${B.base}`}:\n`);
     const lines: string[] = [];
     const onChange = (c: Change) => {
       if (c.kind === 'U' && o.metadata === false) return;
@@ -183,7 +194,7 @@ export async function cmdDiff(gl: GlobalOptions, a: string, b: string, o: { meta
       if (lines.length) process.stdout.write(lines.join('\n') + '\n');
       lines.length = 0;
     };
-    const st = await diffTrees(repo, sa.tree, sb.tree, onChange);
+    const st = await diffTrees(repo, A.tree, B.tree, onChange, B.base);
     flush();
     if (out.json) {
       out.emit({
@@ -405,12 +416,12 @@ export function registerExploreCommands(p: Command, globals: Globals, run: Run):
     p
       .command('diff')
       .description('show what changed between two snapshots')
-      .argument('<snapshot1>', 'older snapshot')
-      .argument('<snapshot2>', 'newer snapshot')
+      .argument('<snapshot1>', 'older snapshot (SNAPSHOT:/dir compares only that directory)')
+      .argument('<snapshot2>', 'newer snapshot (SNAPSHOT:/dir)')
       .option('--no-metadata', 'do not list metadata-only changes (U)')
       .addHelpText(
         'after',
-        '\n+ added, - removed, M content modified, U metadata only (mode, owner, mtime, xattrs), T type changed.\nDirectories end with "/". With --json: one {"message_type":"change"} line per change, then statistics.\n\nExamples:\n  coffer diff 1a2b3c4d latest\n  coffer diff 1a2b 5e6f --json | jq -r \'select(.modifier=="M") | .path\'',
+        '\n+ added, - removed, M content modified, U metadata only (mode, owner, mtime, xattrs), T type changed.\nDirectories end with "/". With --json: one {"message_type":"change"} line per change, then statistics.\n\nExamples:\n  coffer diff 1a2b3c4d latest\n  coffer diff 1a2b3c4d:/home/me/docs latest:/home/me/docs\n  coffer diff 1a2b 5e6f --json | jq -r \'select(.modifier=="M") | .path\'',
       ),
   ).action((a, b, o, cmd) => run(cmdDiff(g(cmd), a, b, o)));
 

@@ -74,11 +74,12 @@ function join(dir: string, name: Buffer): string {
 
 /**
  * Compares two trees, calling `onChange` for each difference in path order.
- * Directories are reported with a trailing "/" in `path`.
+ * Directories are reported with a trailing "/" in `path`; paths start at
+ * `base` (the directory the two trees stand for, "/" for snapshot roots).
  * @example
  * const stats = await diffTrees(repo, a.tree, b.tree, (c) => console.log(c.kind, c.path));
  */
-export async function diffTrees(repo: Repository, treeA: string, treeB: string, onChange: (c: Change) => void): Promise<DiffStats> {
+export async function diffTrees(repo: Repository, treeA: string, treeB: string, onChange: (c: Change) => void, base = '/'): Promise<DiffStats> {
   const stats: DiffStats = { changedFiles: 0, added: { files: 0, dirs: 0, others: 0, bytes: 0 }, removed: { files: 0, dirs: 0, others: 0, bytes: 0 } };
 
   const count = (side: DiffStats['added'], n: TreeNode) => {
@@ -132,6 +133,6 @@ export async function diffTrees(repo: Repository, treeA: string, treeB: string, 
     }
   };
 
-  await walk(treeA, treeB, '/');
+  await walk(treeA, treeB, base);
   return stats;
 }
