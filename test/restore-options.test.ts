@@ -81,7 +81,11 @@ describe('existing data', () => {
   const at = (rel: string) => path.join(t(), src, rel);
 
   it('restores, then a second restore writes only what differs', () => {
-    const first = summary(['restore', 'latest', '--target', t()]).summary;
+    const { summary: first, lines } = summary(['restore', 'latest', '--target', t()]);
+    // JSON lines: status lines (the last one complete), then the summary.
+    const last = lines.filter((l) => l.message_type === 'status').at(-1);
+    expect(last).toMatchObject({ total_files: 5, files_done: 5, bytes_done: big.length + 7, percent_done: 1 });
+    expect(lines.at(-1).message_type).toBe('summary');
     expect(first.files_restored).toBe(5);
     expect(first.bytes_restored).toBe(big.length + 1 + 1 + 1 + 4);
     const inodeA = statSync(at('docs/a.txt')).ino;

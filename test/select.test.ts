@@ -216,8 +216,11 @@ describe('--stdin', () => {
       input: data,
     });
     expect(r.status, r.stderr.toString()).toBe(0);
-    const summary = r.stdout.toString().trim().split('\n').map((l) => JSON.parse(l)).at(-1);
+    const lines = r.stdout.toString().trim().split('\n').map((l) => JSON.parse(l));
+    const summary = lines.at(-1);
     expect(summary.message_type).toBe('summary');
+    expect(summary.total_bytes_processed).toBe(data.length);
+    expect(lines.filter((l) => l.message_type === 'status').at(-1).bytes_done).toBe(data.length);
     const snap = JSON.parse(run(['snapshots', '--json']).stdout).at(-1);
     expect(snap.paths).toEqual(['/db.sql']);
     const d = spawnSync(process.execPath, [BIN, 'dump', 'latest', '/db.sql'], { env: { ...process.env, ...env, COFFER_TEST_LOW_KDF: '1' }, maxBuffer: 64 << 20 });

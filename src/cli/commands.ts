@@ -80,6 +80,7 @@ export async function cmdBackup(
       },
     });
     progress.clear();
+    status?.flush();
     const s = snapshot.summary;
     if (out.json) {
       out.emit({ message_type: 'summary', ...s, snapshot_id: snapshot.id, incomplete });
@@ -183,6 +184,7 @@ export async function cmdRestore(
       },
     });
     progress.clear();
+    status?.flush();
     if (out.json) {
       out.emit({
         message_type: 'summary',

@@ -2,14 +2,20 @@
 import type { Output } from './context.js';
 import type { ProgressState } from './progress.js';
 
-/** Returns a progress callback that emits `{"message_type":"status",...}` lines at most once a second (and always the first). */
-export function jsonStatus(out: Output, intervalMs = 1000): (p: ProgressState) => void {
+export interface JsonStatus {
+  /** Progress callback: emits `{"message_type":"status",...}` at most once per interval (the first at once). */
+  (p: ProgressState): void;
+  /** Emits the last state if it was held back, so the final numbers always appear before the summary. */
+  flush(): void;
+}
+
+export function jsonStatus(out: Output, intervalMs = 1000): JsonStatus {
   const start = Date.now();
   let last = -Infinity;
-  return (p) => {
-    const now = Date.now();
-    if (now - last < intervalMs) return;
+  let held: ProgressState | undefined;
+  const emit = (p: ProgressState, now: number) => {
     last = now;
+    held = undefined;
     out.emit({
       message_type: 'status',
       seconds_elapsed: Math.round((now - start) / 1000),
@@ -22,4 +28,13 @@ export function jsonStatus(out: Output, intervalMs = 1000): (p: ProgressState) =
       ...(p.currentFile ? { current_files: [p.currentFile] } : {}),
     });
   };
+  const f = ((p: ProgressState) => {
+    const now = Date.now();
+    if (now - last < intervalMs) held = { ...p };
+    else emit(p, now);
+  }) as JsonStatus;
+  f.flush = () => {
+    if (held) emit(held, Date.now());
+  };
+  return f;
 }
