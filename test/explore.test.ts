@@ -3,7 +3,7 @@
  * and tar), tag, cat, and the ambiguous-prefix message.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, linkSync, mkdirSync, statSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, coffer, scratch } from './helpers.js';
@@ -40,6 +40,7 @@ beforeAll(() => {
   writeFileSync(path.join(src, 'big.bin'), big);
   writeFileSync(path.join(src, 'a'.repeat(120) + '-é.txt'), 'long name');
   symlinkSync('docs/report.pdf', path.join(src, 'link'));
+  linkSync(path.join(src, 'docs/sub/notes.txt'), path.join(src, 'docs/sub/hardlink.txt'));
   run(['init']);
   run(['backup', '-q', src, '--tag', 'first']);
   writeFileSync(path.join(src, 'docs/report.pdf'), 'pdf v2!');
@@ -60,6 +61,7 @@ describe('ls', () => {
     expect(plain).toEqual([`${src}/docs`, `${src}/docs/report.pdf`, `${src}/docs/same.txt`, `${src}/docs/sub`]);
     const rec = run(['ls', snap2, `${src}/docs`, '--recursive']).stdout;
     expect(rec).toContain(`${src}/docs/sub/notes.txt`);
+    expect(rec).toContain(`${src}/docs/sub/hardlink.txt`);
     const long = run(['ls', '-l', snap2, `${src}/docs`]).stdout;
     expect(long).toMatch(/^-rw------- .* 4 \d{4}-\d\d-\d\d \d\d:\d\d:\d\d .*\/docs\/same\.txt$/m);
     expect(run(['ls', '-l', snap2, src]).stdout).toMatch(/^lrwxrwxrwx .*\/link -> docs\/report\.pdf$/m);
@@ -83,7 +85,7 @@ describe('find', () => {
     expect(out).toContain(`${src}/new.txt`);
     const j = JSON.parse(run(['find', 'docs/**/*.txt', '--json']).stdout);
     expect(j).toHaveLength(2);
-    expect(j[1].matches.map((m: { path: string }) => m.path).sort()).toEqual([`${src}/docs/same.txt`, `${src}/docs/sub/notes.txt`]);
+    expect(j[1].matches.map((m: { path: string }) => m.path).sort()).toEqual([`${src}/docs/same.txt`, `${src}/docs/sub/hardlink.txt`, `${src}/docs/sub/notes.txt`]);
     const none = JSON.parse(run(['find', 'NEW.TXT', '--json']).stdout);
     expect(none).toEqual([]);
     const ci = JSON.parse(run(['find', '-i', 'NEW.TXT', '--json']).stdout);
@@ -119,7 +121,7 @@ describe('diff', () => {
 describe('stats', () => {
   it('restore-size counts every snapshot; raw-data counts distinct blobs once', () => {
     const one = JSON.parse(run(['stats', snap1, '--json']).stdout);
-    expect(one.total_file_count).toBe(6);
+    expect(one.total_file_count).toBe(7); // the hard link is a file too, its bytes count once
     expect(one.total_size).toBe(6 + 5 + 4 + 3 + big.length + 9);
     const all = JSON.parse(run(['stats', '--json']).stdout);
     expect(all.snapshots_count).toBe(2);
@@ -150,6 +152,8 @@ describe('dump', () => {
     expect(readFileSync(path.join(root, 'big.bin')).equals(big)).toBe(true);
     expect(readFileSync(path.join(root, 'docs/report.pdf'), 'utf8')).toBe('pdf v2!');
     expect(readFileSync(path.join(root, 'a'.repeat(120) + '-é.txt'), 'utf8')).toBe('long name');
+    expect(statSync(path.join(root, 'docs/sub/hardlink.txt')).ino).toBe(statSync(path.join(root, 'docs/sub/notes.txt')).ino);
+    expect(readFileSync(path.join(root, 'docs/sub/hardlink.txt'), 'utf8')).toBe('notes');
     expect(readdirSync(root).sort()).toEqual(['a'.repeat(120) + '-é.txt', 'big.bin', 'docs', 'link', 'new.txt'].sort());
   });
 });

@@ -264,8 +264,19 @@ export async function cmdStats(gl: GlobalOptions, refs: string[], o: { mode?: st
 async function dumpTar(repo: Repository, treeId: string, dir: string, self?: TreeNode): Promise<void> {
   const rel = (p: string) => Buffer.from(p.replace(/^\/+/, ''));
   if (self) await write(tarHeader({ name: rel(dir), type: 'dir', mode: self.mode, uid: self.uid, gid: self.gid, mtimeNs: self.mtimeNs, size: 0 }));
+  const firstName = new Map<string, Buffer>();
   for await (const { path: p, node: n } of walkTree(repo, treeId, dir, true)) {
     if (n.type !== 'file' && n.type !== 'dir' && n.type !== 'symlink') continue;
+    if (n.type === 'file' && n.links > 1) {
+      // Hard links: the first name carries the contents, the others link to it.
+      const key = `${n.dev}:${n.inode}`;
+      const first = firstName.get(key);
+      if (first) {
+        await write(tarHeader({ name: rel(p), type: 'hardlink', mode: n.mode, uid: n.uid, gid: n.gid, mtimeNs: n.mtimeNs, size: 0, linkTarget: first }));
+        continue;
+      }
+      firstName.set(key, rel(p));
+    }
     await write(tarHeader({ name: rel(p), type: n.type, mode: n.mode, uid: n.uid, gid: n.gid, mtimeNs: n.mtimeNs, size: n.size, linkTarget: n.linkTarget }));
     if (n.type !== 'file') continue;
     let size = 0;

@@ -19,7 +19,7 @@ export interface RestoreSize {
   files: number;
   dirs: number;
   others: number;
-  /** Sum of file sizes, as a restore would write them (hard links counted once per snapshot). */
+  /** Sum of file sizes, as a restore would write them (names of one hard-linked file in the same directory count once). */
   bytes: number;
 }
 

@@ -20,7 +20,8 @@ function paxRecord(key: string, value: Buffer | string): Buffer {
 export interface TarEntry {
   /** Relative path inside the archive (raw bytes). */
   name: Buffer;
-  type: 'file' | 'dir' | 'symlink';
+  /** `hardlink`: a second name for the file `linkTarget` (an earlier entry's name). */
+  type: 'file' | 'dir' | 'symlink' | 'hardlink';
   mode: number;
   uid: number;
   gid: number;
@@ -71,7 +72,7 @@ export function tarHeader(e: TarEntry): Buffer {
   if (e.gid > 0o7777777) records.push(paxRecord('gid', String(e.gid)));
   const frac = e.mtimeNs % 1_000_000_000n;
   if (frac !== 0n) records.push(paxRecord('mtime', `${mtime}.${frac.toString().padStart(9, '0')}`));
-  const typeflag = e.type === 'file' ? '0' : e.type === 'dir' ? '5' : '2';
+  const typeflag = { file: '0', hardlink: '1', symlink: '2', dir: '5' }[e.type];
   const main = rawHeader(isPlain(name, 100) ? name : Buffer.from('././@PaxHeader-name'), typeflag, { ...e, mtime, size, link: e.linkTarget });
   if (records.length === 0) return main;
   const body = Buffer.concat(records);
