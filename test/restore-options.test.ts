@@ -108,6 +108,23 @@ describe('existing data', () => {
     expect(existsSync(at('docs/stray.tmp'))).toBe(true); // no --delete
   });
 
+  it('a file that is now shorter or longer is fixed in place: matching chunks are not written', () => {
+    const target = at('big.bin');
+    writeFileSync(target, big.subarray(0, 4 << 20)); // cut short
+    writeFileSync(at('docs/a.txt'), 'a plus junk at the end');
+    const r = summary(['restore', 'latest', '--target', t()]).summary;
+    expect(readFileSync(target).equals(big)).toBe(true);
+    expect(readFileSync(at('docs/a.txt'), 'utf8')).toBe('a');
+    expect(r.bytes_restored).toBeLessThan((2 << 20) + (8 << 20));
+    expect(r.bytes_restored).toBeLessThan(big.length);
+    // Longer: the tail is cut off, nothing needs writing.
+    writeFileSync(target, Buffer.concat([big, Buffer.from('tail')]));
+    const r2 = summary(['restore', 'latest', '--target', t(), '--verify']).summary;
+    expect(readFileSync(target).equals(big)).toBe(true);
+    expect(r2.bytes_restored).toBe(0);
+    expect(r2.files_verified).toBe(5);
+  });
+
   it('--overwrite if-changed trusts size+mtime; always checks content; never keeps files', () => {
     // Same size, same mtime (to the nanosecond, as restored), other content.
     const ns = statSync(at('docs/a.txt'), { bigint: true }).mtimeNs;

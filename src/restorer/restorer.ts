@@ -72,7 +72,7 @@ export type OverwritePolicy = 'always' | 'if-changed' | 'never';
  * ```
  */
 export interface RestoreItem {
-  /** restored: written (new or replaced); updated: only differing parts written; unchanged: content already right; skipped: left as it was (overwrite "never"); deleted: removed (--delete). */
+  /** restored: written anew; updated: an existing file brought up to date (only the chunks that differ are written); unchanged: content already right; skipped: left as it was (overwrite "never"); deleted: removed (--delete). */
   action: 'restored' | 'updated' | 'unchanged' | 'skipped' | 'deleted';
   /** Path in the target. */
   path: string;
@@ -152,6 +152,8 @@ interface FileJob {
   damaged: boolean;
   /** The file exists in the target, truncated to its final size. */
   created: boolean;
+  /** An existing file kept for in-place updates whose size must change. */
+  resize?: boolean;
   fh?: FileHandle;
   opening?: Promise<FileHandle>;
 }
@@ -390,36 +392,42 @@ export class Restorer {
   }
 
   /**
-   * Which blobs of an existing file at `p` must be written: undefined when
-   * the file has to be written whole (absent, not a regular file, other
-   * size), otherwise the indexes of the chunks whose content differs (empty:
-   * the file is already right).
+   * Which chunks of an existing file at `p` must be written: undefined when
+   * the file has to be written whole (absent, not a regular file, unreadable),
+   * otherwise the indexes of the chunks whose content differs (none: the
+   * file is already right) and whether its size must change.
    */
-  private async differingChunks(p: Buffer, node: TreeNode, lens: number[], trustMtime: boolean): Promise<number[] | undefined> {
+  private async differingChunks(p: Buffer, node: TreeNode, lens: number[], trustMtime: boolean): Promise<{ diff: number[]; resize: boolean } | undefined> {
     let st;
     try {
       st = await fs.lstat(p, { bigint: true });
     } catch {
       return undefined;
     }
-    if (!st.isFile() || Number(st.size) !== node.size) return undefined;
-    if (trustMtime && st.mtimeNs === node.mtimeNs) return [];
+    if (!st.isFile()) return undefined;
+    const size = Number(st.size);
+    const resize = size !== node.size;
+    if (trustMtime && !resize && st.mtimeNs === node.mtimeNs) return { diff: [], resize };
     let fh: FileHandle;
     try {
       fh = await fs.open(p, fsc.O_RDONLY | fsc.O_NOFOLLOW);
     } catch {
       return undefined;
     }
-    const out: number[] = [];
+    const diff: number[] = [];
     try {
       let buf = Buffer.alloc(0);
       let off = 0;
       for (let i = 0; i < lens.length; i++) {
         const len = lens[i];
-        if (buf.length < len) buf = Buffer.alloc(len);
-        const { bytesRead } = await fh.read(buf, 0, len, off);
-        const id = bytesRead === len ? computeBlobId(this.repo.keys.blobIdKey, buf.subarray(0, len)).toString('hex') : '';
-        if (id !== node.content![i]) out.push(i);
+        if (off + len > size) {
+          diff.push(i); // beyond the end of what is there
+        } else {
+          if (buf.length < len) buf = Buffer.alloc(len);
+          const { bytesRead } = await fh.read(buf, 0, len, off);
+          const id = bytesRead === len ? computeBlobId(this.repo.keys.blobIdKey, buf.subarray(0, len)).toString('hex') : '';
+          if (id !== node.content![i]) diff.push(i);
+        }
         off += len;
       }
     } catch {
@@ -427,7 +435,7 @@ export class Restorer {
     } finally {
       await fh.close();
     }
-    return out;
+    return { diff, resize };
   }
 
   private async planFile(node: TreeNode, p: Buffer): Promise<void> {
@@ -454,19 +462,22 @@ export class Restorer {
       }
       locs.push(loc);
     }
-    // An existing file of the right size: write only the chunks that differ.
+    // An existing file: write only the chunks that differ (and fix its size).
     let only: Set<number> | undefined;
+    let existed = false;
     if (!job.damaged && node.size > 0) {
-      const diff = await this.differingChunks(p, node, locs.map((l) => l.rawLength), this.policy === 'if-changed');
-      if (diff) {
-        only = new Set(diff);
+      const r = await this.differingChunks(p, node, locs.map((l) => l.rawLength), this.policy === 'if-changed');
+      existed = r !== undefined;
+      if (r && r.diff.length < content.length) {
+        only = new Set(r.diff);
         job.created = true;
+        job.resize = r.resize;
       }
     }
-    if (only && only.size === 0) {
+    if (only && only.size === 0 && !job.resize) {
       this.counts.unchanged++;
       this.item('unchanged', p, 'file', node.size);
-    } else this.item(only ? 'updated' : 'restored', p, 'file', node.size);
+    } else this.item(only || existed ? 'updated' : 'restored', p, 'file', node.size);
     this.files.push(job);
     this.progress.totalFiles++;
     this.progress.totalBytes += node.size;
@@ -493,8 +504,8 @@ export class Restorer {
       this.checkAbort();
       const content = f.node.content ?? [];
       const lens = content.map((id) => this.repo.lookupBlob('data', id)?.rawLength ?? -1);
-      const diff = lens.includes(-1) ? undefined : await this.differingChunks(f.path, f.node, lens, false);
-      let ok = diff !== undefined && diff.length === 0;
+      const r = lens.includes(-1) ? undefined : await this.differingChunks(f.path, f.node, lens, false);
+      let ok = r !== undefined && r.diff.length === 0 && !r.resize;
       if (f.node.size === 0) ok = await fs.lstat(f.path).then((st) => st.isFile() && st.size === 0, () => false);
       if (ok) this.counts.verified++;
       else this.warn(f.path, 'verification failed: the restored file does not match the snapshot');
@@ -626,8 +637,13 @@ export class Restorer {
         await vfh?.close();
       }
       let fh: FileHandle;
-      if (f.created) fh = await fs.open(f.path, fsc.O_WRONLY | fsc.O_NOFOLLOW);
-      else {
+      if (f.created) {
+        fh = await this.openExisting(f.path);
+        if (f.resize) {
+          await fh.truncate(f.node.size);
+          f.resize = false;
+        }
+      } else {
         fh = await this.createFile(f.path);
         await fh.truncate(f.node.size);
         f.created = true;
@@ -640,6 +656,17 @@ export class Restorer {
       return await f.opening;
     } finally {
       f.opening = undefined;
+    }
+  }
+
+  /** Opens an existing file for in-place writes; a read-only one is made writable (its mode is set again at the end). */
+  private async openExisting(p: Buffer): Promise<FileHandle> {
+    try {
+      return await fs.open(p, fsc.O_WRONLY | fsc.O_NOFOLLOW);
+    } catch (e) {
+      if (errnoCode(e) !== 'EACCES') throw e;
+      await fs.chmod(p, 0o600);
+      return await fs.open(p, fsc.O_WRONLY | fsc.O_NOFOLLOW);
     }
   }
 
@@ -670,6 +697,9 @@ export class Restorer {
       if (!f.created) {
         const fh = await this.createFile(f.path);
         await fh.close();
+      } else if (f.resize) {
+        await fs.truncate(f.path, f.node.size);
+        f.resize = false;
       }
       await this.applyMeta(f.path, f.node);
       this.progress.filesDone++;
