@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, linkSync, mkdirSync, statSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, coffer, scratch } from './helpers.js';
+import { BIN, coffer, cofferSpawn, scratch } from './helpers.js';
 
 let dir: string;
 let cleanup: () => void;
@@ -155,6 +155,20 @@ describe('dump', () => {
     expect(statSync(path.join(root, 'docs/sub/hardlink.txt')).ino).toBe(statSync(path.join(root, 'docs/sub/notes.txt')).ino);
     expect(readFileSync(path.join(root, 'docs/sub/hardlink.txt'), 'utf8')).toBe('notes');
     expect(readdirSync(root).sort()).toEqual(['a'.repeat(120) + '-é.txt', 'big.bin', 'docs', 'link', 'new.txt'].sort());
+  });
+});
+
+describe('interrupting', () => {
+  it('Ctrl-C stops a read-only command at once with exit code 130', async () => {
+    // Nobody reads stdout: dump blocks on the full pipe until interrupted.
+    const child = cofferSpawn(['dump', snap1, `${src}/big.bin`], env);
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    await new Promise((r) => child.stdout.once('readable', r)); // it is writing (and the handler is installed)
+    child.kill('SIGINT');
+    const code = await new Promise((r) => child.on('exit', (c) => r(c)));
+    expect(code).toBe(130);
+    expect(stderr).toBe('coffer: interrupted\n');
   });
 });
 

@@ -397,8 +397,23 @@ const FILTER_HELP = (c: Command) =>
     .option('--tag <tags>', 'only snapshots with these tags (repeatable)', collect)
     .option('--path <path>', 'only snapshots that include this path (repeatable)', collect);
 
+/**
+ * Read-only commands stop at once on Ctrl-C (exit 130): they have nothing to
+ * finish or undo, and the cache they may have written to is crash-safe.
+ */
+function stopOnInterrupt(signal: AbortSignal | undefined): void {
+  signal?.addEventListener('abort', () => {
+    process.stderr.write('coffer: interrupted\n');
+    process.exit(130);
+  });
+}
+
 /** Registers ls, find, diff, stats, dump, tag and cat. */
-export function registerExploreCommands(p: Command, globals: Globals, run: Run): void {
+export function registerExploreCommands(p: Command, globals: Globals, run: Run, signal?: AbortSignal): void {
+  const ro = (job: () => Promise<number>) => {
+    stopOnInterrupt(signal);
+    run(job());
+  };
   globals(
     FILTER_HELP(
       p
@@ -409,7 +424,7 @@ export function registerExploreCommands(p: Command, globals: Globals, run: Run):
         .option('-l, --long', 'long format: mode, owner, size, time')
         .option('-R, --recursive', 'with a path: list everything below it, not just its entries'),
     ).addHelpText('after', '\nWith --json: one JSON object per line, the snapshot first, then the nodes.\n\nExamples:\n  coffer ls latest\n  coffer ls -l 1a2b3c4d /home/me/docs\n  coffer ls latest /etc --recursive --json'),
-  ).action((ref, dir, o, cmd) => run(cmdLs(g(cmd), ref, dir, o)));
+  ).action((ref, dir, o, cmd) => ro(() => cmdLs(g(cmd), ref, dir, o)));
 
   globals(
     FILTER_HELP(
@@ -421,7 +436,7 @@ export function registerExploreCommands(p: Command, globals: Globals, run: Run):
         .option('-i, --ignore-case', 'ignore case')
         .option('-l, --long', 'long format'),
     ).addHelpText('after', "\nExamples:\n  coffer find '*.pdf'\n  coffer find -i 'report*' --snapshot latest\n  coffer find 'docs/**/*.md' --json"),
-  ).action((pats, o, cmd) => run(cmdFind(g(cmd), pats, o)));
+  ).action((pats, o, cmd) => ro(() => cmdFind(g(cmd), pats, o)));
 
   globals(
     p
@@ -434,7 +449,7 @@ export function registerExploreCommands(p: Command, globals: Globals, run: Run):
         'after',
         '\n+ added, - removed, M content modified, U metadata only (mode, owner, mtime, xattrs), T type changed.\nDirectories end with "/". With --json: one {"message_type":"change"} line per change, then statistics.\n\nExamples:\n  coffer diff 1a2b3c4d latest\n  coffer diff 1a2b3c4d:/home/me/docs latest:/home/me/docs\n  coffer diff 1a2b 5e6f --json | jq -r \'select(.modifier=="M") | .path\'',
       ),
-  ).action((a, b, o, cmd) => run(cmdDiff(g(cmd), a, b, o)));
+  ).action((a, b, o, cmd) => ro(() => cmdDiff(g(cmd), a, b, o)));
 
   globals(
     FILTER_HELP(
@@ -444,7 +459,7 @@ export function registerExploreCommands(p: Command, globals: Globals, run: Run):
         .argument('[snapshots...]', 'snapshots to count (default: all)')
         .option('--mode <mode>', 'restore-size (default): files and bytes a restore writes; raw-data: distinct blobs, stored size, dedup and compression ratios'),
     ).addHelpText('after', '\nExamples:\n  coffer stats\n  coffer stats latest --mode raw-data\n  coffer stats --mode raw-data --json'),
-  ).action((refs, o, cmd) => run(cmdStats(g(cmd), refs, o)));
+  ).action((refs, o, cmd) => ro(() => cmdStats(g(cmd), refs, o)));
 
   globals(
     FILTER_HELP(
@@ -454,7 +469,7 @@ export function registerExploreCommands(p: Command, globals: Globals, run: Run):
         .argument('<snapshot>', 'snapshot id, unique prefix, or "latest"')
         .argument('<path>', 'file or directory in the snapshot'),
     ).addHelpText('after', '\nExamples:\n  coffer dump latest /etc/hosts\n  coffer dump 1a2b3c4d /home/me/docs > docs.tar\n  coffer dump latest / | tar -x -C /tmp/r'),
-  ).action((ref, file, o, cmd) => run(cmdDump(g(cmd), ref, file, o)));
+  ).action((ref, file, o, cmd) => ro(() => cmdDump(g(cmd), ref, file, o)));
 
   globals(
     FILTER_HELP(
@@ -478,5 +493,5 @@ export function registerExploreCommands(p: Command, globals: Globals, run: Run):
       .argument('<type>', 'config, index, snapshot, tree or key')
       .argument('[id]', 'object id (a unique prefix for index, snapshot, key)')
       .addHelpText('after', '\nKey files are shown without their wrapped secret.\n\nExamples:\n  coffer cat config\n  coffer cat snapshot latest\n  coffer cat tree $(coffer cat snapshot latest | jq -r .tree)'),
-  ).action((what, id, _o, cmd) => run(cmdCat(g(cmd), what, id)));
+  ).action((what, id, _o, cmd) => ro(() => cmdCat(g(cmd), what, id)));
 }

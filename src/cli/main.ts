@@ -97,7 +97,7 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
       .addHelpText('after', '\nExit code 13 when a problem is found.\n\nExamples:\n  coffer check\n  coffer check --read-data'),
   ).action((o, cmd) => run(cmdCheck(g(cmd), o, signal)));
 
-  registerExploreCommands(p, globals, run);
+  registerExploreCommands(p, globals, run, signal);
 
   // Usage errors: one line, with commander's suggestion folded in and a pointer to the command's help.
   for (const c of [p, ...p.commands]) {
