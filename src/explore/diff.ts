@@ -4,8 +4,7 @@
  * unchanged tree reads only the changed directories.
  */
 import type { TreeNode } from '../format/tree.js';
-import type { Repository } from '../repo/repository.js';
-import { loadTree } from './tree-walk.js';
+import { loadTree, type BlobReader } from './tree-walk.js';
 
 /**
  * `+` added, `-` removed, `M` content changed, `U` metadata only (mode, owner,
@@ -79,7 +78,7 @@ function join(dir: string, name: Buffer): string {
  * @example
  * const stats = await diffTrees(repo, a.tree, b.tree, (c) => console.log(c.kind, c.path));
  */
-export async function diffTrees(repo: Repository, treeA: string, treeB: string, onChange: (c: Change) => void, base = '/'): Promise<DiffStats> {
+export async function diffTrees(repo: BlobReader, treeA: string, treeB: string, onChange: (c: Change) => void, base = '/'): Promise<DiffStats> {
   const stats: DiffStats = { changedFiles: 0, added: { files: 0, dirs: 0, others: 0, bytes: 0 }, removed: { files: 0, dirs: 0, others: 0, bytes: 0 } };
 
   const count = (side: DiffStats['added'], n: TreeNode) => {

@@ -5,6 +5,9 @@
  * uncompressed length).
  */
 import type { Repository } from '../repo/repository.js';
+
+/** What statistics need from a repository: trees, and blob sizes from the index. */
+type StatsReader = Pick<Repository, 'loadBlob' | 'lookupBlob'>;
 import type { Snapshot } from '../format/snapshot.js';
 import { loadTree } from './tree-walk.js';
 
@@ -64,7 +67,7 @@ export interface SnapshotStats {
  * const s = await snapshotStats(repo, await repo.listSnapshots());
  * console.log(`${s.restore.bytes} bytes in ${s.snapshots} snapshots, dedup ${s.dedupRatio.toFixed(2)}x`);
  */
-export async function snapshotStats(repo: Repository, snapshots: Snapshot[]): Promise<SnapshotStats> {
+export async function snapshotStats(repo: StatsReader, snapshots: Snapshot[]): Promise<SnapshotStats> {
   // Per-tree restore sizes, memoized: an unchanged subtree shared by many
   // snapshots is read once (hard links make this an upper bound across trees).
   const sizes = new Map<string, RestoreSize>();

@@ -8,6 +8,9 @@ import { CofferError } from '../errors.js';
 import { decodeTree, type TreeNode } from '../format/tree.js';
 import type { Repository } from '../repo/repository.js';
 
+/** What reading trees and files needs from a repository (a `Repository` is one). */
+export type BlobReader = Pick<Repository, 'loadBlob'>;
+
 /**
  * A node with its absolute path in the snapshot, as `walkTree` yields them.
  * @example
@@ -22,7 +25,7 @@ export interface TreeEntry {
 }
 
 /** Loads and decodes one tree blob (authenticated). */
-export async function loadTree(repo: Repository, treeId: string): Promise<TreeNode[]> {
+export async function loadTree(repo: BlobReader, treeId: string): Promise<TreeNode[]> {
   try {
     return decodeTree(await repo.loadBlob('tree', treeId));
   } catch (e) {
@@ -41,7 +44,7 @@ function childPath(dir: string, name: Buffer): string {
  * @example
  * for await (const { path, node } of walkTree(repo, snapshot.tree)) console.log(path, node.size);
  */
-export async function* walkTree(repo: Repository, treeId: string, dir = '/', recursive = true): AsyncGenerator<TreeEntry> {
+export async function* walkTree(repo: BlobReader, treeId: string, dir = '/', recursive = true): AsyncGenerator<TreeEntry> {
   for (const node of await loadTree(repo, treeId)) {
     const p = childPath(dir, node.name);
     yield { path: p, node };
@@ -69,7 +72,7 @@ export interface FoundPath {
  * Throws `INVALID_ARGUMENT` (exit 2) naming the path when it is not there.
  * @example const { node } = await findPath(repo, snapshot.tree, '/etc/hosts');
  */
-export async function findPath(repo: Repository, rootTree: string, p: string): Promise<FoundPath> {
+export async function findPath(repo: BlobReader, rootTree: string, p: string): Promise<FoundPath> {
   const parts = p.split('/').filter((c) => c !== '' && c !== '.');
   let treeId: string | undefined = rootTree;
   let node: TreeNode | undefined;
@@ -91,7 +94,7 @@ export async function findPath(repo: Repository, rootTree: string, p: string): P
  * byte is ever produced.
  * @example openFileStream(repo, node).pipe(fs.createWriteStream('/tmp/out'));
  */
-export function openFileStream(repo: Repository, node: TreeNode): Readable {
+export function openFileStream(repo: BlobReader, node: TreeNode): Readable {
   if (node.type !== 'file') throw new CofferError('INVALID_ARGUMENT', `${node.name.toString()} is not a regular file`);
   const ids = node.content ?? [];
   async function* chunks(): AsyncGenerator<Buffer> {
