@@ -99,13 +99,16 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
 
   registerExploreCommands(p, globals, run, signal);
 
-  // Usage errors: one line, with commander's suggestion folded in and a pointer to the command's help.
+  p.addOption(new Option('--debug').hideHelp());
+  return p;
+}
+
+/** Usage errors: one line, with commander's suggestion folded in and a pointer to the command's help. */
+function oneLineUsageErrors(p: Command): Command {
   for (const c of [p, ...p.commands]) {
     const name = c === p ? 'coffer' : `coffer ${c.name()}`;
     c.configureOutput({ outputError: (str, write) => write(`coffer: ${usageLine(str)} (see "${name} --help")\n`) });
   }
-
-  p.addOption(new Option('--debug').hideHelp());
   return p;
 }
 
@@ -143,9 +146,11 @@ export async function main(argv: string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   let pending: Promise<number> | undefined;
   try {
-    const p = program((job) => {
-      pending = job;
-    }, abort.signal);
+    const p = oneLineUsageErrors(
+      program((job) => {
+        pending = job;
+      }, abort.signal),
+    );
     if (argv.length <= 2) {
       p.outputHelp();
       return 2;
