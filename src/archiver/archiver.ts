@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CofferError, errnoCode } from '../errors.js';
 import { encodeTree, decodeTree, compareNames, type TreeNode, type NodeType } from '../format/tree.js';
-import { sealBlob, computeBlobId, BLOB_OVERHEAD } from '../format/blob.js';
+import { sealBlob, computeBlobId } from '../format/blob.js';
 import type { Snapshot, SnapshotData, SnapshotSummary } from '../format/snapshot.js';
 import { Packer } from '../repo/packer.js';
 import type { Repository } from '../repo/repository.js';
@@ -241,7 +241,7 @@ export class Archiver {
       repo.backend,
       repo.keys.metaKey,
       repo.config.packSize,
-      { maxBlob: repo.config.chunker.maxSize + BLOB_OVERHEAD },
+      {},
       { indexWritten: (name, packs) => repo.cache.addIndexFile(name, packs) },
     );
     this.pipeline = new DataPipeline(repo, this.packer, (n) => {
@@ -467,7 +467,8 @@ export class Archiver {
             if (!prev) this.counters.dirsNew++;
             else if (prev.subtree === id) this.counters.dirsUnmodified++;
             else this.counters.dirsChanged++;
-            return { ...node, subtree: id };
+            node.subtree = id; // (no spread: nodes are fresh per entry, and spreads are slow)
+            return node;
           }),
         );
       }
@@ -525,7 +526,8 @@ export class Archiver {
       this.progress.bytesDone += node.size;
       this.progress.currentFile = displayPath(p);
       this.report();
-      return now<TreeNode | undefined>({ ...node, content: prev.content });
+      node.content = prev.content;
+      return now<TreeNode | undefined>(node);
     }
     let fd: number;
     try {
@@ -570,7 +572,9 @@ export class Archiver {
         else this.counters.filesNew++;
         this.progress.filesDone++;
         this.report();
-        return { ...node, size, content };
+        node.size = size;
+        node.content = content;
+        return node;
       },
       async (e) => {
         if (e instanceof CofferError) throw e;

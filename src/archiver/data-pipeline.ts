@@ -4,8 +4,8 @@
  * then compresses and encrypts those (in workers again) and hands the sealed
  * blobs to the packer. Small files (at most one chunk) share a window.
  *
- * Memory is bounded by the window pool: every buffer in flight is one of
- * `windowCount` windows of `windowSize` bytes.
+ * Memory is bounded by fixed buffer pools: windows for large files,
+ * batches for small ones, and seal outputs for each (see the constructor).
  */
 import { readSync } from 'node:fs';
 import type { Repository } from '../repo/repository.js';
@@ -51,9 +51,13 @@ const BATCH_BYTES = 4 << 20;
 const BIG_FILES_AT_ONCE = 1;
 
 export class DataPipeline {
+  /** Windows of large files being chunked. */
   readonly windows: BufferPool;
-  /** Seal outputs, one per worker thread. */
-  private readonly outputs: BufferPool;
+  /** Batches of small files, read whole. */
+  private readonly batches: BufferPool;
+  /** Seal outputs for windows and for batches, one of each per worker thread. */
+  private readonly windowOutputs: BufferPool;
+  private readonly batchOutputs: BufferPool;
   readonly stats: DataStats = { dataBlobs: 0, dataAdded: 0, dataAddedPacked: 0, bytesRead: 0 };
   private readonly bigFiles = new Semaphore(BIG_FILES_AT_ONCE);
   private readonly inflight = new Set<Promise<void>>();
@@ -69,11 +73,18 @@ export class DataPipeline {
   ) {
     const { minSize, maxSize } = repo.config.chunker;
     const size = Math.max(2 * maxSize, 8 << 20);
-    // 2 windows per big file in flight, 1 batch being filled, at least 1 more for sealing.
-    this.windows = new BufferPool(size, 2 * BIG_FILES_AT_ONCE + 2);
-    // Sealing runs one task per worker at a time; more outputs would only hold memory.
-    this.outputs = new BufferPool(size + MAX_FILES_PER_BATCH * BLOB_OVERHEAD, repo.workers().threads);
+    // 2 windows per big file in flight (one being chunked, the next being
+    // read) and one more being sealed.
+    this.windows = new BufferPool(size, 2 * BIG_FILES_AT_ONCE + 1);
     this.smallLimit = Math.min(minSize, size >> 2);
+    // Batches have their own, smaller buffers: a tree of small files then
+    // never allocates a large window. One batch filling, two with workers.
+    this.batches = new BufferPool(BATCH_BYTES + this.smallLimit + 1, 3);
+    // Sealing runs one task per worker at a time; more outputs would only
+    // hold memory. Separate sizes, so small files never pin large outputs.
+    const threads = repo.workers().threads;
+    this.windowOutputs = new BufferPool(size + MAX_FILES_PER_BATCH * BLOB_OVERHEAD, threads);
+    this.batchOutputs = new BufferPool(this.batches.size + MAX_FILES_PER_BATCH * BLOB_OVERHEAD, threads);
   }
 
   private throwIfFailed(): void {
@@ -88,10 +99,10 @@ export class DataPipeline {
   async readSmall(fd: number): Promise<Pending | undefined> {
     this.throwIfFailed();
     const want = this.smallLimit + 1;
-    if (this.batch && (this.batch.used + want > this.windows.size || this.batch.used >= BATCH_BYTES || this.batch.files.length >= MAX_FILES_PER_BATCH)) {
+    if (this.batch && (this.batch.used + want > this.batches.size || this.batch.used >= BATCH_BYTES || this.batch.files.length >= MAX_FILES_PER_BATCH)) {
       this.dispatchBatch();
     }
-    if (!this.batch) this.batch = { win: await this.windows.acquire(), used: 0, files: [] };
+    if (!this.batch) this.batch = { win: await this.batches.acquire(), used: 0, files: [] };
     const b = this.batch;
     let n = 0;
     for (;;) {
@@ -118,7 +129,7 @@ export class DataPipeline {
     this.batch = undefined;
     if (!b) return;
     if (b.files.length === 0) {
-      this.windows.release(b.win);
+      this.batches.release(b.win);
       return;
     }
     const regions = b.files.map((f) => ({ start: f.start, end: f.start + f.length, eof: true }));
@@ -139,7 +150,7 @@ export class DataPipeline {
               });
               f.resolve({ ids, size: f.length });
             });
-            this.sealNew(win, chunks);
+            this.sealNew(win, chunks, this.batches, this.batchOutputs);
           },
           (e) => {
             for (const f of b.files) f.reject(e);
@@ -153,6 +164,7 @@ export class DataPipeline {
    * Streams a file of any size through the chunker. Resolves once the file
    * has a slot (so the caller is throttled) with a promise of its blob ids.
    */
+  /** `positional` false: read sequentially (a pipe, such as standard input). */
   async startLarge(fd: number, positional = true): Promise<Pending> {
     this.throwIfFailed();
     await this.bigFiles.acquire();
@@ -161,31 +173,36 @@ export class DataPipeline {
     return { content };
   }
 
-  /** `positional` false: read sequentially (a pipe, such as standard input). */
   private async readLarge(fd: number, positional: boolean): Promise<FileContent> {
     try {
       this.throwIfFailed();
-      const W = this.windows.size;
       const ids: string[] = [];
       let win = await this.windows.acquire();
       let filled = 0;
       let pos = 0;
-      let eof = false;
       for (;;) {
-        while (filled < W && !eof) {
-          const bytesRead = readSync(fd, win, filled, W - filled, positional ? pos : null);
-          if (bytesRead === 0) eof = true;
-          filled += bytesRead;
-          pos += bytesRead;
-          this.stats.bytesRead += bytesRead;
-          this.onBytes(bytesRead);
+        // The worker reads the window itself (see worker.ts).
+        let res;
+        try {
+          res = await this.repo.workers().readHash(win.buffer as ArrayBuffer, fd, positional ? pos : -1, filled);
+        } catch (e) {
+          this.windows.release(win.buffer as ArrayBuffer); // detached by the failed transfer: only the slot comes back
+          throw e;
         }
+        win = Buffer.from(res.buf);
+        if (res.error !== undefined) {
+          this.windows.release(win);
+          throw Object.assign(new Error(`read failed: ${res.error}`), { code: res.error });
+        }
+        const eof = res.eof;
+        filled += res.bytesRead;
+        pos += res.bytesRead;
+        this.stats.bytesRead += res.bytesRead;
+        this.onBytes(res.bytesRead);
         if (filled === 0) {
           this.windows.release(win);
           return { ids, size: pos };
         }
-        const res = await this.repo.workers().hash(win.buffer as ArrayBuffer, [{ start: 0, end: filled, eof }]);
-        win = Buffer.from(res.buf);
         const { lengths } = res.results[0];
         const got = chunkIds(res.results[0].ids);
         const chunks: { offset: number; length: number; id: string }[] = [];
@@ -201,7 +218,7 @@ export class DataPipeline {
           next = await this.windows.acquire();
           win.copy(next, 0, off, filled);
         }
-        this.sealNew(win, chunks);
+        this.sealNew(win, chunks, this.windows, this.windowOutputs);
         if (!next) return { ids, size: pos };
         win = next;
         filled = rest;
@@ -211,23 +228,23 @@ export class DataPipeline {
     }
   }
 
-  /** Seals the chunks that are new to the repository; releases `win` afterwards. */
-  private sealNew(win: Buffer, chunks: { offset: number; length: number; id: string }[]): void {
+  /** Seals the chunks that are new to the repository; releases `win` to `pool` afterwards. */
+  private sealNew(win: Buffer, chunks: { offset: number; length: number; id: string }[], pool: BufferPool, outputs: BufferPool): void {
     const items: SealItem[] = [];
     for (const c of chunks) {
       if (this.repo.hasBlob('data', c.id)) continue;
       this.repo.noteSaved('data', c.id);
-      items.push({ ...c, type: 'data' });
+      items.push({ offset: c.offset, length: c.length, id: c.id, type: 'data' });
     }
     if (items.length === 0) {
-      this.windows.release(win);
+      pool.release(win);
       return;
     }
     this.track(
       (async () => {
-        const out = await this.outputs.acquire();
+        const out = await outputs.acquire();
         const r = await this.repo.workers().seal(win.buffer as ArrayBuffer, items, out.buffer as ArrayBuffer);
-        this.windows.release(r.buf);
+        pool.release(r.buf);
         const sealed = Buffer.from(r.out);
         let off = 0;
         for (let i = 0; i < items.length; i++) {
@@ -238,7 +255,7 @@ export class DataPipeline {
           this.stats.dataAdded += items[i].length;
           this.stats.dataAddedPacked += len;
         }
-        this.outputs.release(r.out);
+        outputs.release(r.out);
       })(),
     );
   }

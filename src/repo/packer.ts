@@ -20,7 +20,9 @@ import { BufferPool } from '../util/semaphore.js';
 
 interface OpenPack {
   buf: Buffer;
-  /** Set when the buffer is not from the pool (one blob larger than a pool buffer). */
+  /** The buffer came from the pool (else it was allocated for this pack alone). */
+  pooled: boolean;
+  /** A blob larger than a pack: it gets a pack of its own. */
   oversize: boolean;
   entries: PackEntry[];
   size: number;
@@ -34,13 +36,12 @@ export interface PackerEvents {
 }
 
 export interface PackerOptions {
-  /** Largest blob expected often (the chunker's max size plus overhead). */
-  maxBlob: number;
   maxWrites?: number;
   packsPerIndex?: number;
 }
 
 const MAX_BLOBS_PER_PACK = 100_000;
+const TREE_PACK_START = 1 << 20;
 
 export class Packer {
   private readonly open = new Map<BlobType, OpenPack>();
@@ -57,13 +58,15 @@ export class Packer {
     private readonly backend: Backend,
     private readonly metaKey: Buffer,
     private readonly packSize: number,
-    opts: PackerOptions,
+    opts: PackerOptions = {},
     private readonly events: PackerEvents = {},
   ) {
     this.maxWrites = opts.maxWrites ?? 1;
     this.packsPerIndex = opts.packsPerIndex ?? 32;
-    // One open pack per blob type plus the packs being written.
-    this.buffers = new BufferPool(packSize + opts.maxBlob, 2 + this.maxWrites);
+    // The open data pack plus the packs being written (tree packs grow their
+    // own buffers). A pack is closed before a blob would overflow it, so
+    // buffers need only packSize (a larger blob gets a pack of its own).
+    this.buffers = new BufferPool(packSize, 1 + this.maxWrites);
   }
 
   private queue: Promise<void> = Promise.resolve();
@@ -82,17 +85,25 @@ export class Packer {
   private async addNow(type: BlobType, id: string, sealed: Uint8Array, rawLength: number): Promise<void> {
     this.throwIfFailed();
     let p = this.open.get(type);
-    if (p && p.size + sealed.length > p.buf.length) {
+    if (p && p.size + sealed.length > this.packSize) {
       this.open.delete(type);
       await this.startWrite(p);
       p = undefined;
     }
     if (!p) {
       p =
-        sealed.length > this.buffers.size
-          ? { buf: Buffer.allocUnsafe(sealed.length), oversize: true, entries: [], size: 0 }
-          : { buf: await this.buffers.acquire(), oversize: false, entries: [], size: 0 };
+        sealed.length > this.packSize
+          ? { buf: Buffer.allocUnsafe(sealed.length), pooled: false, oversize: true, entries: [], size: 0 }
+          : type === 'tree'
+            ? // Tree packs fill slowly and are usually small: grow on demand instead of pinning a pool buffer.
+              { buf: Buffer.allocUnsafe(Math.min(this.packSize, Math.max(TREE_PACK_START, sealed.length))), pooled: false, oversize: false, entries: [], size: 0 }
+            : { buf: await this.buffers.acquire(), pooled: true, oversize: false, entries: [], size: 0 };
       this.open.set(type, p);
+    }
+    if (p.size + sealed.length > p.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.min(this.packSize, Math.max(2 * p.buf.length, p.size + sealed.length)));
+      p.buf.copy(grown, 0, 0, p.size);
+      p.buf = grown;
     }
     p.buf.set(sealed, p.size);
     p.entries.push({ type, id, offset: p.size, length: sealed.length, rawLength });
@@ -146,7 +157,7 @@ export class Packer {
       this.events.packWritten?.(pack);
       this.unindexed.push(pack);
     } finally {
-      if (!p.oversize) this.buffers.release(p.buf);
+      if (p.pooled) this.buffers.release(p.buf);
     }
     if (this.unindexed.length >= this.packsPerIndex) await this.writeIndex();
   }

@@ -11,6 +11,12 @@ export interface HashResult {
   buf: ArrayBuffer;
   results: RegionChunks[];
 }
+export interface ReadHashResult extends HashResult {
+  bytesRead: number;
+  eof: boolean;
+  /** Set when reading failed (an errno code or message); nothing else is valid then. */
+  error?: string;
+}
 export interface SealResult {
   buf: ArrayBuffer;
   /** The output buffer, sealed blobs back to back. */
@@ -42,11 +48,22 @@ export class WorkerPool {
       minThreads: threads,
       maxThreads: threads,
       idleTimeout: 60_000,
+      // Workers make short-lived garbage only (their big buffers are
+      // transferred ArrayBuffers): a small young generation keeps RSS down.
+      resourceLimits: { maxYoungGenerationSizeMb: 6 },
     });
   }
 
   hash(buf: ArrayBuffer, regions: Region[]): Promise<HashResult> {
     return this.pool.run({ kind: 'hash', buf, regions }, { transferList: [buf] });
+  }
+
+  /**
+   * Reads `fd` from `pos` into `buf` after its first `filled` bytes until the
+   * buffer is full or the file ends, then chunks and hashes the whole window.
+   */
+  readHash(buf: ArrayBuffer, fd: number, pos: number, filled: number): Promise<ReadHashResult> {
+    return this.pool.run({ kind: 'readHash', buf, fd, pos, filled }, { transferList: [buf] });
   }
 
   seal(buf: ArrayBuffer, items: SealItem[], out: ArrayBuffer): Promise<SealResult> {

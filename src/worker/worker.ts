@@ -1,4 +1,5 @@
 /** Piscina worker entry: dispatches tasks to the HotPath and moves buffers back (no copies). */
+import { readSync } from 'node:fs';
 import { Piscina } from 'piscina';
 import { HotPath, type Region, type SealItem, type OpenItem, type WorkerContext } from './tasks.js';
 
@@ -6,6 +7,7 @@ const hot = new HotPath(Piscina.workerData as WorkerContext);
 
 export type Task =
   | { kind: 'hash'; buf: ArrayBuffer; regions: Region[] }
+  | { kind: 'readHash'; buf: ArrayBuffer; fd: number; pos: number; filled: number }
   | { kind: 'seal'; buf: ArrayBuffer; out: ArrayBuffer; items: SealItem[] }
   | { kind: 'open'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[] };
 
@@ -20,6 +22,27 @@ export default function run(task: Task): unknown {
     case 'hash': {
       const results = hot.chunkAndHash(buf, task.regions);
       return moveWith({ buf: task.buf, results }, [task.buf, ...results.map((r) => r.ids.buffer as ArrayBuffer)]);
+    }
+    case 'readHash': {
+      // Reading here keeps large files' bytes off the main thread, which
+      // walks the tree and reads small files meanwhile.
+      let filled = task.filled;
+      let pos = task.pos;
+      let eof = false;
+      try {
+        while (filled < buf.length && !eof) {
+          // A negative position reads sequentially (a pipe such as standard input).
+          const n = readSync(task.fd, buf, filled, buf.length - filled, task.pos < 0 ? null : pos);
+          if (n === 0) eof = true;
+          filled += n;
+          pos += n;
+        }
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        return moveWith({ buf: task.buf, error: code ?? (e as Error).message, bytesRead: 0, eof: false, results: [] }, [task.buf]);
+      }
+      const results = hot.chunkAndHash(buf, [{ start: 0, end: filled, eof }]);
+      return moveWith({ buf: task.buf, bytesRead: pos - task.pos, eof, results }, [task.buf, ...results.map((r) => r.ids.buffer as ArrayBuffer)]);
     }
     case 'seal': {
       const lengths = hot.seal(buf, task.items, Buffer.from(task.out));
