@@ -174,7 +174,7 @@ describe('interrupting', () => {
 
 describe('tag', () => {
   it('adds, removes and sets tags, rewriting the snapshot with "original"', () => {
-    run(['tag', snap1, '--add', 'keep,monthly']);
+    run(['tag', snap1, snap1.slice(0, 12), '--add', 'keep,monthly']);
     let snaps = JSON.parse(run(['snapshots', '--json']).stdout);
     expect(snaps).toHaveLength(2);
     const tagged = snaps.find((s: { tags: string[] }) => s.tags.includes('keep'));

@@ -311,7 +311,8 @@ export async function cmdTag(gl: GlobalOptions, refs: string[], o: { add?: strin
   if (!change.add.length && !change.remove.length && !change.set) throw new CofferError('INVALID_ARGUMENT', 'nothing to do: give --add, --remove or --set');
   return withRepo(gl, async (repo, out) => {
     const filter = snapFilter(o);
-    const snaps = refs.length ? await Promise.all(refs.map((r) => repo.findSnapshot(r, filter))) : (await repo.listSnapshots()).filter(filter);
+    const found = refs.length ? await Promise.all(refs.map((r) => repo.findSnapshot(r, filter))) : (await repo.listSnapshots()).filter(filter);
+    const snaps = [...new Map(found.map((s) => [s.id, s])).values()]; // the same snapshot named twice is changed once
     let changed = 0;
     const results = [];
     for (const s of snaps) {
