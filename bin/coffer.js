@@ -5,6 +5,13 @@
 // peak RSS by 10-15 % at no measured speed cost (docs/PERFORMANCE.md).
 // (v8.setFlagsFromString at this point is too late to take effect.)
 
+// A closed pipe on stdout (`coffer ls … | head`) ends the command quietly,
+// as for other Unix tools.
+process.stdout.on('error', (e) => {
+  if (e && e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw e;
+});
+
 // Top-level await: if the CLI ever left a promise unsettled, Node exits with
 // code 13 instead of a silent 0.
 const { main } = await import('../dist/src/cli/main.js');

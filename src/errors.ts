@@ -4,6 +4,13 @@
  * Messages are one line, meant for users, and never contain secrets.
  */
 
+/**
+ * Stable error codes (see `EXIT_CODES` for the exit code of each).
+ * @example
+ * ```ts
+ * const code: ErrorCode = 'INTEGRITY';
+ * ```
+ */
 export type ErrorCode =
   | 'REPO_NOT_FOUND'
   | 'REPO_EXISTS'
@@ -25,7 +32,13 @@ export type ErrorCode =
   | 'INCOMPLETE'
   | 'INTERNAL';
 
-/** Exit codes, documented in README.md. */
+/**
+ * Exit codes, documented in README.md.
+ * @example
+ * ```ts
+ * process.exitCode = EXIT_CODES[err.code]; // e.g. 12 for WRONG_PASSWORD
+ * ```
+ */
 export const EXIT_CODES: Record<ErrorCode, number> = {
   INTERNAL: 1,
   STORAGE: 1,
@@ -48,6 +61,13 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   INTERRUPTED: 130,
 };
 
+/**
+ * The one error type of the library: a stable `code` to switch on, the process `exitCode` the CLI uses, and structured `data`. Messages are one line and never contain secrets.
+ * @example
+ * ```ts
+ * try { await openRepository(dir, pw); } catch (e) { if (e instanceof CofferError && e.code === 'WRONG_PASSWORD') askAgain(); else throw e; }
+ * ```
+ */
 export class CofferError extends Error {
   readonly code: ErrorCode;
   readonly data: Record<string, unknown>;
@@ -62,6 +82,13 @@ export class CofferError extends Error {
   }
 }
 
+/**
+ * True if `e` is a {@link CofferError} (with the given `code`, when one is given).
+ * @example
+ * ```ts
+ * if (isCofferError(e, 'SNAPSHOT_NOT_FOUND')) console.log('no such snapshot');
+ * ```
+ */
 export function isCofferError(e: unknown, code?: ErrorCode): e is CofferError {
   return e instanceof CofferError && (code === undefined || e.code === code);
 }

@@ -5,11 +5,29 @@
 declare const brand: unique symbol;
 type Brand<T, B extends string> = T & { readonly [brand]: B };
 
-/** Keyed BLAKE3 of a blob's plaintext. */
+/**
+ * Keyed BLAKE3 of a blob's plaintext.
+ * @example
+ * ```ts
+ * const id = node.content![0] as BlobId;
+ * ```
+ */
 export type BlobId = Brand<string, 'BlobId'>;
-/** BLAKE3 of a pack file's stored bytes (its file name). */
+/**
+ * BLAKE3 of a pack file's stored bytes (its file name).
+ * @example
+ * ```ts
+ * const packs: PackId[] = repo.cache.packs().map((p) => p.id);
+ * ```
+ */
 export type PackId = Brand<string, 'PackId'>;
-/** BLAKE3 of a snapshot file's stored bytes (its file name). */
+/**
+ * BLAKE3 of a snapshot file's stored bytes (its file name).
+ * @example
+ * ```ts
+ * const id: SnapshotId = snapshot.id;
+ * ```
+ */
 export type SnapshotId = Brand<string, 'SnapshotId'>;
 
 export const ID_BYTES = 32;

@@ -23,8 +23,14 @@ import { Repository, type InitOptions, type OpenOptions } from './repo/repositor
 export { CofferError, EXIT_CODES, isCofferError, type ErrorCode } from './errors.js';
 export { Repository, DEFAULT_CHUNKER, DEFAULT_PACK_SIZE, defaultCacheDir, type InitOptions, type OpenOptions } from './repo/repository.js';
 export { backup, type BackupOptions, type BackupProgress, type BackupResult, type BackupWarning } from './archiver/archiver.js';
-export { restore, type RestoreOptions, type RestoreProgress, type RestoreResult, type RestoreWarning } from './restorer/restorer.js';
-export type { Snapshot, SnapshotSummary } from './format/snapshot.js';
+export { restore, type RestoreOptions, type RestoreProgress, type RestoreResult, type RestoreWarning, type RestoreItem, type OverwritePolicy } from './restorer/restorer.js';
+export type { Snapshot, SnapshotData, SnapshotSummary } from './format/snapshot.js';
+export type { TreeNode, NodeType } from './format/tree.js';
+export { createFilter, PatternList, parsePatternFile, CACHEDIR_SIGNATURE, type SelectOptions, type EntryFilter, type EntryStat, type EntryVerdict } from './archiver/select.js';
+export { walkTree, findPath, openFileStream, type TreeEntry, type FoundPath } from './explore/tree-walk.js';
+export { diffTrees, type Change, type ChangeKind, type DiffStats } from './explore/diff.js';
+export { snapshotStats, type SnapshotStats, type RestoreSize, type RawDataStats } from './explore/stats.js';
+export { changeTags, applyTagChange, type TagChange } from './explore/tags.js';
 export type { Backend, ReadBackend, Handle, FileType, ObjectInfo } from './storage/backend.js';
 export { LocalBackend } from './storage/local.js';
 export { openBackend } from './storage/location.js';

@@ -22,8 +22,16 @@ import { platform } from '../platform/native.js';
 import { joinPath, displayPath } from '../util/paths.js';
 import { DataPipeline, type Pending } from './data-pipeline.js';
 import { Semaphore } from '../util/semaphore.js';
+import type { EntryFilter } from './select.js';
 import { VERSION } from '../version.js';
 
+/**
+ * Progress of a running backup, passed to `onProgress` (at most ten times a second).
+ * @example
+ * ```ts
+ * await backup(repo, { paths, scan: true, onProgress: (p: BackupProgress) => console.log(`${p.bytesDone}/${p.totalBytes ?? '?'}`) });
+ * ```
+ */
 export interface BackupProgress {
   filesDone: number;
   dirsDone: number;
@@ -35,11 +43,25 @@ export interface BackupProgress {
   errors: number;
 }
 
+/**
+ * A file that could not be backed up, and why; the backup goes on.
+ * @example
+ * ```ts
+ * await backup(repo, { paths, onWarning: (w: BackupWarning) => log.warn(`${w.path}: ${w.message}`) });
+ * ```
+ */
 export interface BackupWarning {
   path: string;
   message: string;
 }
 
+/**
+ * What to back up and how: paths (or one stdin stream), tags, host, parent snapshot, a selection `filter`, and callbacks for progress and warnings.
+ * @example
+ * ```ts
+ * const opts: BackupOptions = { paths: ['/etc'], onWarning: (w) => console.error(w.path, w.message) };
+ * ```
+ */
 export interface BackupOptions {
   paths: string[];
   tags?: string[];
@@ -52,8 +74,25 @@ export interface BackupOptions {
   /** Count files and bytes first (concurrently) so progress can show totals. */
   scan?: boolean;
   signal?: AbortSignal;
+  /**
+   * Decides which entries are backed up (see `createFilter` for exclude
+   * patterns, tag files, size limit, one file system). Default: everything.
+   */
+  filter?: EntryFilter;
+  /**
+   * Back up one stream instead of `paths`: stored as the file `/NAME` (mode
+   * 0644, owned by the current user, modified now).
+   */
+  stdin?: { name: string; fd: number };
 }
 
+/**
+ * The snapshot written, and whether some files could not be read.
+ * @example
+ * ```ts
+ * const r: BackupResult = await backup(repo, { paths }); if (r.incomplete) console.warn('some files were skipped');
+ * ```
+ */
 export interface BackupResult {
   snapshot: Snapshot;
   /** Some files could not be read; they are missing from the snapshot. */
@@ -244,16 +283,20 @@ export class Archiver {
 
   async run(): Promise<BackupResult> {
     const start = new Date();
-    const paths = await this.resolvePaths(this.opts.paths);
+    const paths = this.opts.stdin ? [stdinPath(this.opts.stdin.name)] : await this.resolvePaths(this.opts.paths);
     const hostname = this.opts.hostname ?? os.hostname();
     const parent = await this.findParent(hostname, paths);
     const parentRoot = parent ? await this.loadTree(parent.tree) : undefined;
-    if (this.opts.scan) void this.scan(paths);
+    if (this.opts.scan && !this.opts.stdin) void this.scan(paths);
 
     let rootId: string;
     try {
       const tree = buildPathTree(paths);
-      const root = tree.target ? await this.walkDir(Buffer.from('/'), parentRoot, parent?.tree) : await this.walkSkeleton(Buffer.from('/'), tree, parentRoot);
+      const root = this.opts.stdin
+        ? await this.stdinRoot(this.opts.stdin.fd, paths[0].slice(1))
+        : tree.target
+          ? await this.walkDir(Buffer.from('/'), parentRoot, parent?.tree, lstatSync('/', { bigint: true }).dev)
+          : await this.walkSkeleton(Buffer.from('/'), tree, parentRoot);
       this.pipeline.dispatchBatch();
       rootId = await root.done;
       await this.pipeline.drain();
@@ -346,7 +389,7 @@ export class Archiver {
       const p = joinPath(dir, nameBuf);
       const prev = parentNodes?.find((n) => n.name.equals(nameBuf));
       if (child.target) {
-        entries.push(await this.entry(p, nameBuf, prev));
+        entries.push(await this.entry(p, nameBuf, prev, undefined));
         continue;
       }
       let st: BigIntStats;
@@ -380,26 +423,27 @@ export class Archiver {
   }
 
   /** Walks one directory; resolves (after scheduling) with a promise of its tree id. */
-  private async walkDir(dir: Buffer, parentNodes: TreeNode[] | undefined, parentId?: string): Promise<Later<string>> {
+  /** `only`: back up just these entries of the directory (the filter said so). */
+  private async walkDir(dir: Buffer, parentNodes: TreeNode[] | undefined, parentId: string | undefined, targetDev: bigint, only?: string[]): Promise<Later<string>> {
     this.checkAbort();
-    let names: Buffer[];
+    let names: Buffer[] = [];
     try {
-      names = readdirSync(dir, { encoding: 'buffer' });
+      if (only === undefined) names = readdirSync(dir, { encoding: 'buffer' });
+      else names = only.map((n) => Buffer.from(n));
     } catch (e) {
       this.warn(dir, `cannot read directory: ${errnoCode(e) ?? String(e)}`);
-      names = [];
     }
     names.sort(compareNames);
     const byName = new Map<string, TreeNode>();
     for (const n of parentNodes ?? []) byName.set(n.name.toString('latin1'), n);
     const entries: Done[] = [];
-    for (const name of names) entries.push(await this.entry(joinPath(dir, name), name, byName.get(name.toString('latin1'))));
+    for (const name of names) entries.push(await this.entry(joinPath(dir, name), name, byName.get(name.toString('latin1')), targetDev));
     this.progress.dirsDone++;
     return this.finishDir(entries, parentNodes && parentId ? { id: parentId, nodes: parentNodes } : undefined);
   }
 
-  /** One directory entry of any type. Resolves once scheduled. */
-  private async entry(p: Buffer, name: Buffer, prev: TreeNode | undefined): Promise<Done> {
+  /** One directory entry of any type. Resolves once scheduled. `targetDev` is undefined for a backup target itself. */
+  private async entry(p: Buffer, name: Buffer, prev: TreeNode | undefined, targetDev: bigint | undefined): Promise<Done> {
     this.checkAbort();
     await this.breathe();
     let st: BigIntStats;
@@ -409,12 +453,15 @@ export class Archiver {
       this.warn(p, errnoCode(e) === 'ENOENT' ? 'vanished before it could be read' : `cannot read: ${errnoCode(e) ?? String(e)}`);
       return now(undefined);
     }
+    const dev = targetDev ?? st.dev;
+    const verdict = this.opts.filter ? this.opts.filter(p, st, dev) : 'keep';
+    if (verdict === 'skip') return now(undefined);
     const node = baseNode(name, st);
     node.xattrs = await this.readXattrs(p);
     switch (node.type) {
       case 'dir': {
         const prevTree = prev?.type === 'dir' ? await this.loadTree(prev.subtree) : undefined;
-        const sub = await this.walkDir(p, prevTree, prev?.subtree);
+        const sub = await this.walkDir(p, prevTree, prev?.subtree, dev, verdict === 'keep' ? undefined : verdict === 'empty' ? [] : verdict.keepOnly);
         return later(
           sub.done.then((id) => {
             if (!prev) this.counters.dirsNew++;
@@ -551,38 +598,81 @@ export class Archiver {
     return id;
   }
 
-  /** Counts files and bytes so progress can show totals and an ETA. */
+  /** Counts files and bytes (of what the filter keeps) so progress can show totals and an ETA. */
   private async scan(paths: string[]): Promise<void> {
     let files = 0;
     let bytes = 0;
-    const visit = async (p: string): Promise<void> => {
+    const filter = this.opts.filter;
+    const visit = async (p: string, targetDev: bigint | undefined): Promise<void> => {
       if (this.opts.signal?.aborted) return;
       let st;
       try {
-        st = await fs.lstat(p);
+        st = await fs.lstat(p, { bigint: true });
       } catch {
         return;
       }
+      const dev = targetDev ?? st.dev;
+      const verdict = filter ? filter(p, st, dev) : 'keep';
+      if (verdict === 'skip') return;
       if (st.isDirectory()) {
+        if (verdict === 'empty') return;
+        if (typeof verdict === 'object') {
+          for (const n of verdict.keepOnly) await visit(path.join(p, n), dev);
+          return;
+        }
         let names: string[] = [];
         try {
           names = await fs.readdir(p);
         } catch {
           return;
         }
-        for (const n of names) await visit(path.join(p, n));
+        for (const n of names) await visit(path.join(p, n), dev);
       } else if (st.isFile()) {
         files++;
-        bytes += st.size;
+        bytes += Number(st.size);
       }
     };
-    for (const p of paths) await visit(p);
+    for (const p of paths) await visit(p, undefined);
     this.progress.totalFiles = files;
     this.progress.totalBytes = bytes;
   }
+
+  /** The root tree of a stdin backup: one file read sequentially from `fd`. */
+  private async stdinRoot(fd: number, name: string): Promise<Later<string>> {
+    const user = os.userInfo();
+    const t = BigInt(Date.now()) * 1_000_000n;
+    const node: TreeNode = { name: Buffer.from(name), type: 'file', mode: 0o644, uid: user.uid, gid: user.gid, mtimeNs: t, ctimeNs: t, inode: 0n, dev: 0n, links: 1, size: 0 };
+    this.progress.currentFile = `/${name}`;
+    await this.pendingFiles.acquire();
+    const pending = await this.pipeline.startLarge(fd, false);
+    const content = pending.content.finally(() => this.pendingFiles.release());
+    return this.finishDir([
+      later(
+        content.then(({ ids, size }) => {
+          this.counters.filesNew++;
+          this.progress.filesDone++;
+          return { ...node, size, content: ids };
+        }),
+      ),
+    ]);
+  }
 }
 
-/** Backs up `opts.paths` into `repo` and writes a snapshot. */
+/** The snapshot path of a stdin backup. */
+function stdinPath(name: string): string {
+  if (!name || name.includes('/') || name === '.' || name === '..' || name.includes('\0')) {
+    throw new CofferError('INVALID_ARGUMENT', `--stdin-filename must be a plain file name, not "${name}"`);
+  }
+  return `/${name}`;
+}
+
+/**
+ * Backs up `opts.paths` into `repo` and writes a snapshot.
+ * @example
+ * ```ts
+ * const { snapshot, incomplete } = await backup(repo, { paths: ['/home/me'], tags: ['daily'], filter: createFilter({ exclude: ['*.tmp'] }) });
+ * ```
+ */
 export async function backup(repo: Repository, opts: BackupOptions): Promise<BackupResult> {
   return new Archiver(repo, opts).run();
 }

@@ -164,15 +164,16 @@ export class DataPipeline {
    * Streams a file of any size through the chunker. Resolves once the file
    * has a slot (so the caller is throttled) with a promise of its blob ids.
    */
-  async startLarge(fd: number): Promise<Pending> {
+  /** `positional` false: read sequentially (a pipe, such as standard input). */
+  async startLarge(fd: number, positional = true): Promise<Pending> {
     this.throwIfFailed();
     await this.bigFiles.acquire();
-    const content = this.readLarge(fd);
+    const content = this.readLarge(fd, positional);
     content.catch(() => {});
     return { content };
   }
 
-  private async readLarge(fd: number): Promise<FileContent> {
+  private async readLarge(fd: number, positional: boolean): Promise<FileContent> {
     try {
       this.throwIfFailed();
       const ids: string[] = [];
@@ -183,7 +184,7 @@ export class DataPipeline {
         // The worker reads the window itself (see worker.ts).
         let res;
         try {
-          res = await this.repo.workers().readHash(win.buffer as ArrayBuffer, fd, pos, filled);
+          res = await this.repo.workers().readHash(win.buffer as ArrayBuffer, fd, positional ? pos : -1, filled);
         } catch (e) {
           this.windows.release(win.buffer as ArrayBuffer); // detached by the failed transfer: only the slot comes back
           throw e;

@@ -37,6 +37,13 @@
 
 import { DEFAULT_GEAR } from './gear.js';
 
+/**
+ * Content-defined chunking sizes in bytes (min ≤ avg ≤ max).
+ * @example
+ * ```ts
+ * const c: ChunkerParams = { minSize: 256 << 10, avgSize: 512 << 10, maxSize: 4 << 20 };
+ * ```
+ */
 export interface ChunkerParams {
   minSize: number;
   avgSize: number;

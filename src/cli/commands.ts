@@ -11,6 +11,9 @@ import { readPassword } from './password.js';
 import { ProgressLine } from './progress.js';
 import { bytes, duration, localTime, table } from './format.js';
 import { openRepo, Output, parseSize, repoLocation, type GlobalOptions } from './context.js';
+import { buildSelection, type SelectFlags } from './backup-select.js';
+import { jsonStatus } from './json-status.js';
+import { closeSync } from 'node:fs';
 
 export async function cmdInit(g: GlobalOptions, o: { chunkMin?: string; chunkAvg?: string; chunkMax?: string; compression?: string }): Promise<number> {
   const out = new Output(g);
@@ -52,29 +55,33 @@ function splitTags(tags: string[] | undefined): string[] {
 export async function cmdBackup(
   g: GlobalOptions,
   paths: string[],
-  o: { tag?: string[]; host?: string; parent?: string; force?: boolean },
+  o: { tag?: string[]; host?: string; parent?: string; force?: boolean } & SelectFlags,
   signal: AbortSignal,
 ): Promise<number> {
   const out = new Output(g);
-  if (paths.length === 0) throw new CofferError('INVALID_ARGUMENT', 'nothing to back up: give at least one path');
+  const sel = buildSelection(paths, o);
   const repo = await openRepo(g);
   const progress = new ProgressLine(!g.quiet && !g.json);
+  const status = out.json ? jsonStatus(out) : undefined;
   try {
     const t0 = Date.now();
     const { snapshot, incomplete } = await backup(repo, {
-      paths,
+      paths: sel.paths,
+      filter: sel.filter,
+      stdin: sel.stdin,
       tags: splitTags(o.tag),
       hostname: o.host,
-      parent: o.force ? null : o.parent,
-      scan: progress.enabled,
+      parent: o.force || sel.stdin ? null : o.parent,
+      scan: progress.enabled || out.json,
       signal,
-      onProgress: (p) => progress.update(p),
+      onProgress: (p) => (status ? status(p) : progress.update(p)),
       onWarning: (w) => {
         progress.clear();
         out.warn(`${w.path}: ${w.message}`);
       },
     });
     progress.clear();
+    status?.flush();
     const s = snapshot.summary;
     if (out.json) {
       out.emit({ message_type: 'summary', ...s, snapshot_id: snapshot.id, incomplete });
@@ -90,6 +97,7 @@ export async function cmdBackup(
     return incomplete ? 3 : 0;
   } finally {
     progress.clear();
+    if (sel.stdin && sel.stdin.fd !== 0) closeSync(sel.stdin.fd);
     await repo.close();
   }
 }
@@ -105,6 +113,7 @@ function snapshotJson(s: Snapshot) {
     tags: s.tags,
     tree: s.tree,
     ...(s.parent ? { parent: s.parent } : {}),
+    ...(s.original ? { original: s.original } : {}),
     program_version: s.program_version,
     summary: s.summary,
   };
@@ -138,32 +147,66 @@ export async function cmdSnapshots(g: GlobalOptions, o: { host?: string[]; tag?:
 export async function cmdRestore(
   g: GlobalOptions,
   ref: string,
-  o: { target?: string; include?: string[]; host?: string[]; path?: string[] },
+  o: { target?: string; include?: string[]; exclude?: string[]; overwrite?: string; delete?: boolean; dryRun?: boolean; verify?: boolean; host?: string[]; path?: string[] },
   signal: AbortSignal,
 ): Promise<number> {
   const out = new Output(g);
   if (!o.target) throw new CofferError('INVALID_ARGUMENT', 'please give a target directory with --target');
+  const overwrite = o.overwrite ?? 'always';
+  if (overwrite !== 'always' && overwrite !== 'if-changed' && overwrite !== 'never') throw new CofferError('INVALID_ARGUMENT', `--overwrite must be always, if-changed or never, not "${overwrite}"`);
   const repo = await openRepo(g);
-  const progress = new ProgressLine(!g.quiet && !g.json);
+  const progress = new ProgressLine(!g.quiet && !g.json && !o.dryRun);
+  const status = out.json ? jsonStatus(out) : undefined;
   try {
     const paths = (o.path ?? []).map((p) => path.resolve(p));
     const snap = await repo.findSnapshot(ref, (s) => (!o.host?.length || o.host.includes(s.hostname)) && paths.every((p) => s.paths.includes(p)));
-    out.info(`restoring snapshot ${snap.id.slice(0, 8)} of [${snap.paths.join(', ')}] at ${localTime(snap.time)} to ${path.resolve(o.target)}`);
+    out.info(`${o.dryRun ? 'dry run: would restore' : 'restoring'} snapshot ${snap.id.slice(0, 8)} of [${snap.paths.join(', ')}] at ${localTime(snap.time)} to ${path.resolve(o.target)}`);
     const t0 = Date.now();
     const r = await restore(repo, snap, {
       target: o.target,
       include: o.include,
+      exclude: o.exclude,
+      overwrite,
+      delete: o.delete,
+      dryRun: o.dryRun,
+      verify: o.verify,
       signal,
-      onProgress: (p) => progress.update(p),
+      onProgress: (p) => (status ? status(p) : progress.update(p)),
+      onItem: (i) => {
+        if (out.json) {
+          if (g.verbose || o.dryRun) out.emit({ message_type: 'verbose_status', action: i.action, item: i.path, size: i.size });
+        } else if (g.verbose || (o.dryRun && !g.quiet)) {
+          progress.clear();
+          process.stdout.write(`${o.dryRun ? 'would have ' : ''}${i.action} ${i.path}${i.type === 'file' ? ` (${bytes(i.size)})` : ''}\n`);
+        }
+      },
       onWarning: (w) => {
         progress.clear();
         out.warn(`${w.path}: ${w.message}`);
       },
     });
     progress.clear();
-    if (out.json) out.emit({ message_type: 'summary', snapshot_id: snap.id, files_restored: r.filesRestored, bytes_restored: r.bytesRestored, errors: r.errors });
-    else {
-      out.info(`restored ${r.filesRestored} files, ${bytes(r.bytesRestored)} in ${duration(Date.now() - t0)}`);
+    status?.flush();
+    if (out.json) {
+      out.emit({
+        message_type: 'summary',
+        snapshot_id: snap.id,
+        dry_run: o.dryRun === true,
+        files_restored: r.filesRestored,
+        files_unchanged: r.filesUnchanged,
+        files_skipped: r.filesSkipped,
+        files_deleted: r.deleted,
+        files_verified: r.filesVerified,
+        bytes_restored: r.bytesRestored,
+        errors: r.errors,
+      });
+    } else if (o.dryRun) {
+      out.info(`would restore ${r.filesUnchanged ? `${r.filesRestored} files (${r.filesUnchanged} already up to date)` : `${r.filesRestored} files`}${r.filesSkipped ? `, leave ${r.filesSkipped} existing` : ''}${o.delete ? `, delete ${r.deleted}` : ''}`);
+    } else {
+      out.info(`restored ${r.filesRestored} files, ${bytes(r.bytesRestored)} written in ${duration(Date.now() - t0)}${r.filesUnchanged ? ` (${r.filesUnchanged} were already up to date)` : ''}`);
+      if (r.filesSkipped) out.info(`left ${r.filesSkipped} existing files as they were (--overwrite never)`);
+      if (o.delete) out.info(`deleted ${r.deleted} entries not in the snapshot`);
+      if (o.verify) out.info(`verified ${r.filesVerified} files`);
       if (r.errors) out.warn(`${r.errors} problems; some files were not restored (see above)`);
     }
     return r.errors ? 3 : 0;

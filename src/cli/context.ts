@@ -17,6 +17,29 @@ export interface GlobalOptions {
   json?: boolean;
   quiet?: boolean;
   verbose?: boolean;
+  threads?: string;
+}
+
+function envFlag(name: string): boolean | undefined {
+  const v = process.env[name];
+  if (v === undefined || v === '') return undefined;
+  return !['0', 'false', 'no'].includes(v.toLowerCase());
+}
+
+/**
+ * Fills global options not given on the command line from COFFER_*
+ * variables (the command line wins): COFFER_JSON, COFFER_QUIET and
+ * COFFER_VERBOSE ("1"/"true" or "0"/"false"); the others are read where they
+ * are used (COFFER_REPOSITORY, COFFER_PASSWORD_FILE, COFFER_PASSWORD_COMMAND,
+ * COFFER_CACHE_DIR, COFFER_NO_CACHE, COFFER_THREADS).
+ */
+export function withEnv(o: GlobalOptions): GlobalOptions {
+  return {
+    ...o,
+    json: o.json ?? envFlag('COFFER_JSON'),
+    quiet: o.quiet ?? envFlag('COFFER_QUIET'),
+    verbose: o.verbose ?? envFlag('COFFER_VERBOSE'),
+  };
 }
 
 export class Output {
@@ -86,13 +109,21 @@ export async function openRepo(g: GlobalOptions): Promise<Repository> {
   try {
     repo = await Repository.open(backend, secret, {
       cacheDir: g.cacheDir ?? process.env.COFFER_CACHE_DIR,
-      noCache: g.cache === false || process.env.COFFER_NO_CACHE === '1',
+      noCache: g.cache === false || envFlag('COFFER_NO_CACHE') === true,
+      threads: threadCount(g.threads),
     });
   } finally {
     wipeSecret(secret);
   }
   warnIfWeakKey(g, repo.weakKey);
   return repo;
+}
+
+function threadCount(s: string | undefined): number | undefined {
+  if (s === undefined) return undefined;
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new CofferError('INVALID_ARGUMENT', `--threads must be a whole number 1–64, not "${s}"`);
+  return n;
 }
 
 /** Parses sizes like 512K, 1M, 8MiB, 1048576. */

@@ -5,9 +5,11 @@
 import { Command, CommanderError, Option } from 'commander';
 import { CofferError, EXIT_CODES } from '../errors.js';
 import { VERSION } from '../version.js';
-import type { GlobalOptions } from './context.js';
+import { withEnv, type GlobalOptions } from './context.js';
 import { cmdBackup, cmdCheck, cmdInit, cmdRestore, cmdSnapshots } from './commands.js';
 import { registerKeyCommands } from './cmd-key.js';
+import { addSelectOptions, PATTERN_HELP } from './backup-select.js';
+import { registerExploreCommands } from './cmd-explore.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -19,9 +21,10 @@ function globals(cmd: Command): Command {
     .option('--recovery-key <code>', 'open with a recovery key instead of a password (env: COFFER_RECOVERY_KEY)')
     .option('--cache-dir <dir>', 'local cache directory (env: COFFER_CACHE_DIR; default $XDG_CACHE_HOME/coffer)')
     .option('--no-cache', 'keep the index in memory only (env: COFFER_NO_CACHE=1)')
-    .option('--json', 'machine-readable output on stdout')
-    .option('-q, --quiet', 'print only errors and warnings')
-    .option('-v, --verbose', 'print more detail');
+    .option('--threads <n>', 'worker threads (env: COFFER_THREADS; default: cores, at most 8)')
+    .option('--json', 'machine-readable output on stdout (env: COFFER_JSON=1)')
+    .option('-q, --quiet', 'print only errors and warnings (env: COFFER_QUIET=1)')
+    .option('-v, --verbose', 'print more detail (env: COFFER_VERBOSE=1)');
 }
 
 function program(run: (p: Promise<number>) => void, signal: AbortSignal): Command {
@@ -33,7 +36,7 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
     .exitOverride();
   globals(p);
 
-  const g = (cmd: Command) => cmd.optsWithGlobals() as GlobalOptions;
+  const g = (cmd: Command) => withEnv(cmd.optsWithGlobals() as GlobalOptions);
 
   globals(
     p
@@ -47,15 +50,15 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
   ).action((o, cmd) => run(cmdInit(g(cmd), o)));
 
   globals(
-    p
-      .command('backup')
+    addSelectOptions(p
+      .command('backup'))
       .description('back up files and directories into a new snapshot')
       .argument('[paths...]', 'files and directories to back up')
       .option('--tag <tags>', 'add tags (comma-separated; repeatable)', collect)
       .option('--host <name>', 'hostname recorded in the snapshot (default: this host)')
       .option('--parent <snapshot>', 'compare with this snapshot instead of the latest one with the same host and paths')
       .option('-f, --force', 'read every file, ignoring the parent snapshot')
-      .addHelpText('after', '\nExamples:\n  coffer backup -r /mnt/backup/repo ~/Documents ~/Pictures\n  coffer backup --tag daily /etc'),
+      .addHelpText('after', `${PATTERN_HELP}\n\nExamples:\n  coffer backup -r /mnt/backup/repo ~/Documents ~/Pictures\n  coffer backup --tag daily /etc\n  coffer backup ~ --exclude '*.tmp' --exclude node_modules --exclude-caches -x\n  find ~/photos -newer stamp -print0 | coffer backup --files-from-raw -\n  pg_dump db | coffer backup --stdin --stdin-filename db.sql`),
   ).action((paths, o, cmd) => run(cmdBackup(g(cmd), paths, o, signal)));
 
   globals(
@@ -74,10 +77,18 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
       .description('restore a snapshot (or part of it) into a directory')
       .argument('<snapshot>', 'snapshot id, unique id prefix, or "latest"')
       .option('-t, --target <dir>', 'directory to restore into')
-      .option('-i, --include <path>', 'restore only this path of the snapshot (repeatable)', collect)
+      .option('-i, --include <pattern>', 'restore only what matches (a path such as /home/me/docs, or a pattern) and the directories leading to it (repeatable)', collect)
+      .option('-e, --exclude <pattern>', 'do not restore what matches (repeatable)', collect)
+      .option('--overwrite <when>', 'existing files: always (default; writes only the chunks that differ), if-changed (also trusts matching size and mtime), never')
+      .option('--delete', 'delete files in the target that are not in the snapshot (inside restored directories)')
+      .option('--dry-run', 'only show what would be done (with -v, each file)')
+      .option('--verify', 'read restored files back and check them against the snapshot')
       .option('--host <name>', 'with "latest": only snapshots of this host', collect)
       .option('--path <path>', 'with "latest": only snapshots that include this path', collect)
-      .addHelpText('after', '\nBacking up /a/b and restoring into T recreates T/a/b.\n\nExamples:\n  coffer restore latest --target /tmp/restore\n  coffer restore 1a2b3c4d --target /tmp/r --include /home/me/docs'),
+      .addHelpText(
+        'after',
+        `\nBacking up /a/b and restoring into T recreates T/a/b. Patterns work as for backup --exclude.\n\nExamples:\n  coffer restore latest --target /tmp/restore\n  coffer restore 1a2b3c4d --target /tmp/r --include /home/me/docs\n  coffer restore latest --target / --include '*.conf' --exclude '/etc/ssl'\n  coffer restore latest --target ~/mirror --delete --dry-run -v`,
+      ),
   ).action((ref, o, cmd) => run(cmdRestore(g(cmd), ref, o, signal)));
 
   globals(
@@ -89,9 +100,28 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
   ).action((o, cmd) => run(cmdCheck(g(cmd), o, signal)));
 
   registerKeyCommands(p, globals, run);
+  registerExploreCommands(p, globals, run, signal);
 
   p.addOption(new Option('--debug').hideHelp());
   return p;
+}
+
+/** Usage errors: one line, with commander's suggestion folded in and a pointer to the command's help. */
+function oneLineUsageErrors(p: Command): Command {
+  for (const c of [p, ...p.commands]) {
+    const name = c === p ? 'coffer' : `coffer ${c.name()}`;
+    c.configureOutput({ outputError: (str, write) => write(`coffer: ${usageLine(str)} (see "${name} --help")\n`) });
+  }
+  return p;
+}
+
+/** Commander's error text as one line: "error: unknown option '--x'\n(Did you mean --y?)" → "unknown option '--x'; did you mean --y?". */
+export function usageLine(str: string): string {
+  return str
+    .replace(/^error: /, '')
+    .replace(/\s*\(Did you mean (.*)\?\)/, '; did you mean $1?')
+    .replace(/\s+/g, ' ')
+    .trim();
 }
 
 function report(e: unknown, debug: boolean): number {
@@ -119,9 +149,11 @@ export async function main(argv: string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   let pending: Promise<number> | undefined;
   try {
-    const p = program((job) => {
-      pending = job;
-    }, abort.signal);
+    const p = oneLineUsageErrors(
+      program((job) => {
+        pending = job;
+      }, abort.signal),
+    );
     if (argv.length <= 2) {
       p.outputHelp();
       return 2;

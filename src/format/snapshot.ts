@@ -1,6 +1,13 @@
 /** Snapshots: sealed JSON (file.ts encoding), named by BLAKE3 of the stored bytes. */
 import type { SnapshotId } from '../ids.js';
 
+/**
+ * Counts recorded with each snapshot by the backup that made it.
+ * @example
+ * ```ts
+ * const s: SnapshotSummary = snapshot.summary; console.log(s.files_new, s.data_added);
+ * ```
+ */
 export interface SnapshotSummary {
   backup_start: string;
   backup_end: string;
@@ -19,6 +26,13 @@ export interface SnapshotSummary {
   errors: number;
 }
 
+/**
+ * The contents of a snapshot file: when, where from, which paths and tags, the root tree id and a summary of the backup.
+ * @example
+ * ```ts
+ * const { tree, paths, tags }: SnapshotData = snapshot;
+ * ```
+ */
 export interface SnapshotData {
   version: 1;
   time: string;
@@ -30,10 +44,19 @@ export interface SnapshotData {
   tags: string[];
   tree: string;
   parent?: string;
+  /** Set when the snapshot file was rewritten (e.g. by `coffer tag`): the id of the first version. */
+  original?: string;
   program_version: string;
   summary: SnapshotSummary;
 }
 
+/**
+ * A snapshot as stored, with its id (the hash of the stored file).
+ * @example
+ * ```ts
+ * const latest: Snapshot | undefined = (await repo.listSnapshots()).at(-1);
+ * ```
+ */
 export interface Snapshot extends SnapshotData {
   id: SnapshotId;
 }

@@ -7,8 +7,22 @@
  * reading a tree would change them, and every backup would write new trees.
  */
 
+/**
+ * The kinds of file-system entries a snapshot records.
+ * @example
+ * ```ts
+ * const isDir = (n: TreeNode) => n.type === ('dir' satisfies NodeType);
+ * ```
+ */
 export type NodeType = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'chardev' | 'blockdev';
 
+/**
+ * One entry of a directory in a snapshot (names and link targets are raw bytes).
+ * @example
+ * ```ts
+ * for await (const { path, node } of walkTree(repo, snap.tree)) if (node.type === 'file') console.log(path, node.size);
+ * ```
+ */
 export interface TreeNode {
   name: Buffer;
   type: NodeType;

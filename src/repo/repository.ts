@@ -21,10 +21,31 @@ import { WorkerPool } from '../worker/pool.js';
 import { addKeyFile, openMaster, type RepoSecret } from './keyring.js';
 import type { BlobType, SnapshotId } from '../ids.js';
 
+/**
+ * Default content-defined chunk sizes: 512 KiB minimum, 1 MiB average, 8 MiB maximum.
+ * @example
+ * ```ts
+ * await initRepository(dir, pw, { chunker: { ...DEFAULT_CHUNKER, avgSize: 2 << 20, maxSize: 16 << 20 } });
+ * ```
+ */
 export const DEFAULT_CHUNKER: ChunkerParams = { minSize: 512 * 1024, avgSize: 1024 * 1024, maxSize: 8 * 1024 * 1024 };
+/**
+ * Default target size of pack files (16 MiB).
+ * @example
+ * ```ts
+ * await initRepository(dir, pw, { packSize: DEFAULT_PACK_SIZE * 2 });
+ * ```
+ */
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 export const DEFAULT_COMPRESSION_LEVEL = 3;
 
+/**
+ * Options for `initRepository`: chunk sizes, zstd level (0 disables), pack size, first key label.
+ * @example
+ * ```ts
+ * await initRepository(dir, pw, { compressionLevel: 0, keyLabel: 'laptop' });
+ * ```
+ */
 export interface InitOptions {
   chunker?: ChunkerParams;
   compressionLevel?: number;
@@ -33,6 +54,13 @@ export interface InitOptions {
   keyLabel?: string;
 }
 
+/**
+ * Options for `openRepository`: cache directory, memory-only index, worker threads.
+ * @example
+ * ```ts
+ * const repo = await openRepository(dir, pw, { noCache: true, threads: 2 });
+ * ```
+ */
 export interface OpenOptions {
   /** Directory for the local cache; default $XDG_CACHE_HOME/coffer. */
   cacheDir?: string;
@@ -41,6 +69,13 @@ export interface OpenOptions {
   threads?: number;
 }
 
+/**
+ * The default local cache directory: `$XDG_CACHE_HOME/coffer`, else `~/.cache/coffer`.
+ * @example
+ * ```ts
+ * const repo = await openRepository(dir, pw, { cacheDir: path.join(defaultCacheDir(), 'alt') });
+ * ```
+ */
 export function defaultCacheDir(): string {
   const xdg = process.env.XDG_CACHE_HOME;
   return path.join(xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), '.cache'), 'coffer');
@@ -84,6 +119,14 @@ export function configOpens(master: Buffer, stored: Buffer): boolean {
   }
 }
 
+/**
+ * An open repository: config, derived keys, the blob index (through the local cache), blob reads and snapshot files. Get one with `openRepository`; always `close()` it.
+ * @example
+ * ```ts
+ * const repo = await openRepository('/mnt/backup/repo', pw);
+ * try { console.log((await repo.listSnapshots()).length); } finally { await repo.close(); }
+ * ```
+ */
 export class Repository {
   private pool?: WorkerPool;
   /** True when the key slot that opened the repository has KDF settings below the creation floor. */
@@ -303,7 +346,14 @@ export class Repository {
     if (!/^[0-9a-f]{1,64}$/.test(ref)) throw new CofferError('INVALID_ARGUMENT', `"${ref}" is not a snapshot id (hex) or "latest"`);
     const hits = all.filter((s) => s.id.startsWith(ref));
     if (hits.length === 0) throw new CofferError('SNAPSHOT_NOT_FOUND', `no snapshot with id ${ref}`);
-    if (hits.length > 1) throw new CofferError('SNAPSHOT_AMBIGUOUS', `snapshot prefix ${ref} is ambiguous (${hits.length} matches); give more characters`);
+    if (hits.length > 1) {
+      const shown = hits.slice(0, 5).map((s) => s.id.slice(0, Math.max(8, ref.length + 2)));
+      throw new CofferError(
+        'SNAPSHOT_AMBIGUOUS',
+        `snapshot prefix ${ref} is ambiguous: it matches ${shown.join(', ')}${hits.length > 5 ? ` and ${hits.length - 5} more` : ''}; give more characters`,
+        { candidates: hits.map((s) => s.id) },
+      );
+    }
     return hits[0];
   }
 

@@ -18,11 +18,22 @@ import { decodeTree, type TreeNode } from '../format/tree.js';
 import type { Repository } from '../repo/repository.js';
 import type { Snapshot } from '../format/snapshot.js';
 import type { PackId } from '../ids.js';
+import type { BlobLocation } from '../cache/index-cache.js';
 import type { OpenItem } from '../worker/tasks.js';
 import { platform } from '../platform/native.js';
 import { joinPath, displayPath } from '../util/paths.js';
 import { BufferPool, Semaphore, ownedArrayBuffer } from '../util/semaphore.js';
+import { PatternList } from '../archiver/select.js';
+import { computeBlobId } from '../format/blob.js';
+import picomatch from 'picomatch';
 
+/**
+ * Progress of a running restore, passed to `onProgress`.
+ * @example
+ * ```ts
+ * await restore(repo, snap, { target, onProgress: (p: RestoreProgress) => console.log(p.bytesDone, '/', p.totalBytes) });
+ * ```
+ */
 export interface RestoreProgress {
   filesDone: number;
   bytesDone: number;
@@ -32,25 +43,106 @@ export interface RestoreProgress {
   errors: number;
 }
 
+/**
+ * A file that could not be restored (damaged data, no permission…), and why; the restore goes on.
+ * @example
+ * ```ts
+ * await restore(repo, snap, { target, onWarning: (w: RestoreWarning) => console.error(w.path, w.message) });
+ * ```
+ */
 export interface RestoreWarning {
   path: string;
   message: string;
 }
 
+/**
+ * What restore does with a file that already exists in the target.
+ * @example
+ * ```ts
+ * const overwrite: OverwritePolicy = 'never';
+ * ```
+ */
+export type OverwritePolicy = 'always' | 'if-changed' | 'never';
+
+/**
+ * One planned action, reported through `onItem` (also in a dry run).
+ * @example
+ * ```ts
+ * await restore(repo, snap, { target, dryRun: true, onItem: (i: RestoreItem) => console.log(i.action, i.path) });
+ * ```
+ */
+export interface RestoreItem {
+  /** restored: written anew; updated: an existing file brought up to date (only the chunks that differ are written); unchanged: content already right; skipped: left as it was (overwrite "never"); deleted: removed (--delete). */
+  action: 'restored' | 'updated' | 'unchanged' | 'skipped' | 'deleted';
+  /** Path in the target. */
+  path: string;
+  type: TreeNode['type'] | 'other';
+  size: number;
+}
+
+/**
+ * Where and how to restore: target, include/exclude patterns, overwrite policy, delete, dry run, verify, callbacks.
+ * @example
+ * ```ts
+ * const opts: RestoreOptions = { target: '/srv/mirror', delete: true, dryRun: true, onItem: (i) => console.log(i.action, i.path) };
+ * ```
+ */
 export interface RestoreOptions {
   target: string;
-  /** Paths inside the snapshot (e.g. "/home/me/docs"); only these subtrees are restored. */
+  /**
+   * Include patterns (exclude-pattern syntax, see `createFilter`): only what
+   * matches, and the directories leading to it, is restored. An absolute path
+   * such as "/home/me/docs" restores that subtree.
+   */
   include?: string[];
+  /** Exclude patterns: what matches is not restored (a directory with everything below it). */
+  exclude?: string[];
+  /**
+   * Existing files: "always" (default) checks their content and writes only
+   * the chunks that differ; "if-changed" also trusts a file whose size and
+   * mtime match; "never" leaves existing files alone.
+   */
+  overwrite?: OverwritePolicy;
+  /** Remove files and directories in the target that the snapshot does not have (inside restored directories). */
+  delete?: boolean;
+  /** Plan only: report what would be done through `onItem`, write nothing. */
+  dryRun?: boolean;
+  /** After restoring, read every restored file back and check it against the snapshot. */
+  verify?: boolean;
   onProgress?(p: RestoreProgress): void;
   onWarning?(w: RestoreWarning): void;
+  onItem?(i: RestoreItem): void;
   signal?: AbortSignal;
 }
 
+/**
+ * What a restore did: files written, unchanged, skipped, deleted, verified, and problems.
+ * @example
+ * ```ts
+ * const r: RestoreResult = await restore(repo, snap, { target }); console.log(r.filesRestored, r.filesUnchanged, r.errors);
+ * ```
+ */
 export interface RestoreResult {
   filesRestored: number;
   bytesRestored: number;
+  /** Existing files whose content was already right (not written). */
+  filesUnchanged: number;
+  /** Existing files left alone (overwrite "never"). */
+  filesSkipped: number;
+  /** Entries removed by `delete`. */
+  deleted: number;
+  /** Files read back and verified (with `verify`). */
+  filesVerified: number;
   /** Files not restored (damaged data) and other problems. */
   errors: number;
+}
+
+/** A directory in the target, created on first need (so include patterns leave no empty directories). */
+interface DirCtx {
+  path: Buffer;
+  node?: TreeNode;
+  parent?: DirCtx;
+  made: boolean;
 }
 
 interface FileJob {
@@ -60,6 +152,8 @@ interface FileJob {
   damaged: boolean;
   /** The file exists in the target, truncated to its final size. */
   created: boolean;
+  /** An existing file kept for in-place updates whose size must change. */
+  resize?: boolean;
   fh?: FileHandle;
   opening?: Promise<FileHandle>;
 }
@@ -93,6 +187,13 @@ export class Restorer {
   private readonly openFiles = new Set<FileJob>();
   private lastReport = 0;
   private zero = Buffer.alloc(0);
+  private readonly counts = { unchanged: 0, skipped: 0, deleted: 0, verified: 0 };
+  private readonly includes: PatternList;
+  private readonly excludes: PatternList;
+  /** Per include pattern: can something below directory `p` match? */
+  private readonly mayContain: ((p: string) => boolean)[];
+  private readonly dry: boolean;
+  private readonly policy: OverwritePolicy;
   /** Decrypted plaintext buffers, one per pack being restored. */
   private readonly outputs = new BufferPool(OUT_BYTES, PACKS_AT_ONCE);
 
@@ -100,7 +201,19 @@ export class Restorer {
     private readonly repo: Repository,
     private readonly snapshot: Snapshot,
     private readonly opts: RestoreOptions,
-  ) {}
+  ) {
+    const inc = (opts.include ?? []).filter((p) => p.trim() !== '');
+    this.includes = new PatternList(inc.map((pattern) => ({ pattern })));
+    this.excludes = new PatternList((opts.exclude ?? []).map((pattern) => ({ pattern })));
+    this.mayContain = inc.map(childMayMatch);
+    this.dry = opts.dryRun === true;
+    this.policy = opts.overwrite ?? 'always';
+    if (!['always', 'if-changed', 'never'].includes(this.policy)) throw new CofferError('INVALID_ARGUMENT', `overwrite must be always, if-changed or never, not "${this.policy}"`);
+  }
+
+  private item(action: RestoreItem['action'], p: Buffer, type: RestoreItem['type'], size: number): void {
+    this.opts.onItem?.({ action, path: displayPath(p), type, size });
+  }
 
   private warn(p: Buffer | string, message: string): void {
     this.progress.errors++;
@@ -121,99 +234,150 @@ export class Restorer {
 
   async run(): Promise<RestoreResult> {
     const target = Buffer.from(path.resolve(this.opts.target));
-    try {
-      await fs.mkdir(target, { recursive: true });
-    } catch (e) {
-      throw new CofferError('TARGET_ERROR', `cannot create target ${displayPath(target)}: ${errnoCode(e) ?? String(e)}`);
+    if (!this.dry) {
+      try {
+        await fs.mkdir(target, { recursive: true });
+      } catch (e) {
+        throw new CofferError('TARGET_ERROR', `cannot create target ${displayPath(target)}: ${errnoCode(e) ?? String(e)}`);
+      }
     }
-    const includes = (this.opts.include ?? []).map((p) => path.posix.resolve('/', p).split('/').filter(Boolean));
-    await this.planDir(this.snapshot.tree, target, [], includes);
+    await this.planDir(this.snapshot.tree, { path: target, made: true }, '', this.includes.size === 0);
     this.report(true);
-    try {
-      await this.restoreContents();
-    } finally {
-      for (const f of this.openFiles) await f.fh?.close().catch(() => undefined);
+    if (!this.dry) {
+      try {
+        await this.restoreContents();
+      } finally {
+        for (const f of this.openFiles) await f.fh?.close().catch(() => undefined);
+      }
+      await this.finish();
+      if (this.opts.verify) await this.verifyAll();
     }
-    await this.finish();
     this.report(true);
-    return { filesRestored: this.progress.filesDone, bytesRestored: this.progress.bytesDone, errors: this.progress.errors };
+    return {
+      filesRestored: this.progress.filesDone,
+      bytesRestored: this.progress.bytesDone,
+      filesUnchanged: this.counts.unchanged,
+      filesSkipped: this.counts.skipped,
+      deleted: this.counts.deleted,
+      filesVerified: this.counts.verified,
+      errors: this.progress.errors,
+    };
   }
 
-  /** Is `rel` selected, given include paths? "inside" = at or below an include; "ancestor" = above one. */
-  private select(rel: string[], includes: string[][]): 'inside' | 'ancestor' | 'no' {
-    if (includes.length === 0) return 'inside';
-    let ancestor = false;
-    for (const inc of includes) {
-      const n = Math.min(rel.length, inc.length);
-      let same = true;
-      for (let i = 0; i < n; i++) if (rel[i] !== inc[i]) same = false;
-      if (!same) continue;
-      if (rel.length >= inc.length) return 'inside';
-      ancestor = true;
-    }
-    return ancestor ? 'ancestor' : 'no';
+  /** Creates the directory (and those above it) the first time something is restored into it. */
+  private async ensureDir(d: DirCtx): Promise<void> {
+    if (d.made) return;
+    if (d.parent) await this.ensureDir(d.parent);
+    d.made = true;
+    if (d.node) this.dirs.push({ path: d.path, node: d.node });
+    if (this.dry) return;
+    await fs.mkdir(d.path).catch(async (e) => {
+      if (errnoCode(e) !== 'EEXIST') throw e;
+      if (!(await fs.lstat(d.path)).isDirectory()) {
+        await fs.rm(d.path, { force: true });
+        await fs.mkdir(d.path);
+      }
+    });
   }
 
-  private async planDir(treeId: string, dir: Buffer, rel: string[], includes: string[][]): Promise<void> {
+  /**
+   * Plans one directory. `snapPath` is its path in the snapshot ("" for the
+   * root); `inside`: it is selected as a whole by an include pattern (or
+   * there are none).
+   */
+  private async planDir(treeId: string, dir: DirCtx, snapPath: string, inside: boolean): Promise<void> {
     this.checkAbort();
     let nodes: TreeNode[];
     try {
       nodes = decodeTree(await this.repo.loadBlob('tree', treeId));
     } catch (e) {
-      this.warn(dir, `directory contents cannot be restored: ${(e as Error).message}`);
+      this.warn(dir.path, `directory contents cannot be restored: ${(e as Error).message}`);
       return;
     }
     for (const node of nodes) {
-      const childRel = [...rel, node.name.toString('utf8')];
-      const sel = this.select(childRel, includes);
-      if (sel === 'no') continue;
-      if (sel === 'ancestor' && node.type !== 'dir') continue;
-      const p = joinPath(dir, node.name);
+      const sp = `${snapPath}/${node.name.toString('utf8')}`;
+      if (this.excludes.size && this.excludes.matches(sp)) continue;
+      const selected = inside || this.includes.matches(sp);
+      if (!selected && (node.type !== 'dir' || !this.mayContain.some((m) => m(sp)))) continue;
+      const p = joinPath(dir.path, node.name);
       try {
-        await this.planNode(node, p, childRel, sel === 'inside' ? [] : includes);
+        await this.planNode(node, p, sp, selected, dir);
       } catch (e) {
         if (e instanceof CofferError) throw e;
         this.warn(p, `cannot restore: ${errnoCode(e) ?? (e as Error).message}`);
       }
     }
+    if (this.opts.delete && inside && dir.made) await this.deleteExtra(dir.path, nodes);
   }
 
-  private async planNode(node: TreeNode, p: Buffer, rel: string[], includes: string[][]): Promise<void> {
+  /** --delete: removes what is in the target directory but not in the snapshot's. */
+  private async deleteExtra(dir: Buffer, nodes: TreeNode[]): Promise<void> {
+    const keep = new Set(nodes.map((n) => n.name.toString('latin1')));
+    let names: Buffer[];
+    try {
+      names = await fs.readdir(dir, { encoding: 'buffer' });
+    } catch {
+      return; // dry run of a directory that does not exist yet
+    }
+    for (const name of names) {
+      if (keep.has(name.toString('latin1'))) continue;
+      const p = joinPath(dir, name);
+      let st;
+      try {
+        st = await fs.lstat(p);
+      } catch {
+        continue;
+      }
+      this.item('deleted', p, st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other', st.isFile() ? st.size : 0);
+      this.counts.deleted++;
+      if (!this.dry) await fs.rm(p, { recursive: true, force: true }).catch((e) => this.warn(p, `cannot delete: ${errnoCode(e) ?? (e as Error).message}`));
+    }
+  }
+
+  /** Before replacing a non-file at `p`: with overwrite "never", anything already there is kept. */
+  private async keepExisting(p: Buffer, node: TreeNode): Promise<boolean> {
+    if (this.policy !== 'never') return false;
+    try {
+      await fs.lstat(p);
+    } catch {
+      return false;
+    }
+    this.counts.skipped++;
+    this.item('skipped', p, node.type, node.size);
+    return true;
+  }
+
+  private async planNode(node: TreeNode, p: Buffer, sp: string, selected: boolean, parent: DirCtx): Promise<void> {
+    if (node.type === 'dir') {
+      const d: DirCtx = { path: p, node, parent, made: false };
+      // A selected directory is restored even when empty; one only on the way to an include, on demand.
+      if (selected) await this.ensureDir(d);
+      await this.planDir(node.subtree!, d, sp, selected);
+      return;
+    }
+    await this.ensureDir(parent);
+    if (node.type === 'file') return this.planFile(node, p);
+    if (node.type === 'socket') return; // only meaningful to the process that bound it; like restic, not recreated
+    if (await this.keepExisting(p, node)) return;
+    if ((node.type === 'chardev' || node.type === 'blockdev') && !IS_ROOT) {
+      this.warn(p, 'device files can only be restored as root; skipped');
+      return;
+    }
+    this.item('restored', p, node.type, 0);
+    if (this.dry) return;
     switch (node.type) {
-      case 'dir':
-        await fs.mkdir(p).catch(async (e) => {
-          if (errnoCode(e) !== 'EEXIST') throw e;
-          if (!(await fs.lstat(p)).isDirectory()) {
-            await fs.rm(p, { force: true });
-            await fs.mkdir(p);
-          }
-        });
-        this.dirs.push({ path: p, node });
-        await this.planDir(node.subtree!, p, rel, includes);
-        return;
-      case 'file':
-        return this.planFile(node, p);
       case 'symlink':
         await this.replace(p, () => fs.symlink(node.linkTarget!, p));
-        await this.applyMeta(p, node);
-        return;
+        break;
       case 'fifo':
         await this.replace(p, () => platform.mkfifo(p, node.mode));
-        await this.applyMeta(p, node);
-        return;
+        break;
       case 'chardev':
       case 'blockdev':
-        if (!IS_ROOT) {
-          this.warn(p, 'device files can only be restored as root; skipped');
-          return;
-        }
         await this.replace(p, () => platform.mknod(p, (node.type === 'chardev' ? fsc.S_IFCHR : fsc.S_IFBLK) | node.mode, node.rdev ?? 0n));
-        await this.applyMeta(p, node);
-        return;
-      case 'socket':
-        // A socket is only meaningful to the process that bound it; like restic, it is not recreated.
-        return;
+        break;
     }
+    await this.applyMeta(p, node);
   }
 
   /** Creates something at `p`, replacing a non-directory that is already there. */
@@ -227,22 +391,68 @@ export class Restorer {
     }
   }
 
-  private planFile(node: TreeNode, p: Buffer): void {
+  /**
+   * Which chunks of an existing file at `p` must be written: undefined when
+   * the file has to be written whole (absent, not a regular file, unreadable),
+   * otherwise the indexes of the chunks whose content differs (none: the
+   * file is already right) and whether its size must change.
+   */
+  private async differingChunks(p: Buffer, node: TreeNode, lens: number[], trustMtime: boolean): Promise<{ diff: number[]; resize: boolean } | undefined> {
+    let st;
+    try {
+      st = await fs.lstat(p, { bigint: true });
+    } catch {
+      return undefined;
+    }
+    if (!st.isFile()) return undefined;
+    const size = Number(st.size);
+    const resize = size !== node.size;
+    if (trustMtime && !resize && st.mtimeNs === node.mtimeNs) return { diff: [], resize };
+    let fh: FileHandle;
+    try {
+      fh = await fs.open(p, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    } catch {
+      return undefined;
+    }
+    const diff: number[] = [];
+    try {
+      let buf = Buffer.alloc(0);
+      let off = 0;
+      for (let i = 0; i < lens.length; i++) {
+        const len = lens[i];
+        if (off + len > size) {
+          diff.push(i); // beyond the end of what is there
+        } else {
+          if (buf.length < len) buf = Buffer.alloc(len);
+          const { bytesRead } = await fh.read(buf, 0, len, off);
+          const id = bytesRead === len ? computeBlobId(this.repo.keys.blobIdKey, buf.subarray(0, len)).toString('hex') : '';
+          if (id !== node.content![i]) diff.push(i);
+        }
+        off += len;
+      }
+    } catch {
+      return undefined;
+    } finally {
+      await fh.close();
+    }
+    return { diff, resize };
+  }
+
+  private async planFile(node: TreeNode, p: Buffer): Promise<void> {
     const content = node.content ?? [];
-    const job: FileJob = { path: p, node, remaining: content.length, damaged: false, created: false };
+    const job: FileJob = { path: p, node, remaining: 0, damaged: false, created: false };
     if (node.links > 1) {
       const key = `${node.dev}:${node.inode}`;
       const first = this.linkFirst.get(key);
       if (first) {
+        this.item('restored', p, 'file', node.size);
         this.links.push({ path: p, first });
         return;
       }
       this.linkFirst.set(key, job);
     }
-    this.files.push(job);
-    this.progress.totalFiles++;
-    this.progress.totalBytes += node.size;
-    let offset = 0;
+    if (await this.keepExisting(p, node)) return;
+    const locs: BlobLocation[] = [];
     for (const id of content) {
       const loc = this.repo.lookupBlob('data', id);
       if (!loc) {
@@ -250,12 +460,55 @@ export class Restorer {
         this.warn(p, `data blob ${id.slice(0, 12)} is missing from the index; file not restored`);
         break;
       }
-      let pack = this.packs.get(loc.packId);
-      if (!pack) this.packs.set(loc.packId, (pack = new Map()));
-      let need = pack.get(id);
-      if (!need) pack.set(id, (need = { id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength, uses: [] }));
-      need.uses.push({ file: job, offset });
+      locs.push(loc);
+    }
+    // An existing file: write only the chunks that differ (and fix its size).
+    let only: Set<number> | undefined;
+    let existed = false;
+    if (!job.damaged && node.size > 0) {
+      const r = await this.differingChunks(p, node, locs.map((l) => l.rawLength), this.policy === 'if-changed');
+      existed = r !== undefined;
+      if (r && r.diff.length < content.length) {
+        only = new Set(r.diff);
+        job.created = true;
+        job.resize = r.resize;
+      }
+    }
+    if (only && only.size === 0 && !job.resize) {
+      this.counts.unchanged++;
+      this.item('unchanged', p, 'file', node.size);
+    } else this.item(only || existed ? 'updated' : 'restored', p, 'file', node.size);
+    this.files.push(job);
+    this.progress.totalFiles++;
+    this.progress.totalBytes += node.size;
+    if (job.damaged) return;
+    let offset = 0;
+    content.forEach((id, i) => {
+      const loc = locs[i];
+      if (!only || only.has(i)) {
+        job.remaining++;
+        let pack = this.packs.get(loc.packId);
+        if (!pack) this.packs.set(loc.packId, (pack = new Map()));
+        let need = pack.get(id);
+        if (!need) pack.set(id, (need = { id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength, uses: [] }));
+        need.uses.push({ file: job, offset });
+      }
       offset += loc.rawLength;
+    });
+  }
+
+  /** --verify: reads every restored file back and compares each chunk with the snapshot. */
+  private async verifyAll(): Promise<void> {
+    for (const f of this.files) {
+      if (f.damaged) continue;
+      this.checkAbort();
+      const content = f.node.content ?? [];
+      const lens = content.map((id) => this.repo.lookupBlob('data', id)?.rawLength ?? -1);
+      const r = lens.includes(-1) ? undefined : await this.differingChunks(f.path, f.node, lens, false);
+      let ok = r !== undefined && r.diff.length === 0 && !r.resize;
+      if (f.node.size === 0) ok = await fs.lstat(f.path).then((st) => st.isFile() && st.size === 0, () => false);
+      if (ok) this.counts.verified++;
+      else this.warn(f.path, 'verification failed: the restored file does not match the snapshot');
     }
   }
 
@@ -384,8 +637,13 @@ export class Restorer {
         await vfh?.close();
       }
       let fh: FileHandle;
-      if (f.created) fh = await fs.open(f.path, fsc.O_WRONLY | fsc.O_NOFOLLOW);
-      else {
+      if (f.created) {
+        fh = await this.openExisting(f.path);
+        if (f.resize) {
+          await fh.truncate(f.node.size);
+          f.resize = false;
+        }
+      } else {
         fh = await this.createFile(f.path);
         await fh.truncate(f.node.size);
         f.created = true;
@@ -398,6 +656,17 @@ export class Restorer {
       return await f.opening;
     } finally {
       f.opening = undefined;
+    }
+  }
+
+  /** Opens an existing file for in-place writes; a read-only one is made writable (its mode is set again at the end). */
+  private async openExisting(p: Buffer): Promise<FileHandle> {
+    try {
+      return await fs.open(p, fsc.O_WRONLY | fsc.O_NOFOLLOW);
+    } catch (e) {
+      if (errnoCode(e) !== 'EACCES') throw e;
+      await fs.chmod(p, 0o600);
+      return await fs.open(p, fsc.O_WRONLY | fsc.O_NOFOLLOW);
     }
   }
 
@@ -428,6 +697,9 @@ export class Restorer {
       if (!f.created) {
         const fh = await this.createFile(f.path);
         await fh.close();
+      } else if (f.resize) {
+        await fs.truncate(f.path, f.node.size);
+        f.resize = false;
       }
       await this.applyMeta(f.path, f.node);
       this.progress.filesDone++;
@@ -477,7 +749,35 @@ export class Restorer {
   }
 }
 
-/** Restores `snapshot` (or its `include` subtrees) into `opts.target`. */
+/**
+ * For an include pattern: a predicate telling whether something below the
+ * directory at snapshot path `dir` could match it, so that restore need not
+ * read subtrees no pattern can reach.
+ */
+function childMayMatch(pattern: string): (dir: string) => boolean {
+  const p = pattern.trim().replace(/^!/, '');
+  if (!p.startsWith('/')) return () => true;
+  const parts = p.split('/').filter((c) => c !== '' && c !== '.');
+  const tests = parts.map((c) => (c === '**' ? undefined : picomatch(c, { dot: true, nobrace: true, noextglob: true, nonegate: true })));
+  return (dir) => {
+    const comps = dir.split('/').filter(Boolean);
+    for (let i = 0; i < comps.length; i++) {
+      if (i >= tests.length) return true; // below a match
+      const t = tests[i];
+      if (t === undefined) return true; // "**" can reach anything
+      if (!t(comps[i])) return false;
+    }
+    return true;
+  };
+}
+
+/**
+ * Restores `snapshot` (or its `include` subtrees) into `opts.target`.
+ * @example
+ * ```ts
+ * await restore(repo, snapshot, { target: '/tmp/r', include: ['/home/me/docs'], overwrite: 'if-changed', verify: true });
+ * ```
+ */
 export async function restore(repo: Repository, snapshot: Snapshot, opts: RestoreOptions): Promise<RestoreResult> {
   return new Restorer(repo, snapshot, opts).run();
 }

@@ -4,15 +4,36 @@
  * Implementations know nothing about keys or formats.
  */
 
+/**
+ * The folders of a repository: one per kind of object.
+ * @example
+ * ```ts
+ * const t: FileType = 'snapshots';
+ * ```
+ */
 export type FileType = 'config' | 'keys' | 'data' | 'index' | 'snapshots' | 'locks';
 export const FILE_TYPES: readonly FileType[] = ['config', 'keys', 'data', 'index', 'snapshots', 'locks'];
 
+/**
+ * Names one object in the storage: its type (folder) and name.
+ * @example
+ * ```ts
+ * const h: Handle = { type: 'config', name: 'config' }; await backend.stat(h);
+ * ```
+ */
 export interface Handle {
   type: FileType;
   /** Object name: 64 hex characters, or "config" for the config file. */
   name: string;
 }
 
+/**
+ * Name and size of a stored object, as `list` and `stat` return them.
+ * @example
+ * ```ts
+ * const infos: ObjectInfo[] = await backend.list('index');
+ * ```
+ */
 export interface ObjectInfo {
   name: string;
   size: number;
@@ -23,7 +44,13 @@ export interface ReadRange {
   length: number;
 }
 
-/** Read side: enough to restore or check. */
+/**
+ * Read side: enough to restore or check.
+ * @example
+ * ```ts
+ * async function count(b: ReadBackend) { return (await b.list('data')).length; }
+ * ```
+ */
 export interface ReadBackend {
   readonly location: string;
   /** Whole object, or `range`; throws StorageError with `notFound` when it does not exist. */
@@ -32,7 +59,13 @@ export interface ReadBackend {
   list(type: FileType): Promise<ObjectInfo[]>;
 }
 
-/** Write side: objects are created once, atomically, and never overwritten. */
+/**
+ * Write side: objects are created once, atomically, and never overwritten.
+ * @example
+ * ```ts
+ * const b: Backend = openBackend('/mnt/backup/repo'); console.log(await b.list('snapshots'));
+ * ```
+ */
 export interface Backend extends ReadBackend {
   /** Creates the empty layout; fails if anything is already there. */
   create(): Promise<void>;

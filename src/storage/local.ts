@@ -48,6 +48,13 @@ function toStorageError(e: unknown, h: Handle | undefined, action: string): Stor
   }
 }
 
+/**
+ * Storage in a local directory (atomic writes by rename, fsync before success).
+ * @example
+ * ```ts
+ * const b = new LocalBackend('/mnt/backup/repo');
+ * ```
+ */
 export class LocalBackend implements Backend {
   readonly location: string;
   private readonly madeDirs = new Set<string>();

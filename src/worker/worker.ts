@@ -31,7 +31,8 @@ export default function run(task: Task): unknown {
       let eof = false;
       try {
         while (filled < buf.length && !eof) {
-          const n = readSync(task.fd, buf, filled, buf.length - filled, pos);
+          // A negative position reads sequentially (a pipe such as standard input).
+          const n = readSync(task.fd, buf, filled, buf.length - filled, task.pos < 0 ? null : pos);
           if (n === 0) eof = true;
           filled += n;
           pos += n;
