@@ -1,7 +1,8 @@
 /** What every command shares: parsed global options, output, password, opening the repository. */
 import { CofferError } from '../errors.js';
 import { openBackend } from '../storage/location.js';
-import { Repository } from '../repo/repository.js';
+import { Repository, defaultCacheDir } from '../repo/repository.js';
+import type { Backend } from '../storage/backend.js';
 import { readPassword } from './password.js';
 
 export interface GlobalOptions {
@@ -43,16 +44,41 @@ export function repoLocation(g: GlobalOptions): string {
   return loc;
 }
 
+function positiveInt(v: string | undefined, name: string): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new CofferError('INVALID_ARGUMENT', `${name} must be a whole number, not "${v}"`);
+  return n;
+}
+
+/** The repository's backend with the standard layers, configured from options and COFFER_* variables. */
+export function openRepoBackend(g: GlobalOptions): Backend {
+  const cacheDir = g.cacheDir ?? process.env.COFFER_CACHE_DIR;
+  const connections = positiveInt(process.env.COFFER_CONNECTIONS, 'COFFER_CONNECTIONS');
+  const retries = positiveInt(process.env.COFFER_RETRIES, 'COFFER_RETRIES');
+  return openBackend(repoLocation(g), {
+    cacheDir: cacheDir ?? defaultCacheDir(),
+    noCache: g.cache === false || process.env.COFFER_NO_CACHE === '1',
+    connections: connections || undefined,
+    retry: retries === undefined ? undefined : { retries },
+  });
+}
+
 export async function openRepo(g: GlobalOptions): Promise<Repository> {
-  const backend = openBackend(repoLocation(g));
-  const password = await readPassword(g);
+  const backend = openRepoBackend(g);
   try {
-    return await Repository.open(backend, password, {
-      cacheDir: g.cacheDir ?? process.env.COFFER_CACHE_DIR,
-      noCache: g.cache === false || process.env.COFFER_NO_CACHE === '1',
-    });
-  } finally {
-    password.fill(0);
+    const password = await readPassword(g);
+    try {
+      return await Repository.open(backend, password, {
+        cacheDir: g.cacheDir ?? process.env.COFFER_CACHE_DIR,
+        noCache: g.cache === false || process.env.COFFER_NO_CACHE === '1',
+      });
+    } finally {
+      password.fill(0);
+    }
+  } catch (e) {
+    await backend.close?.().catch(() => undefined);
+    throw e;
   }
 }
 

@@ -21,11 +21,21 @@ export interface ObjectInfo {
 export interface ReadRange {
   offset: number;
   length: number;
+  /**
+   * The caller will read this range again (a tree blob): a caching layer may
+   * keep it. Backends ignore it.
+   */
+  metadata?: boolean;
 }
 
 /** Read side: enough to restore or check. */
 export interface ReadBackend {
   readonly location: string;
+  /**
+   * How many requests the backend serves well at once (remote backends);
+   * undefined for local disks. Engines may use it to size parallel writes.
+   */
+  readonly connections?: number;
   /** Whole object, or `range`; throws StorageError with `notFound` when it does not exist. */
   read(h: Handle, range?: ReadRange): Promise<Buffer>;
   stat(h: Handle): Promise<ObjectInfo | undefined>;
@@ -43,9 +53,16 @@ export interface Backend extends ReadBackend {
    */
   write(h: Handle, data: Uint8Array | readonly Uint8Array[]): Promise<void>;
   remove(h: Handle): Promise<void>;
+  /** Releases connections or helper processes; the backend is unusable afterwards. */
+  close?(): Promise<void>;
 }
 
-export type StorageErrorKind = 'notFound' | 'exists' | 'noSpace' | 'permission' | 'io';
+/**
+ * `transient` failures (a dropped connection, a timeout, HTTP 5xx/429, a
+ * server that is restarting) may succeed when tried again; the retry layer
+ * retries only those. Every other kind is permanent.
+ */
+export type StorageErrorKind = 'notFound' | 'exists' | 'noSpace' | 'permission' | 'transient' | 'io';
 
 export class StorageError extends Error {
   readonly kind: StorageErrorKind;
@@ -60,4 +77,8 @@ export class StorageError extends Error {
 
 export function describe(h: Handle): string {
   return h.type === 'config' ? 'config' : `${h.type}/${h.name}`;
+}
+
+export function isTransient(e: unknown): boolean {
+  return e instanceof StorageError && e.kind === 'transient';
 }
