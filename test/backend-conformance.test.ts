@@ -208,3 +208,300 @@ for (const s of subjects) {
     });
   });
 }
+
+/**
+ * Fault injection: wraps a backend and, per method, fails the next calls
+ * with a given kind, optionally after letting the call reach the backend
+ * (a reply lost on the way back).
+ */
+class FaultyBackend implements Backend {
+  readonly location: string;
+  calls: Record<string, number> = {};
+  inFlight = 0;
+  maxInFlight = 0;
+  private faults: { method: string; kind: StorageError['kind']; times: number; after?: boolean }[] = [];
+  constructor(
+    readonly inner: Backend,
+    private readonly delayMs = 0,
+  ) {
+    this.location = inner.location;
+  }
+  fail(method: string, kind: StorageError['kind'], times: number, after = false): this {
+    this.faults.push({ method, kind, times, after });
+    return this;
+  }
+  private async run<T>(method: string, op: () => Promise<T>): Promise<T> {
+    this.calls[method] = (this.calls[method] ?? 0) + 1;
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    try {
+      if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+      const f = this.faults.find((x) => x.method === method && x.times > 0);
+      if (f) f.times--;
+      if (f && !f.after) throw new StorageError(f.kind, `injected ${f.kind} in ${method}`);
+      const r = await op();
+      if (f) throw new StorageError(f.kind, `injected ${f.kind} after ${method}`);
+      return r;
+    } finally {
+      this.inFlight--;
+    }
+  }
+  read(h: Handle, range?: ReadRange) {
+    return this.run('read', () => this.inner.read(h, range));
+  }
+  stat(h: Handle) {
+    return this.run('stat', () => this.inner.stat(h));
+  }
+  list(type: FileType): Promise<ObjectInfo[]> {
+    return this.run('list', () => this.inner.list(type));
+  }
+  create() {
+    return this.run('create', () => this.inner.create());
+  }
+  write(h: Handle, data: Uint8Array | readonly Uint8Array[]) {
+    return this.run('write', () => this.inner.write(h, data));
+  }
+  remove(h: Handle) {
+    return this.run('remove', () => this.inner.remove(h));
+  }
+}
+
+describe('layers', () => {
+  async function faulty(delayMs = 0) {
+    const local = new LocalBackend(path.join(tmp.dir, fresh('layers')));
+    await local.create();
+    return new FaultyBackend(local, delayMs);
+  }
+  const noSleep = { sleep: async () => undefined };
+
+  it('retry: transient errors are retried with growing, jittered delays, then succeed', async () => {
+    const f = (await faulty()).fail('read', 'transient', 3);
+    const a = obj(100);
+    await f.inner.write({ type: 'keys', name: a.name }, a.data);
+    const delays: number[] = [];
+    const r = new RetryBackend(f, { baseDelayMs: 100, maxDelayMs: 1000, random: () => 1, sleep: async (ms) => void delays.push(ms) });
+    expect(await r.read({ type: 'keys', name: a.name })).toEqual(a.data);
+    expect(f.calls.read).toBe(4);
+    expect(delays).toEqual([100, 200, 400]);
+    // Full jitter: delays are random × the exponential cap, capped at maxDelay.
+    const j = new RetryBackend(f, { baseDelayMs: 100, maxDelayMs: 1000, random: () => 0.5 });
+    expect([0, 1, 2, 3, 4, 5].map((i) => j.delay(i))).toEqual([50, 100, 200, 400, 500, 500]);
+  });
+
+  it('retry: permanent errors are not retried', async () => {
+    for (const kind of ['notFound', 'exists', 'permission', 'noSpace', 'io'] as const) {
+      const f = (await faulty()).fail('list', kind, 1);
+      const r = new RetryBackend(f, noSleep);
+      expect(await kindOf(r.list('keys'))).toBe(kind);
+      expect(f.calls.list).toBe(1);
+    }
+  });
+
+  it('retry: gives up after the configured retries with the transient error', async () => {
+    const f = (await faulty()).fail('stat', 'transient', 100);
+    const r = new RetryBackend(f, { ...noSleep, retries: 4 });
+    expect(await kindOf(r.stat({ type: 'config', name: 'config' }))).toBe('transient');
+    expect(f.calls.stat).toBe(5);
+  });
+
+  it('retry: a write whose reply was lost counts as done; a different object under the name does not', async () => {
+    const f = (await faulty()).fail('write', 'transient', 1, true);
+    const r = new RetryBackend(f, noSleep);
+    const a = obj(300);
+    await r.write({ type: 'index', name: a.name }, [a.data.subarray(0, 100), a.data.subarray(100)]);
+    expect(f.calls.write).toBe(2);
+    expect(await f.inner.read({ type: 'index', name: a.name })).toEqual(a.data);
+    // Without a failed attempt first, "exists" is the caller's problem.
+    expect(await kindOf(r.write({ type: 'index', name: a.name }, a.data))).toBe('exists');
+    // A lost reply, then the name holds something of another size: not ours.
+    const c = obj(50);
+    await f.inner.write({ type: 'index', name: c.name }, randomBytes(49));
+    f.fail('write', 'transient', 1);
+    expect(await kindOf(r.write({ type: 'index', name: c.name }, c.data))).toBe('exists');
+  });
+
+  it('retry: a remove whose reply was lost counts as done', async () => {
+    const f = (await faulty()).fail('remove', 'transient', 1, true);
+    const a = obj(10);
+    await f.inner.write({ type: 'locks', name: a.name }, a.data);
+    await new RetryBackend(f, noSleep).remove({ type: 'locks', name: a.name });
+    expect(await f.inner.stat({ type: 'locks', name: a.name })).toBeUndefined();
+    expect(f.calls.remove).toBe(2);
+  });
+
+  it('limit: never more requests in flight than the limit', async () => {
+    const f = await faulty(5);
+    const l = new LimitBackend(f, 3);
+    const objs = Array.from({ length: 20 }, () => obj(64));
+    await Promise.all(objs.map((o) => l.write({ type: 'keys', name: o.name }, o.data)));
+    await Promise.all(objs.map((o) => l.read({ type: 'keys', name: o.name })));
+    expect(f.maxInFlight).toBe(3);
+    expect(() => new LimitBackend(f, 0)).toThrow(RangeError);
+  });
+
+  it('cache: keys, index and snapshots and metadata ranges come from disk the second time; other reads do not', async () => {
+    const f = await faulty();
+    const c = new CacheBackend(f, cacheDir());
+    const k = obj(200);
+    const snap = obj(300);
+    const pack = obj(5000);
+    await f.inner.write({ type: 'keys', name: k.name }, k.data);
+    await c.write({ type: 'snapshots', name: snap.name }, snap.data); // write-through
+    await f.inner.write({ type: 'data', name: pack.name }, pack.data);
+    for (let i = 0; i < 3; i++) {
+      expect(await c.read({ type: 'keys', name: k.name })).toEqual(k.data);
+      expect(await c.read({ type: 'snapshots', name: snap.name })).toEqual(snap.data);
+      expect(await c.read({ type: 'data', name: pack.name }, { offset: 100, length: 200, metadata: true })).toEqual(pack.data.subarray(100, 300));
+      expect(await c.read({ type: 'data', name: pack.name }, { offset: 1000, length: 10 })).toEqual(pack.data.subarray(1000, 1010));
+    }
+    expect(f.calls.read).toBe(1 + 1 + 3); // the key once, the tree range once, the data range every time
+    expect(await c.read({ type: 'config', name: 'config' }).catch((e) => e.kind)).toBe('notFound'); // never cached
+  });
+
+  it('cache: a damaged entry is dropped and read again; removed objects leave the cache', async () => {
+    const f = await faulty();
+    const dir = cacheDir();
+    const c = new CacheBackend(f, dir);
+    const a = obj(100);
+    const pack = obj(1000);
+    await f.inner.write({ type: 'index', name: a.name }, a.data);
+    await f.inner.write({ type: 'data', name: pack.name }, pack.data);
+    await c.read({ type: 'index', name: a.name });
+    await c.read({ type: 'data', name: pack.name }, { offset: 0, length: 100, metadata: true });
+    writeFileSync(path.join(dir, 'index', a.name), 'garbage');
+    const treeDir = path.join(dir, 'trees', pack.name.slice(0, 2));
+    const rangeFile = path.join(treeDir, readdirSync(treeDir)[0]);
+    const bytes = readFileSync(rangeFile);
+    bytes[40] ^= 1;
+    writeFileSync(rangeFile, bytes);
+    expect(await c.read({ type: 'index', name: a.name })).toEqual(a.data);
+    expect(await c.read({ type: 'data', name: pack.name }, { offset: 0, length: 100, metadata: true })).toEqual(pack.data.subarray(0, 100));
+    expect(f.calls.read).toBe(4);
+    // Gone from the repository (another client pruned it): the next listing drops it.
+    await f.inner.remove({ type: 'index', name: a.name });
+    await f.inner.remove({ type: 'data', name: pack.name });
+    expect(await c.list('index')).toEqual([]);
+    expect(await c.list('data')).toEqual([]);
+    expect(readdirSync(path.join(dir, 'index'))).toEqual([]);
+    expect(readdirSync(treeDir)).toEqual([]);
+    expect(await kindOf(c.read({ type: 'index', name: a.name }))).toBe('notFound');
+  });
+
+  it('the CLI stack: openBackend layers remote backends (cache → retry → limit) and leaves local directories bare', () => {
+    expect(openBackend(path.join(tmp.dir, 'x'), { cacheDir: cacheDir() })).toBeInstanceOf(LocalBackend);
+    const rest = openBackend('rest:http://127.0.0.1:9/r', { cacheDir: cacheDir() });
+    expect(rest).toBeInstanceOf(CacheBackend);
+    expect(openBackend('rest:http://127.0.0.1:9/r', { noCache: true })).toBeInstanceOf(RetryBackend);
+    expect(rest.location).toBe('rest:http://127.0.0.1:9/r');
+    expect(openBackend('rest:http://u:secret@127.0.0.1:9/r', { noCache: true }).location).toBe('rest:http://127.0.0.1:9/r');
+    expect(parseLocation('s3:https://s3.example.net:9000/bkt/a/b').location).toBe('s3:https://s3.example.net:9000/bkt/a/b');
+    expect(parseLocation('s3:bkt/prefix').location).toBe('s3:bkt/prefix');
+    for (const bad of ['ftp:x', 'rest:notaurl', 'rest:ftp://h/x', 's3:', 's3:https://host/', 'rclone:']) {
+      expect(() => parseLocation(bad)).toThrow(/./);
+    }
+    expect(() => parseLocation('s3:b/p', { env: { COFFER_S3_PATH_STYLE: 'maybe' } })).toThrow(/COFFER_S3_PATH_STYLE/);
+  });
+});
+
+describe('real failures are classified transient or permanent', () => {
+  it.skipIf(RCLONE)('rest: a stopped server is transient, and the retry layer rides over a restart', async () => {
+    const dir = path.join(tmp.dir, fresh('restart'));
+    mkdirSync(dir);
+    let server = await startRcloneRestic(dir);
+    const bare = parseLocation(`rest:${server.url}repo`);
+    await bare.create();
+    const a = obj(1000);
+    await bare.write({ type: 'keys', name: a.name }, a.data);
+    expect(await kindOf(bare.read({ type: 'keys', name: 'cd'.repeat(32) }))).toBe('notFound');
+    await server.kill();
+    expect(await kindOf(bare.read({ type: 'keys', name: a.name }))).toBe('transient');
+    expect(await kindOf(bare.list('keys'))).toBe('transient');
+    // The retry layer (real timers) keeps trying until the server is back.
+    const retried: number[] = [];
+    const layered = new RetryBackend(bare, { baseDelayMs: 100, maxDelayMs: 400, retries: 20, onRetry: (_e, n) => void retried.push(n) });
+    const pending = layered.read({ type: 'keys', name: a.name });
+    await new Promise((r) => setTimeout(r, 300));
+    server = await startRcloneRestic(dir, { port: server.port });
+    try {
+      expect(await pending).toEqual(a.data);
+      expect(retried.length).toBeGreaterThan(0);
+    } finally {
+      await server.kill();
+    }
+  });
+
+  it.skipIf(RCLONE)('rest --append-only: backups can write, deleting data is refused with a clear permission error', async () => {
+    const dir = path.join(tmp.dir, fresh('append'));
+    mkdirSync(dir);
+    const server = await startRcloneRestic(dir, { appendOnly: true });
+    try {
+      const b = openBackend(`rest:${server.url}repo`, { noCache: true });
+      await b.create();
+      const a = obj(100);
+      const lock = obj(50);
+      await b.write({ type: 'data', name: a.name }, a.data);
+      await b.write({ type: 'locks', name: lock.name }, lock.data);
+      expect(await kindOf(b.write({ type: 'data', name: a.name }, a.data))).toBe('exists');
+      await b.remove({ type: 'locks', name: lock.name }); // allowed: clients must release locks
+      const err = await b.remove({ type: 'data', name: a.name }).catch((e) => e);
+      expect(err).toBeInstanceOf(StorageError);
+      expect(err.kind).toBe('permission');
+      expect(err.message).toMatch(/refused to delete data\/[0-9a-f]{64}.*append-only/);
+      expect(await b.read({ type: 'data', name: a.name })).toEqual(a.data);
+    } finally {
+      await server.kill();
+    }
+  });
+
+  it.skipIf(RCLONE)('rclone: a missing program or a bad remote is permanent, with the reason; a crashed rclone is restarted', async () => {
+    const missing = parseLocation(`rclone:${tmp.dir}/x`, { env: { COFFER_RCLONE_PROGRAM: path.join(tmp.dir, 'no-such-rclone') } });
+    const e1 = await missing.stat({ type: 'config', name: 'config' }).catch((e) => e);
+    expect([e1.kind, e1.message]).toEqual(['io', expect.stringMatching(/rclone is not installed/)]);
+    const bad = parseLocation('rclone:nosuchremote:backups', { env: {} });
+    const e2 = await bad.stat({ type: 'config', name: 'config' }).catch((e) => e);
+    expect(e2.kind).toBe('io');
+    expect(e2.message).toMatch(/nosuchremote/);
+    await bad.close?.();
+
+    // A wrapper that records the pid of each rclone it starts.
+    const pids = path.join(tmp.dir, fresh('pids'));
+    const wrapper = path.join(tmp.dir, fresh('rclone-wrapper'));
+    writeFileSync(wrapper, `#!/bin/sh\necho $$ >> ${pids}\nexec rclone --config /dev/null "$@"\n`, { mode: 0o755 });
+    const b = parseLocation(`rclone:${path.join(tmp.dir, fresh('stdio'))}`, { env: { COFFER_RCLONE_PROGRAM: wrapper } });
+    await b.create();
+    const a = obj(100);
+    await b.write({ type: 'keys', name: a.name }, a.data);
+    process.kill(Number(readFileSync(pids, 'utf8').trim()), 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await b.read({ type: 'keys', name: a.name })).toEqual(a.data); // a new rclone
+    expect(readFileSync(pids, 'utf8').trim().split('\n').length).toBe(2);
+    await b.close?.();
+  });
+
+  it('s3: wrong credentials are a permission error, a stopped server is transient', async () => {
+    const dir = path.join(tmp.dir, fresh('s3stop'));
+    mkdirSync(dir);
+    const server = await startS3rver(dir);
+    const b = parseLocation(`s3:${server.url}/bucket/p`);
+    try {
+      await b.create();
+      const a = obj(100);
+      await b.write({ type: 'keys', name: a.name }, a.data);
+      const saved = process.env.AWS_ACCESS_KEY_ID;
+      process.env.AWS_ACCESS_KEY_ID = 'nobody';
+      const wrong = parseLocation(`s3:${server.url}/bucket/p`);
+      try {
+        expect(await kindOf(wrong.read({ type: 'keys', name: a.name }))).toBe('permission');
+      } finally {
+        process.env.AWS_ACCESS_KEY_ID = saved;
+        await wrong.close?.();
+      }
+      await server.kill();
+      expect(await kindOf(b.read({ type: 'keys', name: a.name }))).toBe('transient');
+      expect(await kindOf(b.list('keys'))).toBe('transient');
+    } finally {
+      await server.kill();
+      await b.close?.();
+    }
+  });
+});

@@ -111,14 +111,18 @@ export class StdioTransport implements HttpTransport {
       this.stderr = (this.stderr + b.toString('utf8')).slice(-4096);
     });
     p.stdin!.on('error', () => undefined); // reported through the session
-    const session = http2.connect('http://localhost', { createConnection: () => Duplex.from({ readable: p.stdout!, writable: p.stdin! }) });
+    const pipe = Duplex.from({ readable: p.stdout!, writable: p.stdin! });
+    pipe.on('error', () => undefined);
+    const session = http2.connect('http://localhost', { createConnection: () => pipe });
     session.on('error', () => undefined); // reported through the streams
     const drop = () => {
       if (this.session === session) {
         this.session = undefined;
         this.proc = undefined;
       }
-      if (!session.destroyed) session.destroy();
+      // Destroying the pipe ends the session; destroying the session while
+      // the pipe is dead trips an assertion in Node 20's JSStreamSocket.
+      if (!pipe.destroyed) pipe.destroy();
       if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     };
     p.on('error', (e) => {
