@@ -5,11 +5,11 @@
  * (notFound, exists, permission, noSpace, io) pass through at once.
  *
  * A write or remove that failed transiently may still have happened on the
- * server; so a retried write that then meets `exists` checks the stored size
- * and counts as done when it matches (names are content hashes), and a
- * retried remove that meets `notFound` counts as done.
+ * server; so a retried write that then meets `exists` compares the stored
+ * bytes (see afterLostWrite), and a retried remove that meets `notFound`
+ * counts as done.
  */
-import { type Backend, type FileType, type Handle, type ObjectInfo, type ReadRange, StorageError, isTransient } from './backend.js';
+import { type Backend, type FileType, type Handle, type ObjectInfo, type ReadRange, StorageError, describe, isTransient } from './backend.js';
 
 export interface RetryOptions {
   /** Tries after the first one (default 6). */
@@ -81,19 +81,37 @@ export class RetryBackend implements Backend {
   }
 
   write(h: Handle, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
-    const size = data instanceof Uint8Array ? data.length : data.reduce((n, d) => n + d.length, 0);
     return this.run(async (retrying) => {
       try {
         await this.inner.write(h, data);
       } catch (e) {
-        if (retrying && e instanceof StorageError && e.kind === 'exists') {
-          // The failed attempt reached the server after all.
-          const st = await this.inner.stat(h);
-          if (st && st.size === size) return;
-        }
+        if (retrying && e instanceof StorageError && e.kind === 'exists') return this.afterLostWrite(h, data, e);
         throw e;
       }
     });
+  }
+
+  /**
+   * A write failed transiently and the retry found the name taken: either
+   * the failed attempt completed on the server, or it left a partial object
+   * (servers that write in place, e.g. rclone's local backend before 1.63).
+   * The bytes tell which. A partial object under a content-hash name can only
+   * be our own leftover, so it is replaced; `config` is never replaced.
+   */
+  private async afterLostWrite(h: Handle, data: Uint8Array | readonly Uint8Array[], exists: StorageError): Promise<void> {
+    const want = data instanceof Uint8Array ? Buffer.from(data.buffer, data.byteOffset, data.length) : Buffer.concat(data);
+    const stored = await this.inner.read(h).catch(() => undefined);
+    if (stored?.equals(want)) return;
+    if (h.type === 'config') throw exists;
+    try {
+      await this.inner.remove(h);
+    } catch (e) {
+      if (e instanceof StorageError && e.kind === 'permission') {
+        throw new StorageError('permission', `${describe(h)} was left incomplete by an interrupted upload and the server refuses to replace it (${e.message})`, h, { cause: e });
+      }
+      throw e;
+    }
+    await this.inner.write(h, data);
   }
 
   remove(h: Handle): Promise<void> {

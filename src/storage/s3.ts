@@ -198,6 +198,7 @@ export function s3Error(e: unknown, h: Handle | undefined, action: string, locat
     return new StorageError('permission', `access denied while ${action} ${what} (${name || s}); check the credentials`, h, { cause: e });
   if ((s !== undefined && (s >= 500 || s === 408 || s === 429)) || TRANSIENT_NAMES.has(name)) return new StorageError('transient', msg, h, { cause: e });
   if (name === 'CredentialsProviderError') return new StorageError('permission', `no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE`, h, { cause: e });
-  if (s === undefined && ((code && TRANSIENT_NET.has(code)) || /socket hang up/i.test((e as Error)?.message ?? ''))) return new StorageError('transient', msg, h, { cause: e });
+  if (s === undefined && ((code && TRANSIENT_NET.has(code)) || /socket hang up/i.test((e as Error)?.message ?? '')))
+    return new StorageError('transient', `cannot reach the server of ${location}: ${code ?? 'connection closed'} (while ${action} ${what})`, h, { cause: e });
   return new StorageError('io', msg, h, { cause: e });
 }
