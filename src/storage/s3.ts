@@ -50,19 +50,31 @@ export class S3Backend implements Backend {
     // The SDK warns on stderr that its 2027 releases will need Node 22; the
     // version coffer pins runs on Node 20, and the library must not print.
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-    this.client ??= import('@aws-sdk/client-s3').then((sdk) => ({
-      sdk,
-      client: new sdk.S3Client({
-        endpoint: this.opts.endpoint,
-        region: this.opts.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
-        forcePathStyle: this.opts.pathStyle,
-        maxAttempts: 1,
-        // Plain Content-MD5/length uploads work with every S3-compatible server;
-        // the newer streaming checksums do not.
-        requestChecksumCalculation: 'WHEN_REQUIRED',
-        responseChecksumValidation: 'WHEN_REQUIRED',
-      }),
-    }));
+    this.client ??= import('@aws-sdk/client-s3').then(async (sdk) => {
+      const make = (region: string | undefined) =>
+        new sdk.S3Client({
+          endpoint: this.opts.endpoint,
+          region,
+          forcePathStyle: this.opts.pathStyle,
+          followRegionRedirects: !this.opts.endpoint,
+          maxAttempts: 1,
+          // Plain Content-MD5/length uploads work with every S3-compatible server;
+          // the newer streaming checksums do not.
+          requestChecksumCalculation: 'WHEN_REQUIRED',
+          responseChecksumValidation: 'WHEN_REQUIRED',
+        });
+      // Region: COFFER_S3_REGION, else the SDK's chain (AWS_REGION, the profile), else us-east-1.
+      let client = make(this.opts.region);
+      if (!this.opts.region) {
+        try {
+          await client.config.region();
+        } catch {
+          client.destroy();
+          client = make('us-east-1');
+        }
+      }
+      return { sdk, client };
+    });
     return this.client;
   }
 
