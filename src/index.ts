@@ -23,6 +23,7 @@ import { Repository, defaultCacheDir, type InitOptions, type OpenOptions } from 
 export { CofferError, EXIT_CODES, isCofferError, type ErrorCode } from './errors.js';
 export { Repository, DEFAULT_CHUNKER, DEFAULT_PACK_SIZE, defaultCacheDir, type InitOptions, type OpenOptions } from './repo/repository.js';
 export { backup, type BackupOptions, type BackupProgress, type BackupResult, type BackupWarning } from './archiver/archiver.js';
+export { copySnapshots, type CopyOptions, type CopyResult } from './copier/copier.js';
 export { restore, type RestoreOptions, type RestoreProgress, type RestoreResult, type RestoreWarning } from './restorer/restorer.js';
 export type { Snapshot, SnapshotSummary } from './format/snapshot.js';
 export type { Backend, ReadBackend, Handle, FileType, ObjectInfo } from './storage/backend.js';

@@ -103,6 +103,7 @@ function snapshotJson(s: Snapshot) {
     tags: s.tags,
     tree: s.tree,
     ...(s.parent ? { parent: s.parent } : {}),
+    ...(s.original ? { original: s.original } : {}),
     program_version: s.program_version,
     summary: s.summary,
   };

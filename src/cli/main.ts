@@ -7,6 +7,7 @@ import { CofferError, EXIT_CODES } from '../errors.js';
 import { VERSION } from '../version.js';
 import type { GlobalOptions } from './context.js';
 import { cmdBackup, cmdCheck, cmdInit, cmdRestore, cmdSnapshots } from './commands.js';
+import { registerCopy } from './cmd-copy.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -85,6 +86,8 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
       .option('--read-data', 'read, decrypt and verify every blob')
       .addHelpText('after', '\nExit code 13 when a problem is found.\n\nExamples:\n  coffer check\n  coffer check --read-data'),
   ).action((o, cmd) => run(cmdCheck(g(cmd), o, signal)));
+
+  registerCopy(p, globals, g, run, signal);
 
   p.addOption(new Option('--debug').hideHelp());
   return p;

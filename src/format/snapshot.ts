@@ -30,6 +30,8 @@ export interface SnapshotData {
   tags: string[];
   tree: string;
   parent?: string;
+  /** Set on copies (`coffer copy`): the id of the snapshot this one was first taken as. */
+  original?: string;
   program_version: string;
   summary: SnapshotSummary;
 }
@@ -51,7 +53,8 @@ export function validateSnapshot(s: unknown): SnapshotData {
     Array.isArray(v.tags) &&
     v.tags.every((t) => typeof t === 'string') &&
     typeof v.tree === 'string' &&
-    /^[0-9a-f]{64}$/.test(v.tree);
+    /^[0-9a-f]{64}$/.test(v.tree) &&
+    (v.original === undefined || (typeof v.original === 'string' && /^[0-9a-f]{64}$/.test(v.original)));
   if (!ok) throw new RangeError('snapshot has unsupported contents');
   return v;
 }
