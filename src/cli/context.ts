@@ -60,7 +60,10 @@ export function openRepoBackend(g: GlobalOptions): Backend {
     cacheDir: cacheDir ?? defaultCacheDir(),
     noCache: g.cache === false || process.env.COFFER_NO_CACHE === '1',
     connections: connections || undefined,
-    retry: retries === undefined ? undefined : { retries },
+    retry: {
+      ...(retries === undefined ? {} : { retries }),
+      onRetry: (e, attempt, ms) => new Output(g).verbose(`${e.message}; retry ${attempt} in ${(ms / 1000).toFixed(1)} s`),
+    },
   });
 }
 

@@ -58,6 +58,8 @@ export class S3Backend implements Backend {
           forcePathStyle: this.opts.pathStyle,
           followRegionRedirects: !this.opts.endpoint,
           maxAttempts: 1,
+          // Give up on a connection attempt after 30 s and on a stalled socket after 5 min (then retried).
+          requestHandler: { connectionTimeout: 30_000, socketTimeout: 300_000 },
           // Plain Content-MD5/length uploads work with every S3-compatible server;
           // the newer streaming checksums do not.
           requestChecksumCalculation: 'WHEN_REQUIRED',
