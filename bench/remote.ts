@@ -44,6 +44,7 @@ async function main(): Promise<void> {
   const work = mkdtempSync(path.join(os.tmpdir(), 'coffer-bench-remote-'));
   const results: { tool: string; target: string; step: string; r: TimedResult }[] = [];
   const procs: ChildProcess[] = [];
+  const failures: string[] = [];
   try {
     let corpus = args.values.get('--corpus');
     if (!corpus) {
@@ -76,14 +77,20 @@ async function main(): Promise<void> {
       const run = (a: string[]) =>
         t.tool === 'coffer' ? runTimed(process.execPath, [COFFER, ...a, '-r', t.repo, '-q'], { env: base, timeFile, logFile: log }) : runTimed('restic', [...a, '-r', t.repo, '-q'], { env: base, timeFile, logFile: log });
       const init = await run(t.tool === 'coffer' ? ['init'] : ['init', '--repository-version', '2']);
-      if (init.code !== 0) throw new Error(`${t.tool} init on ${t.target} failed: ${init.stderr}`);
+      if (init.code !== 0) {
+        failures.push(`${t.tool} on ${t.target}: init failed: ${init.stderr.trim().split('\n').at(-1)}`);
+        continue;
+      }
       for (const step of ['backup', 'rebackup', 'restore'] as const) {
         warm([corpus]);
         sh('sync');
         const target = path.join(work, `restore-${t.tool}-${t.target}`);
         const a = step === 'restore' ? (t.tool === 'coffer' ? ['restore', 'latest', '--target', target] : ['restore', 'latest', '--target', target]) : t.tool === 'restic' ? ['backup', '--compression', 'auto', corpus] : ['backup', corpus];
         const r = await run(a);
-        if (r.code !== 0) throw new Error(`${t.tool} ${step} on ${t.target} failed: ${r.stderr}`);
+        if (r.code !== 0) {
+          failures.push(`${t.tool} on ${t.target}: ${step} failed: ${r.stderr.trim().split('\n').at(-1)}`);
+          break;
+        }
         if (step === 'restore') sh(`diff -r ${JSON.stringify(corpus)} ${JSON.stringify(path.join(target, corpus))} > /dev/null`);
         results.push({ tool: t.tool, target: t.target, step, r });
         process.stderr.write(`${t.tool} ${t.target} ${step}: ${r.wall} s\n`);
@@ -92,6 +99,8 @@ async function main(): Promise<void> {
     const rows = results.map((x) => [x.target, x.tool, x.step, fmtNum(x.r.wall), fmtNum(x.r.user + x.r.sys), fmtNum(x.r.rssMiB, 0)]);
     process.stdout.write(`corpus: ${m.files} files, ${(m.bytes / 2 ** 20).toFixed(0)} MiB\n\n`);
     process.stdout.write(markdownTable(['target', 'tool', 'step', 'wall s', 'CPU s', 'peak RSS MiB'], rows) + '\n');
+    for (const f of failures) process.stdout.write(`\n- ${f}`);
+    process.stdout.write('\n');
     const jsonFile = args.values.get('--json');
     if (jsonFile) writeFileSync(jsonFile, JSON.stringify({ files: m.files, bytes: m.bytes, results: results.map((x) => ({ ...x, r: { ...x.r, stdout: undefined, stderr: undefined } })) }, null, 2));
   } finally {

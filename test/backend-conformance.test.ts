@@ -363,8 +363,24 @@ describe('layers', () => {
       expect(await c.read({ type: 'data', name: pack.name }, { offset: 100, length: 200, metadata: true })).toEqual(pack.data.subarray(100, 300));
       expect(await c.read({ type: 'data', name: pack.name }, { offset: 1000, length: 10 })).toEqual(pack.data.subarray(1000, 1010));
     }
-    expect(f.calls.read).toBe(1 + 1 + 3); // the key once, the tree range once, the data range every time
+    expect(f.calls.read).toBe(1 + 1 + 3); // the key once, the tree pack once, the data range every time
     expect(await c.read({ type: 'config', name: 'config' }).catch((e) => e.kind)).toBe('notFound'); // never cached
+  });
+
+  it('cache: a tree pack is downloaded once, for many tree reads at once, and serves them in the next process too', async () => {
+    const f = await faulty(5);
+    const dir = cacheDir();
+    const c = new CacheBackend(f, dir);
+    const pack = obj(100_000);
+    await f.inner.write({ type: 'data', name: pack.name }, pack.data);
+    const ranges = Array.from({ length: 30 }, (_, i) => ({ offset: i * 3000, length: 2000 + i, metadata: true }));
+    const got = await Promise.all(ranges.map((r) => c.read({ type: 'data', name: pack.name }, r)));
+    got.forEach((g, i) => expect(g.equals(pack.data.subarray(ranges[i].offset, ranges[i].offset + ranges[i].length))).toBe(true));
+    expect(f.calls.read).toBe(1);
+    expect(c.stats.misses).toBe(1);
+    const next = new CacheBackend(f, dir);
+    expect(await next.read({ type: 'data', name: pack.name }, { offset: 99_990, length: 100, metadata: true })).toEqual(pack.data.subarray(99_990));
+    expect(f.calls.read).toBe(1);
   });
 
   it('cache: a damaged entry is dropped and read again; removed objects leave the cache', async () => {
@@ -378,22 +394,25 @@ describe('layers', () => {
     await c.read({ type: 'index', name: a.name });
     await c.read({ type: 'data', name: pack.name }, { offset: 0, length: 100, metadata: true });
     writeFileSync(path.join(dir, 'index', a.name), 'garbage');
-    const treeDir = path.join(dir, 'trees', pack.name.slice(0, 2));
-    const rangeFile = path.join(treeDir, readdirSync(treeDir)[0]);
-    const bytes = readFileSync(rangeFile);
+    const treeDir = path.join(dir, 'packs', pack.name.slice(0, 2));
+    const packFile = path.join(treeDir, pack.name);
+    const bytes = readFileSync(packFile);
     bytes[40] ^= 1;
-    writeFileSync(rangeFile, bytes);
-    expect(await c.read({ type: 'index', name: a.name })).toEqual(a.data);
-    expect(await c.read({ type: 'data', name: pack.name }, { offset: 0, length: 100, metadata: true })).toEqual(pack.data.subarray(0, 100));
+    writeFileSync(packFile, bytes);
+    // A new process (a new layer) checks the cached pack before its first use.
+    const c2 = new CacheBackend(f, dir);
+    expect(await c2.read({ type: 'index', name: a.name })).toEqual(a.data);
+    expect(await c2.read({ type: 'data', name: pack.name }, { offset: 0, length: 100, metadata: true })).toEqual(pack.data.subarray(0, 100));
     expect(f.calls.read).toBe(4);
+    expect(readFileSync(packFile)).toEqual(pack.data);
     // Gone from the repository (another client pruned it): the next listing drops it.
     await f.inner.remove({ type: 'index', name: a.name });
     await f.inner.remove({ type: 'data', name: pack.name });
-    expect(await c.list('index')).toEqual([]);
-    expect(await c.list('data')).toEqual([]);
+    expect(await c2.list('index')).toEqual([]);
+    expect(await c2.list('data')).toEqual([]);
     expect(readdirSync(path.join(dir, 'index'))).toEqual([]);
     expect(readdirSync(treeDir)).toEqual([]);
-    expect(await kindOf(c.read({ type: 'index', name: a.name }))).toBe('notFound');
+    expect(await kindOf(c2.read({ type: 'index', name: a.name }))).toBe('notFound');
   });
 
   it('the CLI stack: openBackend layers remote backends (cache → retry → limit) and leaves local directories bare', () => {

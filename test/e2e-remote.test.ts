@@ -159,9 +159,9 @@ for (const remote of [restRemote(), stdioRemote(), s3Remote()]) {
       await restoreAndCompare(src, `restore-${remote.name.split(' ')[0]}`);
       const c = ok(['check', '--read-data']);
       expect(c.stdout).toMatch(/no errors were found/);
-      // The metadata cache now holds the keys, index, snapshots and trees.
+      // The metadata cache now holds the keys, index, snapshots and tree packs.
       const cached = filesUnder(path.join(env.COFFER_CACHE_DIR, 'remote'));
-      for (const kind of ['keys/', 'index/', 'snapshots/', 'trees/']) expect(cached.some((f) => f.includes(kind)), kind).toBe(true);
+      for (const kind of ['keys/', 'index/', 'snapshots/', 'packs/']) expect(cached.some((f) => f.includes(kind)), kind).toBe(true);
     });
 
     it('server killed in the middle of a backup: after a restart, check passes and the next backup succeeds', async () => {
@@ -212,6 +212,33 @@ describe.skipIf(RCLONE)('append-only REST server', () => {
         const r = coffer(args, env);
         expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
       }
+    } finally {
+      await server.kill();
+    }
+  });
+});
+
+describe.skipIf(RCLONE)('remote errors through the CLI', () => {
+  it('no repository, an unreachable server, a bad location: one line each, documented exit codes', async () => {
+    const dir = path.join(tmp.dir, 'errors-server');
+    mkdirSync(dir);
+    const server = await startRcloneRestic(dir);
+    try {
+      const env = { COFFER_PASSWORD: 'x', COFFER_CACHE_DIR: path.join(tmp.dir, 'cache-errors'), COFFER_RETRIES: '1' };
+      const missing = coffer(['snapshots', '-r', `rest:${server.url}nothing-here`], env);
+      expect([missing.code, missing.stderr.trim()]).toEqual([10, `coffer: no repository at rest:${server.url}nothing-here (run "coffer init" first)`]);
+      const bad = coffer(['snapshots', '-r', 'rest:ftp://x/y'], env);
+      expect([bad.code, bad.stderr.trim()]).toEqual([2, 'coffer: rest: needs an http:// or https:// URL, not "ftp:"']);
+      const unknown = coffer(['snapshots', '-r', 'sftp:host:/x'], env);
+      expect(unknown.code).toBe(2);
+      const port = server.port;
+      await server.kill();
+      const down = coffer(['snapshots', '-r', `rest:http://user:secret@127.0.0.1:${port}/repo`, '-v'], env);
+      expect(down.code).toBe(1);
+      const lines = down.stderr.trim().split('\n');
+      expect(lines.at(-1)).toBe(`coffer: cannot reach http://127.0.0.1:${port}: ECONNREFUSED`);
+      expect(lines[0]).toMatch(/ECONNREFUSED; retry 1 in \d+\.\d s$/); // -v shows the retry
+      expect(down.stderr).not.toContain('secret');
     } finally {
       await server.kill();
     }

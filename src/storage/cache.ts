@@ -1,16 +1,17 @@
 /**
  * Metadata cache layer: a read-through, write-through copy on local disk of
  * what a remote repository reads again and again: key files, index files,
- * snapshot files (whole objects) and tree blobs (ranges of data packs that
- * the reader marks `metadata`). Object names are content hashes, so a cached
- * object never goes stale; entries are dropped when a listing no longer
- * shows the object or when it is removed through this layer.
+ * snapshot files, and tree packs. A pack holds blobs of one type, so when the
+ * reader marks a range `metadata` (a tree blob), the whole pack is fetched
+ * once and later tree reads from it are served locally — one download per
+ * tree pack instead of one request per directory. Object names are content
+ * hashes, so a cached object never goes stale; entries are dropped when a
+ * listing no longer shows the object or when it is removed through this layer.
  *
- * Everything cached is stored exactly as in the repository (encrypted).
- * Whole objects are checked against their name on every cache hit, ranges
- * against a BLAKE3 hash stored in front of them; a damaged entry is deleted
- * and read from the backend again. A failing cache never fails an
- * operation: it is skipped.
+ * Everything cached is stored exactly as in the repository (encrypted) and
+ * checked against its name: small files on every hit, packs once per process
+ * before their first use. A damaged entry is deleted and fetched again. A
+ * failing cache never fails an operation: it is skipped.
  */
 import { promises as fs } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -19,7 +20,6 @@ import { plainHash } from '../crypto/hash.js';
 import type { Backend, FileType, Handle, ObjectInfo, ReadRange } from './backend.js';
 
 const WHOLE: ReadonlySet<FileType> = new Set(['keys', 'index', 'snapshots']);
-const HASH_BYTES = 32;
 const NAME = /^[0-9a-f]{64}$/;
 
 export class CacheBackend implements Backend {
@@ -40,8 +40,50 @@ export class CacheBackend implements Backend {
     return WHOLE.has(h.type) && NAME.test(h.name) ? path.join(this.dir, h.type, h.name) : undefined;
   }
 
-  private rangePath(h: Handle, r: ReadRange): string | undefined {
-    return h.type === 'data' && r.metadata && NAME.test(h.name) ? path.join(this.dir, 'trees', h.name.slice(0, 2), `${h.name}.${r.offset}.${r.length}`) : undefined;
+  private packPath(h: Handle, r: ReadRange): string | undefined {
+    return h.type === 'data' && r.metadata && NAME.test(h.name) ? path.join(this.dir, 'packs', h.name.slice(0, 2), h.name) : undefined;
+  }
+
+  /** Packs whose cached copy was checked against its name in this process. */
+  private readonly verified = new Set<string>();
+  /** Whole-pack downloads in flight (several trees of one pack are often asked for at once). */
+  private readonly loading = new Map<string, Promise<Buffer>>();
+
+  private async readTreePack(h: Handle, range: ReadRange, p: string): Promise<Buffer> {
+    if (this.verified.has(h.name)) {
+      const got = await readRange(p, range);
+      if (got) {
+        this.stats.hits++;
+        return got;
+      }
+      this.verified.delete(h.name);
+    }
+    let load = this.loading.get(h.name);
+    if (!load) {
+      load = this.loadPack(h, p);
+      this.loading.set(h.name, load);
+      void load.finally(() => this.loading.delete(h.name)).catch(() => undefined);
+    }
+    const whole = await load;
+    return whole.subarray(range.offset, range.offset + range.length);
+  }
+
+  private async loadPack(h: Handle, p: string): Promise<Buffer> {
+    const cached = await readOrUndefined(p);
+    if (cached && plainHash(cached).toString('hex') === h.name) {
+      this.verified.add(h.name);
+      this.stats.hits++;
+      return cached;
+    }
+    if (cached) await fs.unlink(p).catch(() => undefined);
+    this.stats.misses++;
+    const data = await this.inner.read(h);
+    // A pack that does not match its name is not cached; the reader finds the damage.
+    if (plainHash(data).toString('hex') === h.name) {
+      await store(p, [data]);
+      this.verified.add(h.name);
+    }
+    return data;
   }
 
   async read(h: Handle, range?: ReadRange): Promise<Buffer> {
@@ -59,21 +101,8 @@ export class CacheBackend implements Backend {
       if (plainHash(data).toString('hex') === h.name) await store(p, [data]);
       return data;
     }
-    const p = this.rangePath(h, range);
-    if (!p) return this.inner.read(h, range);
-    const cached = await readOrUndefined(p);
-    if (cached && cached.length >= HASH_BYTES) {
-      const body = cached.subarray(HASH_BYTES);
-      if (plainHash(body).equals(cached.subarray(0, HASH_BYTES))) {
-        this.stats.hits++;
-        return body;
-      }
-    }
-    if (cached) await fs.unlink(p).catch(() => undefined);
-    this.stats.misses++;
-    const data = await this.inner.read(h, range);
-    if (data.length === range.length) await store(p, [plainHash(data), data]);
-    return data;
+    const p = this.packPath(h, range);
+    return p ? this.readTreePack(h, range, p) : this.inner.read(h, range);
   }
 
   stat(h: Handle): Promise<ObjectInfo | undefined> {
@@ -89,9 +118,12 @@ export class CacheBackend implements Backend {
       }
     } else if (type === 'data') {
       const names = new Set(listed.map((o) => o.name));
-      for (const sub of await readdirOrEmpty(path.join(this.dir, 'trees'))) {
-        for (const f of await readdirOrEmpty(path.join(this.dir, 'trees', sub))) {
-          if (!names.has(f.slice(0, 64))) await fs.rm(path.join(this.dir, 'trees', sub, f), { force: true }).catch(() => undefined);
+      for (const sub of await readdirOrEmpty(path.join(this.dir, 'packs'))) {
+        for (const f of await readdirOrEmpty(path.join(this.dir, 'packs', sub))) {
+          if (!names.has(f)) {
+            this.verified.delete(f);
+            await fs.rm(path.join(this.dir, 'packs', sub, f), { force: true }).catch(() => undefined);
+          }
         }
       }
     }
@@ -109,8 +141,9 @@ export class CacheBackend implements Backend {
   }
 
   async remove(h: Handle): Promise<void> {
-    const p = this.wholePath(h);
+    const p = h.type === 'data' ? this.packPath(h, { offset: 0, length: 0, metadata: true }) : this.wholePath(h);
     if (p) await fs.rm(p, { force: true }).catch(() => undefined);
+    this.verified.delete(h.name);
     await this.inner.remove(h);
   }
 
@@ -124,6 +157,26 @@ async function readOrUndefined(p: string): Promise<Buffer | undefined> {
     return await fs.readFile(p);
   } catch {
     return undefined;
+  }
+}
+
+/** A range of a cached file (short at its end), or undefined when the file is gone. */
+async function readRange(p: string, r: ReadRange): Promise<Buffer | undefined> {
+  let fh;
+  try {
+    fh = await fs.open(p, 'r');
+    const buf = Buffer.allocUnsafe(r.length);
+    let done = 0;
+    while (done < r.length) {
+      const { bytesRead } = await fh.read(buf, done, r.length - done, r.offset + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return buf.subarray(0, done);
+  } catch {
+    return undefined;
+  } finally {
+    await fh?.close().catch(() => undefined);
   }
 }
 

@@ -75,6 +75,13 @@ export interface StdioOptions {
   name: string;
 }
 
+interface ChildState {
+  /** It answered at least one request: later failures are transient. */
+  answered: boolean;
+  stderr: string;
+  spawnError?: string;
+}
+
 /**
  * HTTP/2 (prior knowledge, no TLS) over a child's stdin/stdout: what
  * `rclone serve restic --stdio` speaks, as restic uses it. Requests are
@@ -86,29 +93,28 @@ export interface StdioOptions {
 export class StdioTransport implements HttpTransport {
   private proc?: ChildProcess;
   private session?: http2.ClientHttp2Session;
-  private answered = false;
-  private stderr = '';
+  /** What is known about the current child (each child has its own). */
+  private child?: ChildState;
   private closed = false;
 
   constructor(private readonly opts: StdioOptions) {}
 
-  private failure(why: string, cause?: unknown): StorageError {
-    const tail = this.stderr
+  private failure(c: ChildState, why: string, cause?: unknown): StorageError {
+    const tail = c.stderr
       .trim()
       .split('\n')
       .filter((l) => !/Config file .* not found/.test(l))
       .slice(-2)
       .map((l) => l.replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, ''))
       .join(' | ');
-    return new StorageError(this.answered ? 'transient' : 'io', `${this.opts.name} ${why}${tail ? `: ${tail}` : ''}`, undefined, { cause });
+    return new StorageError(c.answered ? 'transient' : 'io', `${this.opts.name} ${why}${tail ? `: ${tail}` : ''}`, undefined, { cause });
   }
 
   private start(): http2.ClientHttp2Session {
-    this.answered = false;
-    this.stderr = '';
+    const child: ChildState = { answered: false, stderr: '' };
     const p = spawn(this.opts.program, this.opts.args, { stdio: ['pipe', 'pipe', 'pipe'] });
     p.stderr!.on('data', (b: Buffer) => {
-      this.stderr = (this.stderr + b.toString('utf8')).slice(-4096);
+      child.stderr = (child.stderr + b.toString('utf8')).slice(-4096);
     });
     p.stdin!.on('error', () => undefined); // reported through the session
     const pipe = Duplex.from({ readable: p.stdout!, writable: p.stdin! });
@@ -123,26 +129,26 @@ export class StdioTransport implements HttpTransport {
       // Destroying the pipe ends the session; destroying the session while
       // the pipe is dead trips an assertion in Node 20's JSStreamSocket.
       if (!pipe.destroyed) pipe.destroy();
-      if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+      // On close(), rclone ends by itself once its stdin is closed.
+      if (!this.closed && p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     };
     p.on('error', (e) => {
-      this.spawnError = errnoCode(e) === 'ENOENT' ? `is not installed (cannot run "${this.opts.program}"; install it or set COFFER_RCLONE_PROGRAM)` : `failed to start (${e.message})`;
+      child.spawnError = errnoCode(e) === 'ENOENT' ? `is not installed (cannot run "${this.opts.program}"; install it or set COFFER_RCLONE_PROGRAM)` : `failed to start (${e.message})`;
       drop();
     });
     p.on('exit', drop);
     session.on('close', drop);
-    this.spawnError = undefined;
     this.proc = p;
     this.session = session;
+    this.child = child;
     return session;
   }
-
-  private spawnError?: string;
 
   request(req: HttpRequest): Promise<HttpResponse> {
     if (this.closed) return Promise.reject(new StorageError('io', `${this.opts.name} connection is closed`));
     const session = this.session ?? this.start();
     const proc = this.proc!;
+    const child = this.child!;
     return new Promise<HttpResponse>((resolve, reject) => {
       const headers: http2.OutgoingHttpHeaders = { ':method': req.method, ':path': `/${req.path}`, ...req.headers };
       if (req.body) headers['content-length'] = String(req.body.length);
@@ -150,7 +156,7 @@ export class StdioTransport implements HttpTransport {
       try {
         stream = session.request(headers, { endStream: !req.body });
       } catch (e) {
-        reject(this.failure('connection failed', e));
+        reject(this.failure(child, 'connection failed', e));
         return;
       }
       let status = 0;
@@ -159,7 +165,7 @@ export class StdioTransport implements HttpTransport {
       stream.on('response', (h) => {
         status = Number(h[':status']);
         resHeaders = h;
-        this.answered = true;
+        child.answered = true;
       });
       stream.on('data', (b: Buffer) => chunks.push(b));
       stream.on('end', () => {
@@ -174,8 +180,8 @@ export class StdioTransport implements HttpTransport {
         if (status && stream.rstCode === http2.constants.NGHTTP2_NO_ERROR) return;
         // Give 'exit' and stderr a moment to arrive, for a useful message.
         setTimeout(() => {
-          const why = this.spawnError ?? (proc.exitCode !== null || proc.signalCode !== null ? `exited (${proc.signalCode ?? `code ${proc.exitCode}`})` : 'connection failed');
-          reject(this.failure(why));
+          const why = child.spawnError ?? (proc.exitCode !== null || proc.signalCode !== null ? `exited (${proc.signalCode ?? `code ${proc.exitCode}`})` : 'connection failed');
+          reject(this.failure(child, why));
         }, 50);
       });
       stream.on('error', () => undefined); // handled on 'close'
@@ -189,7 +195,7 @@ export class StdioTransport implements HttpTransport {
     const session = this.session;
     this.session = undefined;
     this.proc = undefined;
-    if (session && !session.closed) await new Promise<void>((r) => session.close(() => r()));
+    if (session && !session.closed && !session.destroyed) await new Promise<void>((r) => session.close(() => r()));
     if (!p || p.exitCode !== null || p.signalCode !== null) return;
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => p.kill('SIGKILL'), 5000);

@@ -40,6 +40,8 @@ export class S3Backend implements Backend {
   readonly location: string;
   readonly connections: number;
   private client?: Promise<{ sdk: Sdk; client: S3Client }>;
+  /** Cleared when the server answers If-None-Match with 501 Not Implemented. */
+  private conditionalPuts = true;
 
   constructor(readonly opts: S3Options) {
     this.location = `s3:${opts.endpoint ? `${opts.endpoint.replace(/\/$/, '')}/` : ''}${opts.bucket}${opts.prefix ? `/${opts.prefix}` : ''}`;
@@ -167,10 +169,19 @@ export class S3Backend implements Backend {
     const body = data instanceof Uint8Array ? data : Buffer.concat(data);
     if (await this.stat(h)) throw new StorageError('exists', `${describe(h)} already exists`, h);
     const { sdk, client } = await this.sdk();
-    try {
-      await client.send(
-        new sdk.PutObjectCommand({ Bucket: this.opts.bucket, Key: this.key(h), Body: body, ContentLength: body.length, IfNoneMatch: '*' }),
+    const put = (conditional: boolean) =>
+      client.send(
+        new sdk.PutObjectCommand({ Bucket: this.opts.bucket, Key: this.key(h), Body: body, ContentLength: body.length, IfNoneMatch: conditional ? '*' : undefined }),
       );
+    try {
+      try {
+        await put(this.conditionalPuts);
+      } catch (e) {
+        // Servers without conditional writes: the HEAD above is the check.
+        if (!this.conditionalPuts || !(status(e) === 501 || (e as { name?: string }).name === 'NotImplemented')) throw e;
+        this.conditionalPuts = false;
+        await put(false);
+      }
     } catch (e) {
       if (status(e) === 412) throw new StorageError('exists', `${describe(h)} already exists`, h);
       throw s3Error(e, h, 'writing', this.location);
