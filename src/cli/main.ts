@@ -8,6 +8,8 @@ import { VERSION } from '../version.js';
 import type { GlobalOptions } from './context.js';
 import { cmdBackup, cmdCheck, cmdInit, cmdRestore, cmdSnapshots } from './commands.js';
 import { registerCopy } from './cmd-copy.js';
+import { StorageError } from '../storage/backend.js';
+import { storageFailure } from '../repo/repository.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -94,6 +96,7 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
 }
 
 function report(e: unknown, debug: boolean): number {
+  if (e instanceof StorageError) e = storageFailure(e); // a storage failure an engine did not wrap
   if (e instanceof CofferError) {
     process.stderr.write(`coffer: ${e.message}\n`);
     if (debug && e.cause) process.stderr.write(`${String((e.cause as Error).stack ?? e.cause)}\n`);
