@@ -18,7 +18,7 @@
  * with a stable `code`.
  */
 import { openBackend } from './storage/location.js';
-import { Repository, type InitOptions, type OpenOptions } from './repo/repository.js';
+import { Repository, defaultCacheDir, type InitOptions, type OpenOptions } from './repo/repository.js';
 
 export { CofferError, EXIT_CODES, isCofferError, type ErrorCode } from './errors.js';
 export { Repository, DEFAULT_CHUNKER, DEFAULT_PACK_SIZE, defaultCacheDir, type InitOptions, type OpenOptions } from './repo/repository.js';
@@ -31,9 +31,11 @@ export { walkTree, findPath, openFileStream, type TreeEntry, type FoundPath } fr
 export { diffTrees, type Change, type ChangeKind, type DiffStats } from './explore/diff.js';
 export { snapshotStats, type SnapshotStats, type RestoreSize, type RawDataStats } from './explore/stats.js';
 export { changeTags, applyTagChange, type TagChange } from './explore/tags.js';
+export { copySnapshots, type CopyOptions, type CopyResult } from './copier/copier.js';
 export type { Backend, ReadBackend, Handle, FileType, ObjectInfo } from './storage/backend.js';
 export { LocalBackend } from './storage/local.js';
-export { openBackend } from './storage/location.js';
+export { openBackend, type BackendOptions } from './storage/location.js';
+export { StorageError, type StorageErrorKind } from './storage/backend.js';
 export type { ChunkerParams } from './chunker/fastcdc.js';
 export type { BlobId, PackId, SnapshotId } from './ids.js';
 export { VERSION } from './version.js';
@@ -46,12 +48,17 @@ function toBytes(p: string | Uint8Array): Buffer {
 }
 
 /**
- * Creates a new repository at `location` (a directory path) protected by `password`.
+ * Creates a new repository at `location` (a directory path, or `rest:`, `rclone:`, `s3:`; see README) protected by `password`.
  * Resolves with the repository id.
  * @example await initRepository('/mnt/backup/repo', 'my passphrase');
  */
 export async function initRepository(location: string, password: string | Uint8Array, opts?: InitOptions): Promise<string> {
-  return Repository.init(openBackend(location), toBytes(password), opts);
+  const backend = openBackend(location);
+  try {
+    return await Repository.init(backend, toBytes(password), opts);
+  } finally {
+    await backend.close?.();
+  }
 }
 
 /**
@@ -59,5 +66,11 @@ export async function initRepository(location: string, password: string | Uint8A
  * @example const repo = await openRepository('/mnt/backup/repo', 'my passphrase');
  */
 export async function openRepository(location: string, password: string | Uint8Array, opts?: OpenOptions): Promise<Repository> {
-  return Repository.open(openBackend(location), toBytes(password), opts);
+  const backend = openBackend(location, { cacheDir: opts?.cacheDir ?? defaultCacheDir(), noCache: opts?.noCache });
+  try {
+    return await Repository.open(backend, toBytes(password), opts);
+  } catch (e) {
+    await backend.close?.();
+    throw e;
+  }
 }

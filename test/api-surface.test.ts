@@ -12,6 +12,7 @@ const VALUES = [
   'CACHEDIR_SIGNATURE', 'CofferError', 'DEFAULT_CHUNKER', 'DEFAULT_PACK_SIZE', 'EXIT_CODES', 'LocalBackend', 'PatternList', 'Repository', 'VERSION',
   'applyTagChange', 'backup', 'changeTags', 'createFilter', 'defaultCacheDir', 'diffTrees', 'findPath', 'initRepository', 'isCofferError',
   'openBackend', 'openFileStream', 'openRepository', 'parsePatternFile', 'restore', 'snapshotStats', 'walkTree',
+  'KeyAdmin', 'RecoveryCodeError', 'StorageError', 'copySnapshots', 'decodeRecoveryCode', 'encodeRecoveryCode',
 ];
 
 const TYPES = [
@@ -19,6 +20,7 @@ const TYPES = [
   'EntryFilter', 'EntryStat', 'EntryVerdict', 'ErrorCode', 'FileType', 'FoundPath', 'Handle', 'InitOptions', 'NodeType', 'ObjectInfo', 'OpenOptions', 'OverwritePolicy',
   'PackId', 'RawDataStats', 'ReadBackend', 'RestoreItem', 'RestoreOptions', 'RestoreProgress', 'RestoreResult', 'RestoreSize', 'RestoreWarning',
   'SelectOptions', 'Snapshot', 'SnapshotData', 'SnapshotId', 'SnapshotStats', 'SnapshotSummary', 'TagChange', 'TreeEntry', 'TreeNode',
+  'BackendOptions', 'CopyOptions', 'CopyResult', 'KeyListEntry', 'RepoSecret', 'StorageErrorKind',
 ];
 
 describe('public API', () => {

@@ -241,7 +241,8 @@ export class Archiver {
       repo.backend,
       repo.keys.metaKey,
       repo.config.packSize,
-      {},
+      // Remote backends take several uploads at once (each in flight holds one pack buffer).
+      { maxWrites: Math.min(3, repo.backend.connections ?? 1) },
       { indexWritten: (name, packs) => repo.cache.addIndexFile(name, packs) },
     );
     this.pipeline = new DataPipeline(repo, this.packer, (n) => {

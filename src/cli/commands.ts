@@ -2,7 +2,6 @@
 import path from 'node:path';
 import { CofferError, EXIT_CODES } from '../errors.js';
 import { check } from '../checker/checker.js';
-import { openBackend } from '../storage/location.js';
 import { Repository, DEFAULT_CHUNKER } from '../repo/repository.js';
 import { backup } from '../archiver/archiver.js';
 import { restore } from '../restorer/restorer.js';
@@ -10,15 +9,14 @@ import type { Snapshot } from '../format/snapshot.js';
 import { readPassword } from './password.js';
 import { ProgressLine } from './progress.js';
 import { bytes, duration, localTime, table } from './format.js';
-import { openRepo, Output, parseSize, repoLocation, type GlobalOptions } from './context.js';
+import { openRepo, openRepoBackend, Output, parseSize, repoLocation, type GlobalOptions } from './context.js';
 import { buildSelection, type SelectFlags } from './backup-select.js';
 import { jsonStatus } from './json-status.js';
 import { closeSync } from 'node:fs';
 
 export async function cmdInit(g: GlobalOptions, o: { chunkMin?: string; chunkAvg?: string; chunkMax?: string; compression?: string }): Promise<number> {
   const out = new Output(g);
-  const location = repoLocation(g);
-  const backend = openBackend(location);
+  const backend = openRepoBackend(g);
   const chunker = {
     minSize: o.chunkMin ? parseSize(o.chunkMin) : DEFAULT_CHUNKER.minSize,
     avgSize: o.chunkAvg ? parseSize(o.chunkAvg) : DEFAULT_CHUNKER.avgSize,
@@ -38,6 +36,7 @@ export async function cmdInit(g: GlobalOptions, o: { chunkMin?: string; chunkAvg
     }
   } finally {
     password.fill(0);
+    await backend.close?.();
   }
   if (out.json) out.emit({ message_type: 'initialized', id, repository: backend.location });
   else {

@@ -1,9 +1,10 @@
 /** What every command shares: parsed global options, output, password, opening the repository. */
 import { CofferError } from '../errors.js';
 import { openBackend } from '../storage/location.js';
-import { Repository } from '../repo/repository.js';
+import { Repository, defaultCacheDir } from '../repo/repository.js';
 import type { RepoSecret } from '../repo/keyring.js';
 import { decodeRecoveryCode, RecoveryCodeError } from '../crypto/recovery.js';
+import type { Backend } from '../storage/backend.js';
 import { readPassword } from './password.js';
 import { lowCostKdfAllowed } from '../crypto/kdf.js';
 
@@ -102,18 +103,46 @@ export function warnIfWeakKey(g: GlobalOptions, weak: boolean): void {
   }
 }
 
+function positiveInt(v: string | undefined, name: string): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new CofferError('INVALID_ARGUMENT', `${name} must be a whole number, not "${v}"`);
+  return n;
+}
+
+/** The repository's backend with the standard layers, configured from options and COFFER_* variables. */
+export function openRepoBackend(g: GlobalOptions): Backend {
+  const cacheDir = g.cacheDir ?? process.env.COFFER_CACHE_DIR;
+  const connections = positiveInt(process.env.COFFER_CONNECTIONS, 'COFFER_CONNECTIONS');
+  const retries = positiveInt(process.env.COFFER_RETRIES, 'COFFER_RETRIES');
+  return openBackend(repoLocation(g), {
+    cacheDir: cacheDir ?? defaultCacheDir(),
+    noCache: g.cache === false || envFlag('COFFER_NO_CACHE') === true,
+    connections: connections || undefined,
+    retry: {
+      ...(retries === undefined ? {} : { retries }),
+      onRetry: (e, attempt, ms) => new Output(g).verbose(`${e.message}; retry ${attempt} in ${(ms / 1000).toFixed(1)} s`),
+    },
+  });
+}
+
 export async function openRepo(g: GlobalOptions): Promise<Repository> {
-  const backend = openBackend(repoLocation(g));
-  const secret = await readSecret(g);
+  const backend = openRepoBackend(g);
   let repo: Repository;
   try {
-    repo = await Repository.open(backend, secret, {
-      cacheDir: g.cacheDir ?? process.env.COFFER_CACHE_DIR,
-      noCache: g.cache === false || envFlag('COFFER_NO_CACHE') === true,
-      threads: threadCount(g.threads),
-    });
-  } finally {
-    wipeSecret(secret);
+    const secret = await readSecret(g);
+    try {
+      repo = await Repository.open(backend, secret, {
+        cacheDir: g.cacheDir ?? process.env.COFFER_CACHE_DIR,
+        noCache: g.cache === false || envFlag('COFFER_NO_CACHE') === true,
+        threads: threadCount(g.threads),
+      });
+    } finally {
+      wipeSecret(secret);
+    }
+  } catch (e) {
+    await backend.close?.().catch(() => undefined);
+    throw e;
   }
   warnIfWeakKey(g, repo.weakKey);
   return repo;

@@ -10,6 +10,9 @@ import { cmdBackup, cmdCheck, cmdInit, cmdRestore, cmdSnapshots } from './comman
 import { registerKeyCommands } from './cmd-key.js';
 import { addSelectOptions, PATTERN_HELP } from './backup-select.js';
 import { registerExploreCommands } from './cmd-explore.js';
+import { registerCopy } from './cmd-copy.js';
+import { StorageError } from '../storage/backend.js';
+import { storageFailure } from '../repo/repository.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -101,6 +104,7 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
 
   registerKeyCommands(p, globals, run);
   registerExploreCommands(p, globals, run, signal);
+  registerCopy(p, globals, g, run, signal);
 
   p.addOption(new Option('--debug').hideHelp());
   return p;
@@ -125,6 +129,7 @@ export function usageLine(str: string): string {
 }
 
 function report(e: unknown, debug: boolean): number {
+  if (e instanceof StorageError) e = storageFailure(e); // a storage failure an engine did not wrap
   if (e instanceof CofferError) {
     process.stderr.write(`coffer: ${e.message}\n`);
     if (debug && e.cause) process.stderr.write(`${String((e.cause as Error).stack ?? e.cause)}\n`);

@@ -25,6 +25,14 @@ const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 /** 160 entropy bits + 20 check bits = 180 bits = 36 base32 characters. */
 const CODE_CHARS = 36;
 
+/**
+ * A typed-in recovery code that cannot be right: a bad character, a wrong
+ * length, or a checksum mismatch (a typo), as opposed to a wrong key.
+ * @example
+ * ```ts
+ * try { decodeRecoveryCode(code); } catch (e) { if (e instanceof RecoveryCodeError) console.error(e.message); }
+ * ```
+ */
 export class RecoveryCodeError extends Error {
   constructor(
     message: string,
@@ -50,6 +58,14 @@ function toDigits(entropy: Uint8Array): number[] {
   return digits;
 }
 
+/**
+ * Encodes 20 bytes of recovery-key entropy as the human-transcribable code
+ * (9 groups of 4 Crockford base32 characters, with a checksum).
+ * @example
+ * ```ts
+ * const code = encodeRecoveryCode(crypto.getRandomValues(new Uint8Array(20)));
+ * ```
+ */
 export function encodeRecoveryCode(entropy: Uint8Array): string {
   if (entropy.length !== RECOVERY_ENTROPY_BYTES) throw new RangeError('recovery entropy must be 20 bytes');
   const chars = toDigits(entropy).map((d) => ALPHABET[d]).join('');
@@ -62,7 +78,14 @@ export function newRecoveryCode(): { code: string; entropy: Buffer } {
   return { code: encodeRecoveryCode(entropy), entropy };
 }
 
-/** Parses a typed-in code; throws RecoveryCodeError for bad characters, wrong length or a checksum mismatch. */
+/**
+ * Parses a typed-in code (case, spaces and hyphens ignored); throws
+ * RecoveryCodeError for bad characters, a wrong length or a checksum mismatch.
+ * @example
+ * ```ts
+ * const repo = await Repository.open(backend, { kind: 'recovery', entropy: decodeRecoveryCode(code) });
+ * ```
+ */
 export function decodeRecoveryCode(code: string): Buffer {
   const clean = code.toUpperCase().replace(/[\s-]/g, '').replace(/[IL]/g, '1').replace(/O/g, '0');
   let bits = 0n;

@@ -44,7 +44,11 @@ export interface SnapshotData {
   tags: string[];
   tree: string;
   parent?: string;
-  /** Set when the snapshot file was rewritten (e.g. by `coffer tag`): the id of the first version. */
+  /**
+   * The id of the snapshot this one started as: set when the file is
+   * rewritten (`coffer tag`) or copied to another repository (`coffer copy`,
+   * which uses it to skip snapshots already copied).
+   */
   original?: string;
   program_version: string;
   summary: SnapshotSummary;
@@ -74,7 +78,8 @@ export function validateSnapshot(s: unknown): SnapshotData {
     Array.isArray(v.tags) &&
     v.tags.every((t) => typeof t === 'string') &&
     typeof v.tree === 'string' &&
-    /^[0-9a-f]{64}$/.test(v.tree);
+    /^[0-9a-f]{64}$/.test(v.tree) &&
+    (v.original === undefined || (typeof v.original === 'string' && /^[0-9a-f]{64}$/.test(v.original)));
   if (!ok) throw new RangeError('snapshot has unsupported contents');
   return v;
 }

@@ -11,11 +11,27 @@ import type { Backend } from '../storage/backend.js';
 import { configOpens, readConfig, storageFailure } from './repository.js';
 import { addKeyFile, addRecoveryKeyFile, listKeys, openMaster, verifyKeyFile, type KeyInfo, type RepoSecret } from './keyring.js';
 
+/**
+ * One key slot as {@link KeyAdmin.list} reports it: id, kind, label, creation time, and whether it is the one in use.
+ * @example
+ * ```ts
+ * for (const k of await admin.list()) console.log(k.id.slice(0, 8), k.kind, k.current ? '*' : '');
+ * ```
+ */
 export interface KeyListEntry extends KeyInfo {
   /** True for the key this session was opened with. */
   current: boolean;
 }
 
+/**
+ * Key-slot management: list, add passwords and recovery keys, change the
+ * password in use, remove slots. Never re-encrypts data.
+ * @example
+ * ```ts
+ * const admin = await KeyAdmin.open(backend, Buffer.from(pw));
+ * console.log(await admin.list());
+ * ```
+ */
 export class KeyAdmin {
   /** True when the key slot in use has KDF settings below the creation floor. */
   weakKey = false;

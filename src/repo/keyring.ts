@@ -12,7 +12,13 @@ import { decodeKeyMeta, encodeKeyFile, isRecoveryKdf, parseKeyFile, unwrapMaster
 import type { Backend, ReadBackend } from '../storage/backend.js';
 import { CofferError, integrityError } from '../errors.js';
 
-/** What opens a repository: a passphrase, or the entropy of a decoded recovery code. */
+/**
+ * What opens a repository: a passphrase, or the entropy of a decoded recovery code.
+ * @example
+ * ```ts
+ * const secret: RepoSecret = { kind: 'passphrase', passphrase: Buffer.from(pw) };
+ * ```
+ */
 export type RepoSecret = { kind: 'passphrase'; passphrase: Buffer } | { kind: 'recovery'; entropy: Buffer };
 
 export function asSecret(s: Buffer | RepoSecret): RepoSecret {

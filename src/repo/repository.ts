@@ -281,7 +281,8 @@ export class Repository {
     if (!loc) throw new CofferError('BLOB_NOT_FOUND', `${type} blob ${id.slice(0, 12)} is not in the index`, { id });
     let stored: Buffer;
     try {
-      stored = await this.backend.read({ type: 'data', name: loc.packId }, { offset: loc.offset, length: loc.length });
+      // Trees are read again by every backup and restore: let a cache layer keep them.
+      stored = await this.backend.read({ type: 'data', name: loc.packId }, { offset: loc.offset, length: loc.length, metadata: type === 'tree' });
     } catch (e) {
       throw storageFailure(e);
     }
@@ -362,5 +363,6 @@ export class Repository {
     this.pool = undefined;
     this.cache.close();
     wipeRepoKeys(this.keys);
+    await this.backend.close?.();
   }
 }

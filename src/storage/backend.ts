@@ -42,6 +42,11 @@ export interface ObjectInfo {
 export interface ReadRange {
   offset: number;
   length: number;
+  /**
+   * The caller will read this range again (a tree blob): a caching layer may
+   * keep it. Backends ignore it.
+   */
+  metadata?: boolean;
 }
 
 /**
@@ -53,6 +58,11 @@ export interface ReadRange {
  */
 export interface ReadBackend {
   readonly location: string;
+  /**
+   * How many requests the backend serves well at once (remote backends);
+   * undefined for local disks. Engines may use it to size parallel writes.
+   */
+  readonly connections?: number;
   /** Whole object, or `range`; throws StorageError with `notFound` when it does not exist. */
   read(h: Handle, range?: ReadRange): Promise<Buffer>;
   stat(h: Handle): Promise<ObjectInfo | undefined>;
@@ -76,10 +86,28 @@ export interface Backend extends ReadBackend {
    */
   write(h: Handle, data: Uint8Array | readonly Uint8Array[]): Promise<void>;
   remove(h: Handle): Promise<void>;
+  /** Releases connections or helper processes; the backend is unusable afterwards. */
+  close?(): Promise<void>;
 }
 
-export type StorageErrorKind = 'notFound' | 'exists' | 'noSpace' | 'permission' | 'io';
+/**
+ * `transient` failures (a dropped connection, a timeout, HTTP 5xx/429, a
+ * server that is restarting) may succeed when tried again; the retry layer
+ * retries only those. Every other kind is permanent.
+ * @example
+ * ```ts
+ * if (e instanceof StorageError && e.kind === 'notFound') console.error('missing object');
+ * ```
+ */
+export type StorageErrorKind = 'notFound' | 'exists' | 'noSpace' | 'permission' | 'transient' | 'io';
 
+/**
+ * A storage failure, classified by `kind` (see {@link StorageErrorKind}); `handle` names the object.
+ * @example
+ * ```ts
+ * try { await backend.read({ type: 'snapshots', name }); } catch (e) { if (e instanceof StorageError && e.kind === 'transient') retry(); }
+ * ```
+ */
 export class StorageError extends Error {
   readonly kind: StorageErrorKind;
   readonly handle?: Handle;
@@ -93,4 +121,8 @@ export class StorageError extends Error {
 
 export function describe(h: Handle): string {
   return h.type === 'config' ? 'config' : `${h.type}/${h.name}`;
+}
+
+export function isTransient(e: unknown): boolean {
+  return e instanceof StorageError && e.kind === 'transient';
 }
