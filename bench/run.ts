@@ -43,6 +43,7 @@ import {
   fail,
   fmtMiB,
   fmtNum,
+  machineBusySeconds,
   machineInfo,
   markdownTable,
   parseArgs,
@@ -347,6 +348,8 @@ interface Measurement {
   repo_bytes_before: number;
   repo_bytes_after: number;
   repo_bytes_added: number;
+  /** CPU used by other processes while the command ran, in cores (machine busy time minus the command's, ÷ wall) */
+  other_load: number;
   command: string;
   verified?: boolean;
   snapshot?: string;
@@ -374,7 +377,9 @@ function loud(msg: string): void {
 async function measure(tool: Tool, step: StepName, c: Cmd): Promise<Measurement> {
   const before = dirBytes(tool.repo);
   const timeFile = path.join(scratch, 'time', `${tool.name}-${step}.txt`);
+  const busy0 = machineBusySeconds();
   const r = await runTimed(c.cmd, c.args, { env: tool.env, cwd: c.cwd, timeFile, logFile });
+  const busy1 = machineBusySeconds();
   sh('sync');
   const after = dirBytes(tool.repo);
   const m: Measurement = {
@@ -387,6 +392,7 @@ async function measure(tool: Tool, step: StepName, c: Cmd): Promise<Measurement>
     repo_bytes_before: before,
     repo_bytes_after: after,
     repo_bytes_added: after - before,
+    other_load: +Math.max(0, (busy1 - busy0 - r.user - r.sys) / r.wall).toFixed(2),
     command: [c.cmd === process.execPath ? 'node' : c.cmd, ...c.args].join(' '),
   };
   if (r.code !== 0) {
@@ -547,7 +553,8 @@ const started = new Date();
 const t0 = Date.now();
 log(`coffer bench${quick ? ' (--quick)' : ''}: steps ${wanted.join(', ')}`);
 log(`tools: ${tools.map((t) => `${t.name} (${t.version.split('\n')[0]})`).join(', ')}`);
-log(`corpus ${corpusRoot}; scratch ${scratch}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+const loadBefore = os.loadavg().map((x) => +x.toFixed(2));
+log(`corpus ${corpusRoot}; scratch ${scratch}; load average ${loadBefore.join(' ')}`);
 
 const usedCorpora = [...new Set(STEPS.filter((s) => wanted.includes(s.name)).flatMap((s) => s.corpora))];
 const manifest: Record<string, { files: number; bytes: number }> = {};
@@ -610,6 +617,7 @@ const timeRows = stepResults.map((r) => [
   }
 }
 const rssRows = stepResults.map((r) => [r.title, ...names.map((n) => cell(r, n, (m) => fmtNum(m.rss_mib, 0)))]);
+const loadRows = stepResults.map((r) => [r.title, ...names.map((n) => cell(r, n, (m) => fmtNum(m.other_load)))]);
 const bytesRows = stepResults.map((r) => [r.title, ...names.map((n) => cell(r, n, (m) => fmtMiB(m.repo_bytes_added, 2)))]);
 bytesRows.push(['**repository size at the end**', ...names.map((n) => fmtMiB(finalRepoBytes[n], 2))]);
 
@@ -684,7 +692,7 @@ const targetRows = targets.map((t) => [t.what, t.target, t.measured, t.met === n
 const out: string[] = [];
 out.push(`## coffer bench${quick ? ' --quick' : ''} — ${started.toISOString()}`);
 out.push('');
-const mi = machineInfo();
+const mi: Record<string, unknown> = { ...machineInfo(), loadavg: loadBefore };
 out.push(
   `Machine: ${mi.cpu}, ${mi.cores} cores, ${mi.memory_gib} GiB RAM, ${mi.kernel}, node ${mi.node}; ` +
     `load average before ${(mi.loadavg as number[]).join(' ')}, after ${loadAfter.map((x) => x.toFixed(2)).join(' ')}.`,
@@ -701,6 +709,10 @@ out.push('');
 out.push('### Peak RSS (MiB)');
 out.push('');
 out.push(markdownTable(['step', ...names.map((n) => `${n} MiB`)], rssRows));
+out.push('');
+out.push(`### Other load: cores busy with other processes while each command ran (of ${mi.cores})`);
+out.push('');
+out.push(markdownTable(['step', ...names.map((n) => n)], loadRows));
 out.push('');
 out.push('### Repository growth (MiB, sum of file sizes)');
 out.push('');
