@@ -46,7 +46,7 @@ import { computeBlobId, openBlob, sealBlob } from '../src/format/blob.js';
 import { IndexCache } from '../src/cache/index-cache.js';
 import type { IndexedPack } from '../src/format/index-file.js';
 import type { PackId } from '../src/ids.js';
-import { KiB, MiB, fmtNum, machineInfo, markdownTable, parseArgs } from './lib.js';
+import { KiB, MiB, fmtNum, machineBusySeconds, machineInfo, markdownTable, parseArgs } from './lib.js';
 
 const require = createRequire(import.meta.url);
 const STAGES = ['chunker', 'blake3', 'compress', 'cipher', 'pack', 'index'] as const;
@@ -84,6 +84,8 @@ interface Row {
   mean_ms: number;
   best_ms: number;
   mb_s: number | null;
+  /** from the median latency: less sensitive than the mean to other processes on a shared machine */
+  mb_s_median: number | null;
   mb_s_best: number | null;
   ops_s: number;
   samples: number;
@@ -95,7 +97,7 @@ let sink = 0;
 let exitCode = 0;
 
 function absentRow(stage: Stage, task: string, why: string): Row {
-  return { stage, task, mean_ms: NaN, best_ms: NaN, mb_s: null, mb_s_best: null, ops_s: NaN, samples: 0, note: why };
+  return { stage, task, mean_ms: NaN, best_ms: NaN, mb_s: null, mb_s_median: null, mb_s_best: null, ops_s: NaN, samples: 0, note: why };
 }
 
 async function runTasks(stage: Stage, tasks: Task[], opts = benchOpts): Promise<Row[]> {
@@ -111,6 +113,7 @@ async function runTasks(stage: Stage, tasks: Task[], opts = benchOpts): Promise<
     }
     const mean = r.latency.mean;
     const best = r.latency.min;
+    const median = r.latency.p50 ?? mean;
     const ops = t.ops ?? 1;
     return {
       stage,
@@ -118,6 +121,7 @@ async function runTasks(stage: Stage, tasks: Task[], opts = benchOpts): Promise<
       mean_ms: mean,
       best_ms: best,
       mb_s: t.bytes ? t.bytes / 1e6 / (mean / 1e3) : null,
+      mb_s_median: t.bytes ? t.bytes / 1e6 / (median / 1e3) : null,
       mb_s_best: t.bytes ? t.bytes / 1e6 / (best / 1e3) : null,
       ops_s: (ops * 1e3) / mean,
       samples: r.latency.samples.length,
@@ -128,10 +132,11 @@ async function runTasks(stage: Stage, tasks: Task[], opts = benchOpts): Promise<
 
 function printStage(stage: Stage, title: string, rows: Row[], extra?: { header: string; cell: (r: Row) => string }): void {
   allRows.push(...rows);
-  const headers = ['task', 'mean ms', 'MB/s (mean)', 'MB/s (best)', 'ops/s', ...(extra ? [extra.header] : []), 'samples', 'note'];
+  const headers = ['task', 'mean ms', 'MB/s (median)', 'MB/s (mean)', 'MB/s (best)', 'ops/s (mean)', ...(extra ? [extra.header] : []), 'samples', 'note'];
   const body = rows.map((r) => [
     r.task,
     Number.isFinite(r.mean_ms) ? (r.mean_ms < 0.1 ? r.mean_ms.toFixed(4) : r.mean_ms.toFixed(2)) : '–',
+    r.mb_s_median === null ? '–' : fmtNum(r.mb_s_median, 0),
     r.mb_s === null ? '–' : fmtNum(r.mb_s, 0),
     r.mb_s_best === null ? '–' : fmtNum(r.mb_s_best, 0),
     Number.isFinite(r.ops_s) ? (r.ops_s >= 100 ? Math.round(r.ops_s).toLocaleString('en-US') : r.ops_s.toFixed(1)) : '–',
@@ -576,7 +581,7 @@ async function stageIndex(): Promise<void> {
     const row = (task: string, ms: number[], ops: number): Row => {
       const mean = ms.reduce((a, b) => a + b, 0) / ms.length;
       const best = Math.min(...ms);
-      return { stage: 'index', task, mean_ms: mean, best_ms: best, mb_s: null, mb_s_best: null, ops_s: (ops * 1e3) / mean, samples: ms.length };
+      return { stage: 'index', task, mean_ms: mean, best_ms: best, mb_s: null, mb_s_median: null, mb_s_best: null, ops_s: (ops * 1e3) / mean, samples: ms.length };
     };
     const rows = [
       row(`addIndexFile, ${N.toLocaleString('en-US')} blobs in ${N / PER_PACK} packs (one call)`, insertMs, N),
@@ -613,9 +618,17 @@ const runners: Record<Stage, () => Promise<void>> = {
   pack: stagePack,
   index: stageIndex,
 };
+const otherLoad: Record<string, number> = {};
 for (const s of only) {
+  const t0 = performance.now();
+  const busy0 = machineBusySeconds();
+  const cpu0 = process.cpuUsage();
   try {
     await runners[s]();
+    const cpu = process.cpuUsage(cpu0);
+    const wall = (performance.now() - t0) / 1000;
+    otherLoad[s] = +Math.max(0, (machineBusySeconds() - busy0 - (cpu.user + cpu.system) / 1e6) / wall).toFixed(2);
+    process.stdout.write(`\nOther processes kept ${fmtNum(otherLoad[s])} of ${mi.cores} cores busy during this stage (${wall.toFixed(0)} s).\n`);
   } catch (e) {
     exitCode = 1;
     process.stdout.write(`\n### ${s}: FAILED\n\n${(e as Error).stack ?? e}\n`);
@@ -624,7 +637,7 @@ for (const s of only) {
 const jsonFile = args.values.get('--json');
 if (jsonFile) {
   mkdirSync(path.dirname(path.resolve(jsonFile)), { recursive: true });
-  writeFileSync(jsonFile, JSON.stringify({ format: 'coffer-micro-v1', date: new Date().toISOString(), quick, machine: mi, rows: allRows, notes }, null, 2) + '\n');
+  writeFileSync(jsonFile, JSON.stringify({ format: 'coffer-micro-v1', date: new Date().toISOString(), quick, machine: mi, rows: allRows, notes, other_load: otherLoad }, null, 2) + '\n');
   process.stderr.write(`results: ${jsonFile}\n`);
 }
 if (sink === -1) console.log(sink);
