@@ -2,7 +2,11 @@
  * Whole-process benchmark: coffer vs restic vs borg on the standard corpora
  * (../shared/corpus/make-corpus.sh). Every command runs under GNU time; for
  * each step and tool we record wall seconds, CPU seconds (user + sys), peak
- * RSS and the bytes the step added to the repository.
+ * RSS (ru_maxrss: coffer's worker threads are in its one process), the bytes
+ * the step added to the repository and the CPU other processes used
+ * meanwhile (/proc/stat), and per step coffer's wall time ÷ each peer's.
+ * Prints Markdown tables (and the issue's targets, met or missed) and writes
+ * them as JSON (+ .md). bench/summarize.ts takes the medians of several runs.
  *
  *   node dist/bench/run.js [--quick] [--tools coffer,restic,borg] [--corpus DIR]
  *                          [--json FILE] [--steps a,b,...] [--keep]
