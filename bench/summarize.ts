@@ -5,14 +5,15 @@
  *   node dist/bench/summarize.js bench/results/full-1.json bench/results/full-2.json ...
  *
  * For every step: the median wall seconds of each tool, the median of the
- * per-run ratios coffer ÷ peer with their range, the median peak RSS, and the
- * median "other load". Prints Markdown; nothing is written.
+ * per-run ratios coffer ÷ peer with their range, the median CPU seconds and
+ * peak RSS, and the median "other load". Prints Markdown; nothing is written.
  */
 import { readFileSync } from 'node:fs';
 import { fail, fmtNum, markdownTable } from './lib.js';
 
 interface M {
   wall: number;
+  cpu: number;
   rss_mib: number;
   exit_code: number;
   other_load?: number;
@@ -63,15 +64,16 @@ const rows = stepNames.map(({ name, title }) => {
     const rs = per.map((s) => s.ratio?.[p]).filter((x): x is number => typeof x === 'number');
     return rs.length ? `${fmtNum(median(rs))} (${fmtNum(Math.min(...rs))}–${fmtNum(Math.max(...rs))})` : '–';
   });
+  const cpu = tools.map((t) => fmtNum(median(per.map((s) => s.results[t]).filter(ok).map((m) => m.cpu))));
   const rss = tools.map((t) => fmtNum(median(per.map((s) => s.results[t]).filter(ok).map((m) => m.rss_mib)), 0));
   const load = median(per.flatMap((s) => tools.map((t) => s.results[t]).filter(ok).map((m) => m.other_load ?? NaN)));
-  return [title, `${per.length}`, ...walls.map((w) => fmtNum(w)), ...ratios, ...rss, fmtNum(load)];
+  return [title, `${per.length}`, ...walls.map((w) => fmtNum(w)), ...ratios, ...cpu, ...rss, fmtNum(load)];
 });
 
 process.stdout.write(
   `Medians over ${runs.length} runs: ${runs.map((r) => `${r.date}${r.quick ? ' (quick)' : ''}`).join(', ')}.\n\n` +
     markdownTable(
-      ['step', 'runs', ...tools.map((t) => `${t} s`), ...peers.map((p) => `coffer÷${p} (min–max)`), ...tools.map((t) => `${t} RSS MiB`), 'other load'],
+      ['step', 'runs', ...tools.map((t) => `${t} s`), ...peers.map((p) => `coffer÷${p} (min–max)`), ...tools.map((t) => `${t} CPU s`), ...tools.map((t) => `${t} RSS MiB`), 'other load'],
       rows,
     ) +
     '\n',
