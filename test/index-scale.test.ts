@@ -9,7 +9,7 @@
  * Default: 1,000,000 blobs with ascending ids (fast: SQLite appends to the
  * right edge of its B-trees) plus 100,000 with random ids (random pages all
  * over a large tree). COFFER_SCALE_TEST=1 makes it 10,000,000 + 1,000,000
- * (about 2 GB of database in the temp dir, a few minutes).
+ * (about 2 GB of database in the temp dir, about 2 minutes here).
  */
 import { describe, expect, it } from 'vitest';
 import { createCipheriv, randomBytes } from 'node:crypto';
