@@ -238,6 +238,22 @@ export function machineInfo(): Record<string, unknown> {
   };
 }
 
+/** Busy CPU seconds of the whole machine so far (all processes, from /proc/stat), or NaN. */
+export function machineBusySeconds(): number {
+  try {
+    const fd = openSync('/proc/stat', 'r');
+    const buf = Buffer.alloc(1024);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    closeSync(fd);
+    const f = buf.toString('utf8', 0, n).split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal (guest time is already in user)
+    const busy = f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
+    return busy / 100; // USER_HZ
+  } catch {
+    return NaN;
+  }
+}
+
 // ---------------------------------------------------------------- formatting
 
 export function fmtNum(x: number | undefined | null, digits = 2): string {

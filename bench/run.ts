@@ -2,7 +2,11 @@
  * Whole-process benchmark: coffer vs restic vs borg on the standard corpora
  * (../shared/corpus/make-corpus.sh). Every command runs under GNU time; for
  * each step and tool we record wall seconds, CPU seconds (user + sys), peak
- * RSS and the bytes the step added to the repository.
+ * RSS (ru_maxrss: coffer's worker threads are in its one process), the bytes
+ * the step added to the repository and the CPU other processes used
+ * meanwhile (/proc/stat), and per step coffer's wall time ÷ each peer's.
+ * Prints Markdown tables (and the issue's targets, met or missed) and writes
+ * them as JSON (+ .md). bench/summarize.ts takes the medians of several runs.
  *
  *   node dist/bench/run.js [--quick] [--tools coffer,restic,borg] [--corpus DIR]
  *                          [--json FILE] [--steps a,b,...] [--keep]
@@ -43,6 +47,7 @@ import {
   fail,
   fmtMiB,
   fmtNum,
+  machineBusySeconds,
   machineInfo,
   markdownTable,
   parseArgs,
@@ -56,7 +61,18 @@ import {
 } from './lib.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const MAKE_CORPUS = path.resolve(ROOT, '..', 'shared', 'corpus', 'make-corpus.sh');
+/**
+ * ../shared/corpus/make-corpus.sh next to the project (in a git worktree
+ * further up: the nearest ancestor's shared/ wins); COFFER_MAKE_CORPUS overrides.
+ */
+const MAKE_CORPUS = ((): string => {
+  if (process.env.COFFER_MAKE_CORPUS) return path.resolve(process.env.COFFER_MAKE_CORPUS);
+  const rel = path.join('shared', 'corpus', 'make-corpus.sh');
+  for (let dir = path.dirname(ROOT); ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, rel))) return path.join(dir, rel);
+    if (path.dirname(dir) === dir) return path.resolve(ROOT, '..', rel);
+  }
+})();
 const BUILD_HINT = `build the corpora with: bash ${path.relative(process.cwd(), MAKE_CORPUS) || MAKE_CORPUS} all`;
 
 const USAGE = `usage: node dist/bench/run.js [--quick] [--tools coffer,restic,borg] [--corpus DIR]
@@ -336,6 +352,8 @@ interface Measurement {
   repo_bytes_before: number;
   repo_bytes_after: number;
   repo_bytes_added: number;
+  /** CPU used by other processes while the command ran, in cores (machine busy time minus the command's, ÷ wall) */
+  other_load: number;
   command: string;
   verified?: boolean;
   snapshot?: string;
@@ -363,7 +381,9 @@ function loud(msg: string): void {
 async function measure(tool: Tool, step: StepName, c: Cmd): Promise<Measurement> {
   const before = dirBytes(tool.repo);
   const timeFile = path.join(scratch, 'time', `${tool.name}-${step}.txt`);
+  const busy0 = machineBusySeconds();
   const r = await runTimed(c.cmd, c.args, { env: tool.env, cwd: c.cwd, timeFile, logFile });
+  const busy1 = machineBusySeconds();
   sh('sync');
   const after = dirBytes(tool.repo);
   const m: Measurement = {
@@ -376,6 +396,7 @@ async function measure(tool: Tool, step: StepName, c: Cmd): Promise<Measurement>
     repo_bytes_before: before,
     repo_bytes_after: after,
     repo_bytes_added: after - before,
+    other_load: +Math.max(0, (busy1 - busy0 - r.user - r.sys) / r.wall).toFixed(2),
     command: [c.cmd === process.execPath ? 'node' : c.cmd, ...c.args].join(' '),
   };
   if (r.code !== 0) {
@@ -536,7 +557,8 @@ const started = new Date();
 const t0 = Date.now();
 log(`coffer bench${quick ? ' (--quick)' : ''}: steps ${wanted.join(', ')}`);
 log(`tools: ${tools.map((t) => `${t.name} (${t.version.split('\n')[0]})`).join(', ')}`);
-log(`corpus ${corpusRoot}; scratch ${scratch}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+const loadBefore = os.loadavg().map((x) => +x.toFixed(2));
+log(`corpus ${corpusRoot}; scratch ${scratch}; load average ${loadBefore.join(' ')}`);
 
 const usedCorpora = [...new Set(STEPS.filter((s) => wanted.includes(s.name)).flatMap((s) => s.corpora))];
 const manifest: Record<string, { files: number; bytes: number }> = {};
@@ -599,13 +621,82 @@ const timeRows = stepResults.map((r) => [
   }
 }
 const rssRows = stepResults.map((r) => [r.title, ...names.map((n) => cell(r, n, (m) => fmtNum(m.rss_mib, 0)))]);
+const loadRows = stepResults.map((r) => [r.title, ...names.map((n) => cell(r, n, (m) => fmtNum(m.other_load)))]);
 const bytesRows = stepResults.map((r) => [r.title, ...names.map((n) => cell(r, n, (m) => fmtMiB(m.repo_bytes_added, 2)))]);
 bytesRows.push(['**repository size at the end**', ...names.map((n) => fmtMiB(finalRepoBytes[n], 2))]);
+
+// ---------------------------------------------------------------- targets (issue #3)
+
+/** Time-ratio targets, coffer ÷ peer (lower is better). */
+const RATIO_TARGETS: Partial<Record<StepName, Partial<Record<ToolName, number>>>> = {
+  src: { restic: 0.5, borg: 0.5 },
+  small: { restic: 0.5, borg: 0.5 },
+  rebackup: { restic: 0.33, borg: 0.33 },
+  mixed2: { restic: 0.5, borg: 0.5 },
+  big: { restic: 0.6, borg: 0.7 },
+  big2: { restic: 0.6, borg: 0.7 },
+  'restore-src': { restic: 0.7, borg: 0.6 },
+  'restore-big': { restic: 0.7, borg: 0.6 },
+  check: { restic: 0.5, borg: 0.4 },
+};
+const RSS_LIMIT_MB = 300;
+interface TargetResult {
+  what: string;
+  target: string;
+  measured: string;
+  met: boolean | null;
+}
+const targets: TargetResult[] = [];
+if (hasCoffer) {
+  for (const r of stepResults) {
+    const t = RATIO_TARGETS[r.name];
+    if (!t) continue;
+    for (const p of peers) {
+      const limit = t[p];
+      if (limit === undefined) continue;
+      const ratio = r.ratio[p];
+      targets.push({
+        what: `${r.title}: time coffer ÷ ${p}`,
+        target: `≤ ${limit}`,
+        measured: ratio === undefined ? 'not measured' : fmtNum(ratio),
+        met: ratio === undefined ? null : ratio <= limit,
+      });
+    }
+  }
+  // Peak RSS (MB = 10^6 bytes, as in the issue).
+  const rssMB = stepResults.map((r) => ({ r, m: get(r, 'coffer') })).filter((x) => x.m && x.m.exit_code === 0);
+  if (rssMB.length) {
+    const worst = rssMB.reduce((a, b) => (b.m!.rss_mib > a.m!.rss_mib ? b : a));
+    const mb = (worst.m!.rss_mib * 2 ** 20) / 1e6;
+    targets.push({ what: 'coffer peak RSS, worst step', target: `≤ ${RSS_LIMIT_MB} MB`, measured: `${mb.toFixed(0)} MB (${worst.r.name})`, met: mb <= RSS_LIMIT_MB });
+  }
+  if (names.includes('restic')) {
+    const src = stepResults.find((r) => r.name === 'src');
+    const c = src && get(src, 'coffer');
+    const rs = src && get(src, 'restic');
+    if (c && rs && c.exit_code === 0 && rs.exit_code === 0) {
+      const q = c.repo_bytes_after / rs.repo_bytes_after;
+      targets.push({ what: 'repository size after src, coffer ÷ restic', target: '≤ 1.05', measured: q.toFixed(3), met: q <= 1.05 });
+    }
+    const b2 = stepResults.find((r) => r.name === 'big2');
+    const cb = b2 && get(b2, 'coffer');
+    const rb = b2 && get(b2, 'restic');
+    if (cb && rb && cb.exit_code === 0 && rb.exit_code === 0) {
+      targets.push({
+        what: 'repository growth for big2, coffer vs restic',
+        target: '≤ restic',
+        measured: `${fmtMiB(cb.repo_bytes_added, 2)} vs ${fmtMiB(rb.repo_bytes_added, 2)} MiB`,
+        met: cb.repo_bytes_added <= rb.repo_bytes_added,
+      });
+    }
+  }
+}
+const targetRows = targets.map((t) => [t.what, t.target, t.measured, t.met === null ? '–' : t.met ? 'met' : '**missed**']);
 
 const out: string[] = [];
 out.push(`## coffer bench${quick ? ' --quick' : ''} — ${started.toISOString()}`);
 out.push('');
-const mi = machineInfo();
+const mi: Record<string, unknown> = { ...machineInfo(), loadavg: loadBefore };
 out.push(
   `Machine: ${mi.cpu}, ${mi.cores} cores, ${mi.memory_gib} GiB RAM, ${mi.kernel}, node ${mi.node}; ` +
     `load average before ${(mi.loadavg as number[]).join(' ')}, after ${loadAfter.map((x) => x.toFixed(2)).join(' ')}.`,
@@ -623,10 +714,20 @@ out.push('### Peak RSS (MiB)');
 out.push('');
 out.push(markdownTable(['step', ...names.map((n) => `${n} MiB`)], rssRows));
 out.push('');
+out.push(`### Other load: cores busy with other processes while each command ran (of ${mi.cores})`);
+out.push('');
+out.push(markdownTable(['step', ...names.map((n) => n)], loadRows));
+out.push('');
 out.push('### Repository growth (MiB, sum of file sizes)');
 out.push('');
 out.push(markdownTable(['step', ...names.map((n) => `${n} MiB`)], bytesRows));
 out.push('');
+if (targetRows.length) {
+  out.push('### Targets of issue #3 (one run; the machine is shared, so single ratios are noisy)');
+  out.push('');
+  out.push(markdownTable(['target', 'limit', 'measured', ''], targetRows));
+  out.push('');
+}
 if (failures.length) {
   out.push('### Failures');
   out.push('');
@@ -653,6 +754,7 @@ const json = {
   },
   corpus: { root: corpusRoot, manifest },
   steps: stepResults,
+  targets,
   repo_bytes_final: finalRepoBytes,
   failures,
 };
