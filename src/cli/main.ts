@@ -7,6 +7,7 @@ import { CofferError, EXIT_CODES } from '../errors.js';
 import { VERSION } from '../version.js';
 import type { GlobalOptions } from './context.js';
 import { cmdBackup, cmdCheck, cmdInit, cmdRestore, cmdSnapshots } from './commands.js';
+import { registerLifecycle } from './cmd-lifecycle.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -83,8 +84,11 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
       .command('check')
       .description('verify the repository: structure always, all data with --read-data')
       .option('--read-data', 'read, decrypt and verify every blob')
+      .option('--read-data-subset <n/t|x%>', 'read and verify only subset n of t of the packs, or a random x% of them')
       .addHelpText('after', '\nExit code 13 when a problem is found.\n\nExamples:\n  coffer check\n  coffer check --read-data'),
   ).action((o, cmd) => run(cmdCheck(g(cmd), o, signal)));
+
+  registerLifecycle(p, globals, run, signal);
 
   p.addOption(new Option('--debug').hideHelp());
   return p;
