@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { GlobalOptions } from './context.js';
 import { cmdUnlock } from './cmd-lock.js';
 import { cmdForget, cmdPrune } from './cmd-forget.js';
+import { cmdRepairIndex } from './cmd-repair.js';
 
 type Run = (p: Promise<number>) => void;
 
@@ -53,4 +54,12 @@ export function registerLifecycle(p: Command, globals: (c: Command) => Command, 
       .option('-n, --dry-run', 'print the plan (packs to keep, repack, delete; bytes freed) and change nothing')
       .addHelpText('after', '\nTakes an exclusive lock. Safe to interrupt at any moment: run it again to finish.\n\nExamples:\n  coffer prune --dry-run\n  coffer prune --max-unused 0%'),
   ).action((o, cmd) => run(cmdPrune(g(cmd), o, signal)));
+
+  const repair = p.command('repair').description('repair a damaged repository');
+  globals(
+    repair
+      .command('index')
+      .description('rebuild the index from the pack headers (when index files are damaged or missing)')
+      .addHelpText('after', '\nTakes an exclusive lock. New index files are written before the old ones are removed.\n\nExample:\n  coffer repair index'),
+  ).action((_o, cmd) => run(cmdRepairIndex(g(cmd), signal)));
 }

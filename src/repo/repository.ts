@@ -39,6 +39,8 @@ export interface OpenOptions {
   /** Keep the index only in memory. */
   noCache?: boolean;
   threads?: number;
+  /** Do not load the index files (for "repair index", which rebuilds them). */
+  skipIndex?: boolean;
 }
 
 export function defaultCacheDir(): string {
@@ -142,7 +144,7 @@ export class Repository {
     }
     const repo = new Repository(backend, config, keys, cache, keyName, opts.threads);
     try {
-      await repo.syncIndex();
+      if (!opts.skipIndex) await repo.syncIndex();
     } catch (e) {
       await repo.close();
       throw e;
