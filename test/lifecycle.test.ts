@@ -522,4 +522,32 @@ describe('check subsets and repair index', () => {
     expectCheck(ec);
     expect(files(copy, 'locks')).toEqual([]);
   });
+
+  it('repair snapshots keeps what is intact, prune then drops the lost pack, check passes', async () => {
+    const copy = path.join(dir, 'repo-repair-snap');
+    cpSync(repo, copy, { recursive: true });
+    const ec = { ...envFor(copy), COFFER_CACHE_DIR: path.join(dir, 'cache-repair-snap') };
+    const before = snapshotIds(ec);
+    // Lose the largest data pack (one file's content).
+    const size = (n: string) => statSync(path.join(copy, 'data', n.slice(0, 2), n)).size;
+    const victim = files(copy, 'data').sort((a, b) => size(b) - size(a))[0];
+    rmSync(path.join(copy, 'data', victim.slice(0, 2), victim));
+    expect(coffer(['check'], ec).code).toBe(13);
+    const dry = lastJson(ok(['repair', 'snapshots', '--dry-run', '--json'], ec).stdout);
+    const hurt = dry.snapshots.filter((x: { damaged: unknown[] }) => x.damaged.length);
+    expect(hurt.length).toBeGreaterThanOrEqual(1);
+    expect(hurt[0].damaged[0]).toMatchObject({ kind: 'file', message: expect.stringMatching(/data blobs missing/) });
+    expect(snapshotIds(ec)).toEqual(before);
+    const r = lastJson(ok(['repair', 'snapshots', '--forget', '--json'], ec).stdout);
+    const repaired = r.snapshots.filter((x: { repaired_id: string | null }) => x.repaired_id).map((x: { repaired_id: string }) => x.repaired_id);
+    expect(repaired).toHaveLength(hurt.length);
+    const now = JSON.parse(ok(['snapshots', '--json'], ec).stdout) as { id: string; tags: string[] }[];
+    expect(now).toHaveLength(before.length);
+    expect(now.filter((x) => x.tags.includes('repaired')).map((x) => x.id).sort()).toEqual([...repaired].sort());
+    // The index still names the lost pack until prune drops it.
+    ok(['prune'], ec);
+    expectCheck(ec);
+    for (const id of repaired) ok(['restore', id, '--target', path.join(dir, `rr-${id.slice(0, 8)}`)], ec);
+    expect(lastJson(ok(['repair', 'snapshots', '--json'], ec).stdout).snapshots.every((x: { damaged: unknown[] }) => x.damaged.length === 0)).toBe(true);
+  });
 });

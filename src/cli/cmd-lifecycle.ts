@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { GlobalOptions } from './context.js';
 import { cmdUnlock } from './cmd-lock.js';
 import { cmdForget, cmdPrune } from './cmd-forget.js';
-import { cmdRepairIndex } from './cmd-repair.js';
+import { cmdRepairIndex, cmdRepairSnapshots } from './cmd-repair.js';
 
 type Run = (p: Promise<number>) => void;
 
@@ -55,11 +55,30 @@ export function registerLifecycle(p: Command, globals: (c: Command) => Command, 
       .addHelpText('after', '\nTakes an exclusive lock. Safe to interrupt at any moment: run it again to finish.\n\nExamples:\n  coffer prune --dry-run\n  coffer prune --max-unused 0%'),
   ).action((o, cmd) => run(cmdPrune(g(cmd), o, signal)));
 
-  const repair = p.command('repair').description('repair a damaged repository');
+  const repair = p
+    .command('repair')
+    .description('repair a damaged repository')
+    .action(() => {
+      repair.outputHelp();
+      run(Promise.resolve(2));
+    });
   globals(
     repair
       .command('index')
       .description('rebuild the index from the pack headers (when index files are damaged or missing)')
       .addHelpText('after', '\nTakes an exclusive lock. New index files are written before the old ones are removed.\n\nExample:\n  coffer repair index'),
   ).action((_o, cmd) => run(cmdRepairIndex(g(cmd), signal)));
+
+  globals(
+    repair
+      .command('snapshots')
+      .description('rewrite snapshots that reference missing or damaged data, keeping everything still intact')
+      .argument('[snapshots...]', 'snapshot ids (default: all)')
+      .option('--forget', 'remove the original of every repaired snapshot')
+      .option('-n, --dry-run', 'only report what is damaged')
+      .addHelpText(
+        'after',
+        '\nUnreadable directories become empty; files lose their missing parts (and shrink). New snapshots are tagged "repaired".\nRun "coffer repair index" first if index files are damaged.\n\nExamples:\n  coffer repair snapshots --dry-run\n  coffer repair snapshots --forget',
+      ),
+  ).action((ids, o, cmd) => run(cmdRepairSnapshots(g(cmd), ids, o, signal)));
 }

@@ -1,10 +1,12 @@
 /** `coffer repair index`: rebuilds the index from the pack headers. */
 import { openBackend } from '../storage/location.js';
 import { Repository } from '../repo/repository.js';
-import { lockRepository } from '../repo/lock.js';
+import { lockRepository, withLock } from '../repo/lock.js';
+import { CofferError } from '../errors.js';
+import { repairSnapshots } from '../lifecycle/repair-snapshots.js';
 import { repairIndex } from '../lifecycle/repair.js';
 import { readPassword } from './password.js';
-import { Output, repoLocation, type GlobalOptions } from './context.js';
+import { openRepo, Output, repoLocation, type GlobalOptions } from './context.js';
 
 /** Opens the repository without loading the (possibly damaged) index files. */
 async function openWithoutIndex(g: GlobalOptions): Promise<Repository> {
@@ -36,6 +38,44 @@ export async function cmdRepairIndex(g: GlobalOptions, signal: AbortSignal): Pro
     } finally {
       await lock.release();
     }
+  } finally {
+    await repo.close();
+  }
+}
+
+export async function cmdRepairSnapshots(g: GlobalOptions, ids: string[], o: { forget?: boolean; dryRun?: boolean }, signal: AbortSignal): Promise<number> {
+  const out = new Output(g);
+  for (const id of ids) if (!/^[0-9a-f]{1,64}$/.test(id)) throw new CofferError('INVALID_ARGUMENT', `"${id}" is not a snapshot id`);
+  const repo = await openRepo(g);
+  try {
+    return await withLock(repo, !o.dryRun, async (lock) => {
+      const snaps = ids.length ? await Promise.all(ids.map((id) => repo.findSnapshot(id))) : await repo.listSnapshots();
+      const results = await repairSnapshots(repo, [...new Map(snaps.map((s) => [s.id, s])).values()], {
+        dryRun: o.dryRun,
+        forget: o.forget,
+        signal: AbortSignal.any([signal, lock.signal]),
+      });
+      const damaged = results.filter((r) => r.damaged.length);
+      if (out.json) {
+        out.emit({
+          message_type: 'repair_snapshots',
+          dry_run: o.dryRun === true,
+          snapshots: results.map((r) => ({ id: r.snapshot.id, damaged: r.damaged, repaired_id: r.repairedId ?? null })),
+        });
+      } else {
+        for (const r of damaged) {
+          out.info(`snapshot ${r.snapshot.id.slice(0, 8)} (${r.snapshot.paths.join(', ')}):`);
+          for (const d of r.damaged) out.info(`  ${d.kind} ${d.path}: ${d.message}`);
+          if (r.repairedId) out.info(`  saved as snapshot ${r.repairedId.slice(0, 8)}${o.forget ? ', original removed' : ''}`);
+        }
+        out.info(
+          damaged.length
+            ? `${damaged.length} of ${results.length} snapshots ${o.dryRun ? 'would be' : 'were'} repaired${!o.forget && !o.dryRun ? ' (originals kept; remove them with "coffer forget ID" or use --forget)' : ''}`
+            : `all ${results.length} snapshots are intact`,
+        );
+      }
+      return 0;
+    });
   } finally {
     await repo.close();
   }
