@@ -178,7 +178,15 @@ export class Repository {
     for (const name of names) {
       if (known.has(name)) continue;
       const h: Handle = { type: 'index', name };
-      const stored = await this.readVerified(h);
+      let stored: Buffer;
+      try {
+        stored = await this.readVerified(h);
+      } catch (e) {
+        // Removed since the listing: a prune replaced it (its successor was
+        // written first). Commands re-sync once they hold their lock.
+        if (e instanceof CofferError && e.cause instanceof StorageError && e.cause.kind === 'notFound') continue;
+        throw e;
+      }
       let packs;
       try {
         packs = decodeIndex(decodeFile(this.keys.metaKey, 'index', stored));
