@@ -1,16 +1,15 @@
 /** `coffer repair index`: rebuilds the index from the pack headers. */
-import { openBackend } from '../storage/location.js';
 import { Repository } from '../repo/repository.js';
 import { lockRepository, withLock } from '../repo/lock.js';
 import { CofferError } from '../errors.js';
 import { repairSnapshots } from '../lifecycle/repair-snapshots.js';
 import { repairIndex } from '../lifecycle/repair.js';
 import { readPassword } from './password.js';
-import { openRepo, Output, repoLocation, type GlobalOptions } from './context.js';
+import { openRepo, openRetryingBackend, Output, type GlobalOptions } from './context.js';
 
 /** Opens the repository without loading the (possibly damaged) index files. */
 async function openWithoutIndex(g: GlobalOptions): Promise<Repository> {
-  const backend = openBackend(repoLocation(g));
+  const backend = openRetryingBackend(g);
   const password = await readPassword(g);
   try {
     return await Repository.open(backend, password, { noCache: true, skipIndex: true });

@@ -2,6 +2,7 @@
 import { CofferError } from '../errors.js';
 import { openBackend } from '../storage/location.js';
 import { Repository } from '../repo/repository.js';
+import { RetryBackend } from '../storage/retry.js';
 import { readPassword } from './password.js';
 
 export interface GlobalOptions {
@@ -43,8 +44,17 @@ export function repoLocation(g: GlobalOptions): string {
   return loc;
 }
 
+/** The repository's backend with transient failures retried (reported with --verbose). */
+export function openRetryingBackend(g: GlobalOptions): RetryBackend {
+  return new RetryBackend(openBackend(repoLocation(g)), {
+    onRetry: ({ op, attempt, delayMs, error }) => {
+      if (g.verbose && !g.json) process.stderr.write(`retrying ${op} in ${delayMs} ms (attempt ${attempt} failed: ${(error as Error).message})\n`);
+    },
+  });
+}
+
 export async function openRepo(g: GlobalOptions): Promise<Repository> {
-  const backend = openBackend(repoLocation(g));
+  const backend = openRetryingBackend(g);
   const password = await readPassword(g);
   try {
     return await Repository.open(backend, password, {
