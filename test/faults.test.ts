@@ -18,6 +18,7 @@ import { FaultyBackend } from '../dist/src/storage/faulty.js';
 import { StorageError } from '../dist/src/storage/backend.js';
 import { planPrune, executePrune } from '../dist/src/lifecycle/prune.js';
 import { check } from '../dist/src/checker/checker.js';
+import { withLock } from '../dist/src/repo/lock.js';
 
 const PW = Buffer.from('faults everywhere');
 let dir: string;
@@ -161,6 +162,31 @@ describe('retry layer', () => {
       } finally {
         await repo.close();
       }
+    }
+  });
+
+  it('read-only storage: reading commands run without a lock (and say so), writing ones fail cleanly', async () => {
+    const repoDir = path.join(dir, 'readonly');
+    await Repository.init(new LocalBackend(repoDir), Buffer.from(PW), small);
+    const ro = (b: LocalBackend) =>
+      Object.assign(Object.create(b), {
+        write: async () => {
+          throw new StorageError('permission', 'read-only file system');
+        },
+        remove: async () => {
+          throw new StorageError('permission', 'read-only file system');
+        },
+      });
+    const repo = await openWith(repoDir, ro);
+    try {
+      let warned = 0;
+      expect(await withLock(repo, false, async () => 'read', { onReadOnly: () => warned++ })).toBe('read');
+      expect(warned).toBe(1);
+      await expect(withLock(repo, false, async () => 'read')).rejects.toMatchObject({ code: 'STORAGE' });
+      await expect(withLock(repo, true, async () => 'write', { onReadOnly: () => warned++ })).rejects.toMatchObject({ code: 'STORAGE' });
+      expect(warned).toBe(1);
+    } finally {
+      await repo.close();
     }
   });
 });

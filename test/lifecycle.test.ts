@@ -248,7 +248,7 @@ describe('prune killed with SIGKILL', () => {
     ok(['init', '--chunk-min', '64K', '--chunk-avg', '128K', '--chunk-max', '256K'], e);
     const keep: { id: string; scan: Scan }[] = [];
     // (test/property.test.ts also crashes a prune at every single storage operation, in-process.)
-    for (const phase of ['indexed', 'index-removing', 'packs-removing']) {
+    for (const phase of ['indexed', 'packs-removing']) {
       // Garbage to collect: a pack made partly unused and a whole snapshot's data.
       writeFiles(src, ['x', 'y', 'z'], 150_000);
       const old = backup(src, [], e).id;

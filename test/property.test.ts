@@ -242,10 +242,10 @@ describe('prune crashing at every single storage operation', () => {
       expect(err, `crash at op ${k} of ${total}`).toBeInstanceOf(Error);
       const clean = await open(d);
       try {
-        const c = await check(clean, { readData: k % 3 === 0 });
+        const c = await check(clean, { readData: k % 4 === 0 });
         expect(c.problems, `crash at op ${k} of ${total}`).toEqual([]);
         expect((await clean.listSnapshots()).map((s) => s.id).sort()).toEqual([ids[0], ids[2]].sort());
-        if (k % 7 === 0) {
+        if (k % 8 === 0) {
           // The rerun finishes the job and the newest snapshot restores bit-exact.
           await executePrune(clean, await planPrune(clean, { maxUnused: { percent: 0 } }));
           const again = await planPrune(clean, { maxUnused: { percent: 0 } });

@@ -1,7 +1,7 @@
 /** `coffer forget` and `coffer prune`. */
 import path from 'node:path';
 import { CofferError } from '../errors.js';
-import { withLock, type RepoLock } from '../repo/lock.js';
+import { withLock, type HeldLock } from '../repo/lock.js';
 import type { Repository } from '../repo/repository.js';
 import type { Snapshot } from '../format/snapshot.js';
 import { storageFailure } from '../repo/repository.js';
@@ -193,7 +193,7 @@ async function runPrune(
   repo: Repository,
   out: Output,
   o: { maxUnused?: ReturnType<typeof parseMaxUnused>; dryRun: boolean },
-  lock: RepoLock | undefined,
+  lock: HeldLock | undefined,
   signal: AbortSignal,
 ): Promise<number> {
   const stall = process.env.COFFER_TEST_PRUNE_STALL;

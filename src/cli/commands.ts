@@ -162,7 +162,7 @@ export async function cmdRestore(
       },
      });
      return { snap, r };
-    });
+    }, { onReadOnly: () => out.warn('the repository is read-only: restoring without a lock') });
     progress.clear();
     if (out.json) out.emit({ message_type: 'summary', snapshot_id: snap.id, files_restored: r.filesRestored, bytes_restored: r.bytesRestored, errors: r.errors });
     else {
@@ -205,6 +205,7 @@ export async function cmdCheck(g: GlobalOptions, o: { readData?: boolean; readDa
           if (!out.json) process.stderr.write(`error: ${p.object}: ${p.message}\n`);
         },
       }),
+      { onReadOnly: () => out.warn('the repository is read-only: checking without a lock') },
     );
     if (out.json) out.emit({ message_type: 'summary', ...r, read_data: o.readData === true, read_data_subset: o.readDataSubset ?? null });
     else {

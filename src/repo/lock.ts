@@ -283,13 +283,48 @@ export async function removeLocks(repo: LockRepo, all = false): Promise<LockEntr
   return removed;
 }
 
+/** What a command holding a lock sees of it. */
+export interface HeldLock {
+  /** Aborted when the lock was lost. */
+  readonly signal: AbortSignal;
+  throwIfLost(): void;
+  release(): Promise<void>;
+}
+
+/** Stands in for a shared lock on storage that cannot be written (read-only media). */
+class NoLock implements HeldLock {
+  readonly signal = new AbortController().signal;
+  throwIfLost(): void {}
+  async release(): Promise<void> {}
+}
+
+function isPermissionFailure(e: unknown): boolean {
+  return e instanceof CofferError && e.cause instanceof StorageError && e.cause.kind === 'permission';
+}
+
+export interface WithLockOptions {
+  /**
+   * For commands that only read (restore, check): when the storage refuses
+   * to store the shared lock (read-only), run without one and call this.
+   */
+  onReadOnly?(): void;
+}
+
 /** Runs `fn` holding a lock; re-reads the index once the lock is held. */
 export async function withLock<T>(
   repo: LockRepo & { syncIndex(): Promise<void> },
   exclusive: boolean,
-  fn: (lock: RepoLock) => Promise<T>,
+  fn: (lock: HeldLock) => Promise<T>,
+  opts: WithLockOptions = {},
 ): Promise<T> {
-  const lock = await lockRepository(repo, { exclusive });
+  let lock: HeldLock;
+  try {
+    lock = await lockRepository(repo, { exclusive });
+  } catch (e) {
+    if (exclusive || !opts.onReadOnly || !isPermissionFailure(e)) throw e;
+    opts.onReadOnly();
+    lock = new NoLock();
+  }
   try {
     // What was loaded before the lock was held may be out of date (a prune
     // may have finished in between).
