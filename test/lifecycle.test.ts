@@ -551,4 +551,22 @@ describe('check subsets and repair index', () => {
     for (const id of repaired) ok(['restore', id, '--target', path.join(dir, `rr-${id.slice(0, 8)}`)], ec);
     expect(lastJson(ok(['repair', 'snapshots', '--json'], ec).stdout).snapshots.every((x: { damaged: unknown[] }) => x.damaged.length === 0)).toBe(true);
   });
+
+  it('a damaged snapshot file: prune refuses, forget policies leave it alone, forget ID removes it', () => {
+    const copy = path.join(dir, 'repo-bad-snap');
+    cpSync(repo, copy, { recursive: true });
+    const ec = { ...envFor(copy), COFFER_CACHE_DIR: path.join(dir, 'cache-bad-snap') };
+    const [bad, ...rest] = files(copy, 'snapshots');
+    writeFileSync(path.join(copy, 'snapshots', bad), randomBytes(200));
+    const p = coffer(['prune'], ec);
+    expect(p.code).toBe(13);
+    const f = coffer(['forget', '--keep-last', '100'], ec);
+    expect(f.code, f.stderr).toBe(0);
+    expect(f.stderr).toMatch(new RegExp(`warning: snapshots/${bad} is damaged`));
+    expect(files(copy, 'snapshots')).toHaveLength(rest.length + 1);
+    ok(['forget', bad.slice(0, 12)], ec);
+    expect(files(copy, 'snapshots')).toEqual(rest);
+    ok(['prune'], ec);
+    expectCheck(ec);
+  });
 });

@@ -4,6 +4,7 @@ import { CofferError } from '../errors.js';
 import { withLock, type HeldLock } from '../repo/lock.js';
 import type { Repository } from '../repo/repository.js';
 import type { Snapshot } from '../format/snapshot.js';
+import { listSnapshotsTolerant, resolveSnapshotNames } from '../lifecycle/snapshot-list.js';
 import { storageFailure } from '../repo/repository.js';
 import { StorageError } from '../storage/backend.js';
 import {
@@ -98,12 +99,19 @@ export async function cmdForget(g: GlobalOptions, ids: string[], o: ForgetOption
   const repo = await openRepo(g);
   try {
     return await withLock(repo, !o.dryRun, async (lock) => {
-      let remove: Snapshot[] = [];
+      let remove: { id: string }[] = [];
       if (ids.length) {
-        for (const id of ids) remove.push(await repo.findSnapshot(id));
-        remove = [...new Map(remove.map((s) => [s.id, s])).values()];
-        if (out.json) out.emit({ message_type: 'forget', remove: remove.map((s) => s.id), dry_run: o.dryRun === true });
-        else for (const s of remove) out.info(`${o.dryRun ? 'would remove' : 'removing'} snapshot ${s.id.slice(0, 8)} (${localTime(s.time)}, ${s.hostname}, [${s.paths.join(', ')}])`);
+        // By file name, so that a snapshot whose file is damaged can still be removed.
+        const names = await resolveSnapshotNames(repo, ids);
+        const { snapshots } = await listSnapshotsTolerant(repo);
+        const byId = new Map(snapshots.map((s) => [s.id as string, s]));
+        remove = names.map((id) => ({ id }));
+        if (out.json) out.emit({ message_type: 'forget', remove: names, dry_run: o.dryRun === true });
+        else
+          for (const id of names) {
+            const s = byId.get(id);
+            out.info(`${o.dryRun ? 'would remove' : 'removing'} snapshot ${id.slice(0, 8)} (${s ? `${localTime(s.time)}, ${s.hostname}, [${s.paths.join(', ')}]` : 'damaged file'})`);
+          }
       } else {
         if (isEmptyPolicy(policy)) {
           if (out.json) out.emit({ message_type: 'forget', groups: [], dry_run: o.dryRun === true });
@@ -112,7 +120,9 @@ export async function cmdForget(g: GlobalOptions, ids: string[], o: ForgetOption
         } else {
           const paths = (o.path ?? []).map((p) => path.resolve(p));
           const tags = (o.tag ?? []).flatMap((t) => t.split(',')).map((t) => t.trim()).filter(Boolean);
-          const all = (await repo.listSnapshots()).filter(
+          const listing = await listSnapshotsTolerant(repo);
+          for (const d of listing.damaged) out.warn(`snapshots/${d} is damaged and is left alone (remove it with "coffer forget ${d.slice(0, 12)}")`);
+          const all = listing.snapshots.filter(
             (s) => (!o.host?.length || o.host.includes(s.hostname)) && tags.every((t) => s.tags.includes(t)) && paths.every((p) => s.paths.includes(p)),
           );
           const groups = applyPolicyGrouped(all, policy, groupBy);

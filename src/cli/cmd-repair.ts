@@ -3,6 +3,7 @@ import { Repository } from '../repo/repository.js';
 import { lockRepository, withLock } from '../repo/lock.js';
 import { CofferError } from '../errors.js';
 import { repairSnapshots } from '../lifecycle/repair-snapshots.js';
+import { listSnapshotsTolerant, resolveSnapshotNames } from '../lifecycle/snapshot-list.js';
 import { repairIndex } from '../lifecycle/repair.js';
 import { readPassword } from './password.js';
 import { openRepo, openRetryingBackend, Output, type GlobalOptions } from './context.js';
@@ -48,7 +49,16 @@ export async function cmdRepairSnapshots(g: GlobalOptions, ids: string[], o: { f
   const repo = await openRepo(g);
   try {
     return await withLock(repo, !o.dryRun, async (lock) => {
-      const snaps = ids.length ? await Promise.all(ids.map((id) => repo.findSnapshot(id))) : await repo.listSnapshots();
+      const listing = await listSnapshotsTolerant(repo);
+      for (const d of listing.damaged) out.warn(`snapshots/${d} is damaged and cannot be repaired; remove it with "coffer forget ${d.slice(0, 12)}"`);
+      const byId = new Map(listing.snapshots.map((s) => [s.id as string, s]));
+      const snaps = ids.length
+        ? (await resolveSnapshotNames(repo, ids)).map((id) => {
+            const s = byId.get(id);
+            if (!s) throw new CofferError('INTEGRITY', `snapshots/${id} is damaged and cannot be repaired; remove it with "coffer forget ${id.slice(0, 12)}"`);
+            return s;
+          })
+        : listing.snapshots;
       const results = await repairSnapshots(repo, [...new Map(snaps.map((s) => [s.id, s])).values()], {
         dryRun: o.dryRun,
         forget: o.forget,
