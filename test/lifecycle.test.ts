@@ -5,8 +5,8 @@
  * subsets and repair index. After every change: `check --read-data` passes
  * and the remaining snapshots restore bit-exact.
  */
-import { cpSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
@@ -308,6 +308,20 @@ describe('locks', () => {
     await addLock({ pid: 1, exclusive: true, hostname: 'elsewhere', ageMs: 31 * 60_000 });
     expect(files(repo, 'locks')).toHaveLength(2);
     backup(src, [], e);
+    expect(files(repo, 'locks')).toEqual([]);
+  });
+
+  it('damaged lock files (garbage, empty, truncated) never block and are removed by unlock', async () => {
+    const good = await addLock({ pid: process.pid, exclusive: false });
+    const stored = readFileSync(path.join(repo, 'locks', good));
+    rmSync(path.join(repo, 'locks', good));
+    const bad = [randomBytes(300), Buffer.alloc(0), stored.subarray(0, 50)];
+    for (const b of bad) writeFileSync(path.join(repo, 'locks', createHash('sha256').update(b).update(randomBytes(8)).digest('hex')), b);
+    backup(src, [], e);
+    const prune = coffer(['prune'], e);
+    expect(prune.code, prune.stderr).toBe(0);
+    expect(files(repo, 'locks')).toHaveLength(3);
+    expect(ok(['unlock'], e).stdout).toMatch(/3 locks removed/);
     expect(files(repo, 'locks')).toEqual([]);
   });
 
