@@ -171,13 +171,25 @@ export class IndexCache {
     return this.usedStmts;
   }
 
-  /** Adds a blob to the used set; true if it was not in it yet. */
+  private marksInTx = 0;
+
+  /** Adds a blob to the used set; true if it was not in it yet. Batched in transactions (only temp tables are written). */
   markUsed(type: BlobType, id: string): boolean {
-    return this.used().mark.run(Buffer.from(id, 'hex'), BLOB_TYPE_CODE[type]).changes > 0;
+    const st = this.used();
+    if (this.marksInTx === 0) this.db.exec('BEGIN');
+    const added = st.mark.run(Buffer.from(id, 'hex'), BLOB_TYPE_CODE[type]).changes > 0;
+    if (++this.marksInTx >= 20_000) this.commitMarks();
+    return added;
+  }
+
+  private commitMarks(): void {
+    if (this.marksInTx > 0) this.db.exec('COMMIT');
+    this.marksInTx = 0;
   }
 
   /** Records that an indexed pack is missing (or damaged) in storage: its copies do not count. */
   markPackAbsent(id: PackId): void {
+    this.commitMarks();
     this.used().absent.run(Buffer.from(id, 'hex'));
   }
 
@@ -186,6 +198,7 @@ export class IndexCache {
    * packs present in storage). Returns up to `limit` used blobs with no copy.
    */
   assignUsedCopies(limit = 10): { type: BlobType; id: string }[] {
+    this.commitMarks();
     this.db.exec(`UPDATE temp.used_blobs SET pack = (SELECT MIN(b.pack) FROM blobs b WHERE b.id = used_blobs.id AND b.type = used_blobs.type
                   AND b.pack NOT IN (SELECT id FROM temp.absent_packs))`);
     const rows = this.db.prepare('SELECT id, type FROM temp.used_blobs WHERE pack IS NULL LIMIT ?').all(limit) as { id: Buffer; type: number }[];
@@ -193,6 +206,7 @@ export class IndexCache {
   }
 
   usedCount(): number {
+    this.commitMarks();
     return this.db.prepare('SELECT COUNT(*) FROM temp.used_blobs').pluck().get() as number;
   }
 
@@ -227,11 +241,14 @@ export class IndexCache {
   }
 
   endUsedSet(): void {
+    if (this.marksInTx > 0 && this.db.inTransaction) this.db.exec('ROLLBACK');
+    this.marksInTx = 0;
     this.usedStmts = undefined;
     this.db.exec('DROP TABLE IF EXISTS temp.used_blobs; DROP TABLE IF EXISTS temp.absent_packs;');
   }
 
   close(): void {
+    if (this.db.inTransaction) this.db.exec('ROLLBACK');
     this.db.close();
   }
 }
