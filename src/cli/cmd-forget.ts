@@ -161,7 +161,7 @@ export async function cmdForget(g: GlobalOptions, ids: string[], o: ForgetOption
         return 0;
       }
       await removeSnapshots(repo, remove.map((s) => s.id));
-      if (o.prune) return runPrune(repo, out, { maxUnused, dryRun: false }, lock, signal);
+      if (o.prune) return runPrune(repo, out, { maxUnused, dryRun: false }, lock, AbortSignal.any([signal, lock.signal]));
       return 0;
     });
   } finally {
