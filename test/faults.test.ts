@@ -189,4 +189,73 @@ describe('retry layer', () => {
       await repo.close();
     }
   });
+
+  it('a disk that fills up mid-backup or mid-prune: exit 15, repository valid, cache consistent', async () => {
+    const repoDir = path.join(dir, 'full');
+    const src = path.join(dir, 'src-full');
+    const cacheDir = path.join(dir, 'cache-full');
+    await Repository.init(new LocalBackend(repoDir), Buffer.from(PW), small);
+    tree(src, 10, 100_000);
+    let budget = 400_000;
+    const full = (b: LocalBackend) =>
+      Object.assign(Object.create(b), {
+        write: async (h: { type: string; name: string }, data: Uint8Array | Uint8Array[]) => {
+          const n = (data instanceof Uint8Array ? [data] : data).reduce((a, x) => a + x.length, 0);
+          if (n > budget) throw new StorageError('noSpace', `no space left on device while writing ${h.type}/${h.name}`);
+          budget -= n;
+          return b.write(h as never, data);
+        },
+      });
+    const open = (wrap: (b: LocalBackend) => import('../dist/src/index.js').Backend) =>
+      Repository.open(wrap(new LocalBackend(repoDir)), Buffer.from(PW), { cacheDir, threads: 1 });
+    let repo = await open(full);
+    const err = await backup(repo, { paths: [src] }).then(
+      () => undefined,
+      (e) => e,
+    );
+    await repo.close();
+    expect(isCofferError(err, 'NO_SPACE'), String(err)).toBe(true);
+    expect(err.exitCode).toBe(15);
+    // Space is freed: the same cache goes on, the next backup completes and restores bit-exact.
+    repo = await open((b) => b);
+    try {
+      expect(await repo.listSnapshots()).toEqual([]);
+      expect((await check(repo, { readData: true })).problems).toEqual([]);
+      const { snapshot } = await backup(repo, { paths: [src] });
+      const target = path.join(dir, 'restore-full');
+      expect((await restore(repo, snapshot, { target })).errors).toBe(0);
+      expect(compareScans(await scanTree(src), subScan(await scanTree(target), key(src.slice(1))))).toEqual([]);
+      // Make a partly used pack, then run out of space while prune repacks it.
+      writeFileSync(path.join(src, 'f1'), randomBytes(1000));
+      await backup(repo, { paths: [src] });
+      await repo.backend.remove({ type: 'snapshots', name: snapshot.id });
+    } finally {
+      await repo.close();
+    }
+    budget = 1000;
+    repo = await open(full);
+    const perr = await planPrune(repo, { maxUnused: { percent: 0 } })
+      .then((plan) => {
+        expect(plan.repack.length).toBeGreaterThan(0);
+        return executePrune(repo, plan);
+      })
+      .then(
+        () => undefined,
+        (e) => e,
+      );
+    await repo.close();
+    expect(isCofferError(perr, 'NO_SPACE'), String(perr)).toBe(true);
+    repo = await open((b) => b);
+    try {
+      expect((await check(repo, { readData: true })).problems).toEqual([]);
+      await executePrune(repo, await planPrune(repo, { maxUnused: { percent: 0 } }));
+      expect((await check(repo, { readData: true })).problems).toEqual([]);
+      const [only] = await repo.listSnapshots();
+      const target = path.join(dir, 'restore-full-2');
+      expect((await restore(repo, only, { target })).errors).toBe(0);
+      expect(compareScans(await scanTree(src), subScan(await scanTree(target), key(src.slice(1))))).toEqual([]);
+    } finally {
+      await repo.close();
+    }
+  }, 60_000);
 });
