@@ -433,14 +433,15 @@ describe('resume after a killed backup', () => {
     await initRepository(repo, PASSWORD, { packSize: 64 * 1024, chunker: { minSize: 16 * 1024, avgSize: 32 * 1024, maxSize: 64 * 1024 } });
     writeFiles(src, ['1', '2', '3', '4', '5', '6', '7', '8'], 768 << 10);
     const total = 6 << 20;
-    const r = await killWhen(['backup', src], e, () => files(repo, 'index').length >= 2);
-    expect(r.killed).toBe(true);
+    // Killed once the first index file (32 packs) is durable, well before the end (about 100 packs).
+    const r = await killWhen(['backup', src], e, () => files(repo, 'index').length >= 1);
+    expect(r.killed, 'the backup finished before it could be killed').toBe(true);
     expect(snapshotIds(e)).toEqual([]);
     const indexed = files(repo, 'index').length;
-    expect(indexed).toBeGreaterThanOrEqual(2);
+    expect(indexed).toBeGreaterThanOrEqual(1);
     const s = backup(src, [], e);
-    // At least 2 × 32 packs of ~64 KiB were reused.
-    expect(s.dataAdded).toBeLessThan(total - 2 * 32 * 60_000);
+    // The blobs of at least those 32 packs of ~64 KiB each were not uploaded again.
+    expect(s.dataAdded).toBeLessThan(total - indexed * 32 * 60_000);
     expectCheck(e);
     await expectRestores(s.id, await scanTree(src), src, e);
     // Packs written after the last index file are garbage that prune removes.
