@@ -258,4 +258,16 @@ describe('retry layer', () => {
       await repo.close();
     }
   }, 60_000);
+
+  it('an index file removed between listing and reading (a concurrent prune) does not fail the open', async () => {
+    const repoDir = path.join(dir, 'vanishing-index');
+    await Repository.init(new LocalBackend(repoDir), Buffer.from(PW), small);
+    const ghost = 'ab'.repeat(32);
+    const repo = await openWith(repoDir, (b) =>
+      Object.assign(Object.create(b), {
+        list: async (t: 'index') => [...(await b.list(t)), ...(t === 'index' ? [{ name: ghost, size: 100 }] : [])],
+      }),
+    );
+    await repo.close();
+  });
 });

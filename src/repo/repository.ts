@@ -184,7 +184,8 @@ export class Repository {
       } catch (e) {
         // Removed since the listing: a prune replaced it (its successor was
         // written first). Commands re-sync once they hold their lock.
-        if (e instanceof CofferError && e.cause instanceof StorageError && e.cause.kind === 'notFound') continue;
+        const cause = e instanceof CofferError ? (e.cause ?? e.data.cause) : undefined;
+        if (cause instanceof StorageError && cause.kind === 'notFound') continue;
         throw e;
       }
       let packs;
