@@ -41,7 +41,7 @@ async function openWith(repoDir: string, wrap: (b: LocalBackend) => import('../d
   return Repository.open(wrap(new LocalBackend(repoDir)), Buffer.from(PW), { noCache: true, threads: 1 });
 }
 
-describe('retry layer', () => {
+describe('storage faults: retries, full disk, read-only storage', () => {
   it('classifies transient errors', () => {
     expect(isTransient(new StorageError('io', 'x', undefined, { cause: Object.assign(new Error(), { code: 'ECONNRESET' }) }))).toBe(true);
     for (const k of ['notFound', 'exists', 'noSpace', 'permission'] as const) expect(isTransient(new StorageError(k, 'x'))).toBe(false);
