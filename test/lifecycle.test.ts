@@ -412,6 +412,8 @@ describe('concurrent backups', () => {
     expect(snapshotIds(e).sort()).toEqual([...ids].sort());
     expectCheck(e);
     const before = packBytes(repo);
+    const plan = lastJson(ok(["prune", "--dry-run", "--json"], e).stdout);
+    console.info(`concurrent: prune plan keeps ${plan.keep.packs}, removes ${plan.remove.packs}, repacks ${plan.repack.packs} packs`);
     // Later backups dedupe against both.
     expect(backup(src, ['--host', 'host-c'], e).dataAdded).toBeLessThan(10_000);
     ok(['prune', '--max-unused', '0%'], e);

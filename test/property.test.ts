@@ -264,3 +264,36 @@ describe('prune crashing at every single storage operation', () => {
     console.info(`prune crashed at each of its ${total} storage operations; the repository stayed valid every time`);
   });
 });
+
+describe('duplicates from concurrent sessions', () => {
+  it('two sessions that stored the same data: prune deletes one copy instead of rewriting both', async () => {
+    const repoDir = path.join(dir, 'dups');
+    const src = path.join(dir, 'dups-src');
+    mkdirSync(src, { recursive: true });
+    const rand = prng(5);
+    for (let i = 0; i < 6; i++) writeFileSync(path.join(src, `f${i}`), bytesFrom(rand, 150_000));
+    await Repository.init(new LocalBackend(repoDir), Buffer.from(PW), small);
+    const open = () => Repository.open(new LocalBackend(repoDir), Buffer.from(PW), { noCache: true, threads: 1 });
+    // Both open before either writes: neither knows the other's blobs, as with two machines at once.
+    const [a, b] = [await open(), await open()];
+    try {
+      await backup(a, { paths: [src], hostname: 'a' });
+      await backup(b, { paths: [src], hostname: 'b' });
+    } finally {
+      await a.close();
+      await b.close();
+    }
+    const repo = await open();
+    try {
+      const plan = await planPrune(repo);
+      const packs = plan.keep.length + plan.remove.length + plan.repack.length;
+      expect(plan.repack).toEqual([]);
+      expect(plan.remove.length).toBeGreaterThanOrEqual(Math.floor(packs / 2) - 1);
+      await executePrune(repo, plan);
+      expect((await check(repo, { readData: true })).problems).toEqual([]);
+      expect((await repo.listSnapshots()).length).toBe(2);
+    } finally {
+      await repo.close();
+    }
+  });
+});

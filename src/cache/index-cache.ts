@@ -194,13 +194,23 @@ export class IndexCache {
   }
 
   /**
-   * Picks, for every used blob, the one copy to keep (the lowest pack id among
-   * packs present in storage). Returns up to `limit` used blobs with no copy.
+   * Picks, for every used blob, the one copy to keep among packs present in
+   * storage: the copy in the pack holding the most used blobs (then the
+   * lowest pack id). Ranking whole packs keeps duplicates together: when two
+   * concurrent backups stored the same data, one set of packs keeps all of it
+   * and the other becomes wholly unused (deleted, not repacked). Returns up
+   * to `limit` used blobs with no copy.
    */
   assignUsedCopies(limit = 10): { type: BlobType; id: string }[] {
     this.commitMarks();
-    this.db.exec(`UPDATE temp.used_blobs SET pack = (SELECT MIN(b.pack) FROM blobs b WHERE b.id = used_blobs.id AND b.type = used_blobs.type
-                  AND b.pack NOT IN (SELECT id FROM temp.absent_packs))`);
+    this.db.exec(`
+      DROP TABLE IF EXISTS temp.pack_rank;
+      CREATE TEMP TABLE pack_rank (pack BLOB PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+      INSERT INTO temp.pack_rank SELECT b.pack, COUNT(*) FROM blobs b JOIN temp.used_blobs u ON u.id = b.id AND u.type = b.type
+        WHERE b.pack NOT IN (SELECT id FROM temp.absent_packs) GROUP BY b.pack;
+      UPDATE temp.used_blobs SET pack = (SELECT b.pack FROM blobs b JOIN temp.pack_rank r ON r.pack = b.pack
+        WHERE b.id = used_blobs.id AND b.type = used_blobs.type ORDER BY r.n DESC, b.pack LIMIT 1);
+      DROP TABLE temp.pack_rank;`);
     const rows = this.db.prepare('SELECT id, type FROM temp.used_blobs WHERE pack IS NULL LIMIT ?').all(limit) as { id: Buffer; type: number }[];
     return rows.map((r) => ({ type: blobTypeFromCode(r.type), id: r.id.toString('hex') }));
   }
