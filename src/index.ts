@@ -15,7 +15,17 @@
  * ```
  *
  * The library never prints and never exits; failures are {@link CofferError}s
- * with a stable `code`.
+ * with a stable `code`. The engines do not lock by themselves: when other
+ * processes may use the repository, run them inside {@link withLock} (shared
+ * for backup, restore and check; exclusive for prune and repairs), as the CLI does.
+ *
+ * @example
+ * ```ts
+ * await withLock(repo, true, async () => {
+ *   const plan = await planPrune(repo, { maxUnused: { percent: 5 } });
+ *   await executePrune(repo, plan);
+ * });
+ * ```
  */
 import { openBackend } from './storage/location.js';
 import { Repository, defaultCacheDir, type InitOptions, type OpenOptions } from './repo/repository.js';
@@ -42,6 +52,14 @@ export { VERSION } from './version.js';
 export { KeyAdmin, type KeyListEntry } from './repo/key-admin.js';
 export type { RepoSecret } from './repo/keyring.js';
 export { decodeRecoveryCode, encodeRecoveryCode, RecoveryCodeError } from './crypto/recovery.js';
+// Repository lifecycle: locks, forget policies, prune, check, repair, retries.
+export { withLock, lockRepository, listLocks, removeLocks, type HeldLock, type LockData, type LockEntry } from './repo/lock.js';
+export { applyPolicy, applyPolicyGrouped, parseDuration, type RetentionPolicy, type GroupField } from './lifecycle/retention.js';
+export { planPrune, executePrune, type PrunePlan, type PruneOptions, type MaxUnused } from './lifecycle/prune.js';
+export { repairIndex } from './lifecycle/repair.js';
+export { repairSnapshots } from './lifecycle/repair-snapshots.js';
+export { check, type CheckOptions, type CheckResult, type CheckProblem } from './checker/checker.js';
+export { RetryBackend, type RetryOptions } from './storage/retry.js';
 
 function toBytes(p: string | Uint8Array): Buffer {
   return typeof p === 'string' ? Buffer.from(p, 'utf8') : Buffer.from(p);

@@ -13,6 +13,8 @@ const VALUES = [
   'applyTagChange', 'backup', 'changeTags', 'createFilter', 'defaultCacheDir', 'diffTrees', 'findPath', 'initRepository', 'isCofferError',
   'openBackend', 'openFileStream', 'openRepository', 'parsePatternFile', 'restore', 'snapshotStats', 'walkTree',
   'KeyAdmin', 'RecoveryCodeError', 'StorageError', 'copySnapshots', 'decodeRecoveryCode', 'encodeRecoveryCode',
+  'RetryBackend', 'applyPolicy', 'applyPolicyGrouped', 'check', 'executePrune', 'listLocks', 'lockRepository', 'parseDuration', 'planPrune',
+  'removeLocks', 'repairIndex', 'repairSnapshots', 'withLock',
 ];
 
 const TYPES = [
@@ -21,6 +23,8 @@ const TYPES = [
   'PackId', 'RawDataStats', 'ReadBackend', 'RestoreItem', 'RestoreOptions', 'RestoreProgress', 'RestoreResult', 'RestoreSize', 'RestoreWarning',
   'SelectOptions', 'Snapshot', 'SnapshotData', 'SnapshotId', 'SnapshotStats', 'SnapshotSummary', 'TagChange', 'TreeEntry', 'TreeNode',
   'BackendOptions', 'CopyOptions', 'CopyResult', 'KeyListEntry', 'RepoSecret', 'StorageErrorKind',
+  'CheckOptions', 'CheckProblem', 'CheckResult', 'GroupField', 'HeldLock', 'LockData', 'LockEntry', 'MaxUnused', 'PruneOptions', 'PrunePlan',
+  'RetentionPolicy', 'RetryOptions',
 ];
 
 describe('public API', () => {

@@ -153,6 +153,7 @@ export class DataPipeline {
             this.sealNew(win, chunks, this.batches, this.batchOutputs);
           },
           (e) => {
+            this.windows.release(b.win);
             for (const f of b.files) f.reject(e);
             throw e;
           },
@@ -243,19 +244,32 @@ export class DataPipeline {
     this.track(
       (async () => {
         const out = await outputs.acquire();
-        const r = await this.repo.workers().seal(win.buffer as ArrayBuffer, items, out.buffer as ArrayBuffer);
-        pool.release(r.buf);
-        const sealed = Buffer.from(r.out);
-        let off = 0;
-        for (let i = 0; i < items.length; i++) {
-          const len = r.lengths[i];
-          await this.packer.add('data', items[i].id, sealed.subarray(off, off + len), items[i].length);
-          off += len;
-          this.stats.dataBlobs++;
-          this.stats.dataAdded += items[i].length;
-          this.stats.dataAddedPacked += len;
+        let r;
+        try {
+          r = await this.repo.workers().seal(win.buffer as ArrayBuffer, items, out.buffer as ArrayBuffer);
+        } catch (e) {
+          // Both buffers may be detached; releasing still returns their permits.
+          pool.release(win);
+          outputs.release(out);
+          throw e;
         }
-        outputs.release(r.out);
+        pool.release(r.buf);
+        // Release the output even when the packer fails (a storage error):
+        // other seal tasks wait for it, and drain() waits for them.
+        try {
+          const sealed = Buffer.from(r.out);
+          let off = 0;
+          for (let i = 0; i < items.length; i++) {
+            const len = r.lengths[i];
+            await this.packer.add('data', items[i].id, sealed.subarray(off, off + len), items[i].length);
+            off += len;
+            this.stats.dataBlobs++;
+            this.stats.dataAdded += items[i].length;
+            this.stats.dataAddedPacked += len;
+          }
+        } finally {
+          outputs.release(r.out);
+        }
       })(),
     );
   }

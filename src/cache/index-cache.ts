@@ -140,7 +140,125 @@ export class IndexCache {
     for (const id of this.stmts.snapshotIds.all() as string[]) if (!ids.has(id)) this.stmts.delSnapshot.run(id);
   }
 
+  // ---- Prune support: the set of blobs that snapshots use, kept in temporary
+  // tables (spilled to disk by SQLite, so memory stays bounded). ----
+
+  private usedStmts?: {
+    mark: Database.Statement;
+    absent: Database.Statement;
+    usedInPack: Database.Statement;
+  };
+
+  /** Starts an empty used-blob set (and an empty set of packs absent from storage). */
+  beginUsedSet(): void {
+    this.db.exec(`
+      CREATE TEMP TABLE IF NOT EXISTS used_blobs (id BLOB NOT NULL, type INTEGER NOT NULL, pack BLOB, PRIMARY KEY (id, type)) WITHOUT ROWID;
+      CREATE TEMP TABLE IF NOT EXISTS absent_packs (id BLOB PRIMARY KEY) WITHOUT ROWID;
+      DELETE FROM temp.used_blobs; DELETE FROM temp.absent_packs;
+    `);
+    this.usedStmts = {
+      mark: this.db.prepare('INSERT OR IGNORE INTO temp.used_blobs (id, type) VALUES (?, ?)'),
+      absent: this.db.prepare('INSERT OR IGNORE INTO temp.absent_packs (id) VALUES (?)'),
+      usedInPack: this.db.prepare(
+        `SELECT b.id, b.type, b.offset, b.length, b.raw_length FROM blobs b JOIN temp.used_blobs u ON u.id = b.id AND u.type = b.type AND u.pack = b.pack
+         WHERE b.pack = ? ORDER BY b.offset`,
+      ),
+    };
+  }
+
+  private used() {
+    if (!this.usedStmts) throw new Error('beginUsedSet() first');
+    return this.usedStmts;
+  }
+
+  private marksInTx = 0;
+
+  /** Adds a blob to the used set; true if it was not in it yet. Batched in transactions (only temp tables are written). */
+  markUsed(type: BlobType, id: string): boolean {
+    const st = this.used();
+    if (this.marksInTx === 0) this.db.exec('BEGIN');
+    const added = st.mark.run(Buffer.from(id, 'hex'), BLOB_TYPE_CODE[type]).changes > 0;
+    if (++this.marksInTx >= 20_000) this.commitMarks();
+    return added;
+  }
+
+  private commitMarks(): void {
+    if (this.marksInTx > 0) this.db.exec('COMMIT');
+    this.marksInTx = 0;
+  }
+
+  /** Records that an indexed pack is missing (or damaged) in storage: its copies do not count. */
+  markPackAbsent(id: PackId): void {
+    this.commitMarks();
+    this.used().absent.run(Buffer.from(id, 'hex'));
+  }
+
+  /**
+   * Picks, for every used blob, the one copy to keep among packs present in
+   * storage: the copy in the pack holding the most used blobs (then the
+   * lowest pack id). Ranking whole packs keeps duplicates together: when two
+   * concurrent backups stored the same data, one set of packs keeps all of it
+   * and the other becomes wholly unused (deleted, not repacked). Returns up
+   * to `limit` used blobs with no copy.
+   */
+  assignUsedCopies(limit = 10): { type: BlobType; id: string }[] {
+    this.commitMarks();
+    this.db.exec(`
+      DROP TABLE IF EXISTS temp.pack_rank;
+      CREATE TEMP TABLE pack_rank (pack BLOB PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+      INSERT INTO temp.pack_rank SELECT b.pack, COUNT(*) FROM blobs b JOIN temp.used_blobs u ON u.id = b.id AND u.type = b.type
+        WHERE b.pack NOT IN (SELECT id FROM temp.absent_packs) GROUP BY b.pack;
+      UPDATE temp.used_blobs SET pack = (SELECT b.pack FROM blobs b JOIN temp.pack_rank r ON r.pack = b.pack
+        WHERE b.id = used_blobs.id AND b.type = used_blobs.type ORDER BY r.n DESC, b.pack LIMIT 1);
+      DROP TABLE temp.pack_rank;`);
+    const rows = this.db.prepare('SELECT id, type FROM temp.used_blobs WHERE pack IS NULL LIMIT ?').all(limit) as { id: Buffer; type: number }[];
+    return rows.map((r) => ({ type: blobTypeFromCode(r.type), id: r.id.toString('hex') }));
+  }
+
+  usedCount(): number {
+    this.commitMarks();
+    return this.db.prepare('SELECT COUNT(*) FROM temp.used_blobs').pluck().get() as number;
+  }
+
+  /** One row per indexed pack: its length, blob count and the used blobs (the chosen copies) in it. */
+  packUsage(): { id: PackId; length: number; type?: BlobType; blobs: number; usedBlobs: number; usedBytes: number; blobBytes: number }[] {
+    const rows = this.db
+      .prepare(
+        `SELECT p.id AS id, p.length AS length, MIN(b.type) AS type, COUNT(b.id) AS blobs, COALESCE(SUM(b.length), 0) AS blob_bytes,
+                COALESCE(SUM(u.pack IS NOT NULL), 0) AS used_blobs, COALESCE(SUM(CASE WHEN u.pack IS NOT NULL THEN b.length ELSE 0 END), 0) AS used_bytes
+         FROM (SELECT id, MAX(length) AS length FROM packs GROUP BY id) p
+         LEFT JOIN blobs b ON b.pack = p.id
+         LEFT JOIN temp.used_blobs u ON u.id = b.id AND u.type = b.type AND u.pack = b.pack
+         GROUP BY p.id`,
+      )
+      .all() as { id: Buffer; length: number; type: number | null; blobs: number; blob_bytes: number; used_blobs: number; used_bytes: number }[];
+    return rows.map((r) => ({
+      id: r.id.toString('hex') as PackId,
+      length: r.length,
+      ...(r.type === null ? {} : { type: blobTypeFromCode(r.type) }),
+      blobs: r.blobs,
+      blobBytes: r.blob_bytes,
+      usedBlobs: r.used_blobs,
+      usedBytes: r.used_bytes,
+    }));
+  }
+
+  /** The used blobs whose chosen copy is in `packId`, by offset. */
+  usedBlobsInPack(packId: PackId): PackEntry[] {
+    return (this.used().usedInPack.all(Buffer.from(packId, 'hex')) as { id: Buffer; type: number; offset: number; length: number; raw_length: number }[]).map(
+      (r) => ({ id: r.id.toString('hex'), type: blobTypeFromCode(r.type), offset: r.offset, length: r.length, rawLength: r.raw_length }),
+    );
+  }
+
+  endUsedSet(): void {
+    if (this.marksInTx > 0 && this.db.inTransaction) this.db.exec('ROLLBACK');
+    this.marksInTx = 0;
+    this.usedStmts = undefined;
+    this.db.exec('DROP TABLE IF EXISTS temp.used_blobs; DROP TABLE IF EXISTS temp.absent_packs;');
+  }
+
   close(): void {
+    if (this.db.inTransaction) this.db.exec('ROLLBACK');
     this.db.close();
   }
 }

@@ -14,27 +14,71 @@ import type { OpenItem } from '../worker/tasks.js';
 import { CofferError } from '../errors.js';
 import { ownedArrayBuffer } from '../util/semaphore.js';
 
+/**
+ * One problem `check` reports.
+ * @example
+ * ```ts
+ * for (const p of (await check(repo)).problems) console.log(p.message);
+ * ```
+ */
 export interface CheckProblem {
   /** The object concerned, e.g. "data/ab12…", "snapshots/…", "tree 1a2b…". */
   object: string;
   message: string;
 }
 
+export type DataSubset = { n: number; t: number } | { percent: number };
+
+/**
+ * Options of `check`.
+ * @example
+ * ```ts
+ * const o: CheckOptions = { readData: true };
+ * ```
+ */
 export interface CheckOptions {
   readData?: boolean;
+  /**
+   * Read only a share of the packs: subset n of t (packs split by their id,
+   * so running n = 1…t in turn reads every pack once), or a random percentage.
+   */
+  readDataSubset?: DataSubset;
   onProblem?(p: CheckProblem): void;
   onProgress?(p: { phase: string; done: number; total: number }): void;
   signal?: AbortSignal;
 }
 
+/**
+ * What `check` found.
+ * @example
+ * ```ts
+ * const r: CheckResult = await check(repo);
+ * ```
+ */
 export interface CheckResult {
   problems: CheckProblem[];
   packs: number;
   snapshots: number;
   /** Packs present in the repository but in no index (left by an interrupted backup; harmless). */
   unindexedPacks: number;
+  /** Packs whose data was read and verified. */
+  packsRead: number;
 }
 
+/** Whether pack `id` is in the subset to read. */
+export function inSubset(id: string, subset: DataSubset): boolean {
+  if ('percent' in subset) return Math.random() * 100 < subset.percent;
+  return Number.parseInt(id.slice(0, 8), 16) % subset.t === subset.n - 1;
+}
+
+/**
+ * Verifies a repository: structure always, blob data with `readData` (or a subset).
+ * @example
+ * ```ts
+ * const r = await check(repo, { readData: true });
+ * if (r.problems.length) process.exitCode = 13;
+ * ```
+ */
 export async function check(repo: Repository, opts: CheckOptions = {}): Promise<CheckResult> {
   const problems: CheckProblem[] = [];
   const problem = (object: string, message: string) => {
@@ -55,6 +99,7 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
 
   // Packs: existence, size, header vs index.
   let done = 0;
+  let packsRead = 0;
   for (const { id, length } of indexed) {
     abort();
     opts.onProgress?.({ phase: 'packs', done: done++, total: indexed.length });
@@ -83,7 +128,10 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
         problem(obj, `pack header does not list ${w.type} blob ${w.id.slice(0, 12)} as the index does`);
       }
     }
-    if (opts.readData) await readPack(repo, id, entries, problem);
+    if (opts.readData || (opts.readDataSubset && inSubset(id, opts.readDataSubset))) {
+      packsRead++;
+      await readPack(repo, id, entries, problem).catch((e) => problem(obj, `cannot read: ${(e as Error).message}`));
+    }
   }
 
   // Snapshots and the trees they reference.
@@ -120,7 +168,7 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
       }
     }
   }
-  return { problems, packs: indexed.length, snapshots: snapshots.length, unindexedPacks };
+  return { problems, packs: indexed.length, snapshots: snapshots.length, unindexedPacks, packsRead };
 }
 
 async function readHeader(repo: Repository, id: PackId, size: number): Promise<PackEntry[]> {

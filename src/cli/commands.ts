@@ -1,7 +1,7 @@
 /** The commands: each parses nothing itself, uses the library, and owns its output. */
 import path from 'node:path';
 import { CofferError, EXIT_CODES } from '../errors.js';
-import { check } from '../checker/checker.js';
+import { check, type DataSubset } from '../checker/checker.js';
 import { Repository, DEFAULT_CHUNKER } from '../repo/repository.js';
 import { backup } from '../archiver/archiver.js';
 import { restore } from '../restorer/restorer.js';
@@ -13,6 +13,7 @@ import { openRepo, openRepoBackend, Output, parseSize, repoLocation, type Global
 import { buildSelection, type SelectFlags } from './backup-select.js';
 import { jsonStatus } from './json-status.js';
 import { closeSync } from 'node:fs';
+import { withLock } from '../repo/lock.js';
 
 export async function cmdInit(g: GlobalOptions, o: { chunkMin?: string; chunkAvg?: string; chunkMax?: string; compression?: string }): Promise<number> {
   const out = new Output(g);
@@ -64,7 +65,7 @@ export async function cmdBackup(
   const status = out.json ? jsonStatus(out) : undefined;
   try {
     const t0 = Date.now();
-    const { snapshot, incomplete } = await backup(repo, {
+    const { snapshot, incomplete } = await withLock(repo, false, (lock) => backup(repo, {
       paths: sel.paths,
       filter: sel.filter,
       stdin: sel.stdin,
@@ -72,13 +73,13 @@ export async function cmdBackup(
       hostname: o.host,
       parent: o.force || sel.stdin ? null : o.parent,
       scan: progress.enabled || out.json,
-      signal,
+      signal: AbortSignal.any([signal, lock.signal]),
       onProgress: (p) => (status ? status(p) : progress.update(p)),
       onWarning: (w) => {
         progress.clear();
         out.warn(`${w.path}: ${w.message}`);
       },
-    });
+    }));
     progress.clear();
     status?.flush();
     const s = snapshot.summary;
@@ -158,18 +159,19 @@ export async function cmdRestore(
   const status = out.json ? jsonStatus(out) : undefined;
   try {
     const paths = (o.path ?? []).map((p) => path.resolve(p));
-    const snap = await repo.findSnapshot(ref, (s) => (!o.host?.length || o.host.includes(s.hostname)) && paths.every((p) => s.paths.includes(p)));
-    out.info(`${o.dryRun ? 'dry run: would restore' : 'restoring'} snapshot ${snap.id.slice(0, 8)} of [${snap.paths.join(', ')}] at ${localTime(snap.time)} to ${path.resolve(o.target)}`);
     const t0 = Date.now();
-    const r = await restore(repo, snap, {
-      target: o.target,
+    const { snap, r } = await withLock(repo, false, async (lock) => {
+     const snap = await repo.findSnapshot(ref, (s) => (!o.host?.length || o.host.includes(s.hostname)) && paths.every((p) => s.paths.includes(p)));
+     out.info(`${o.dryRun ? 'dry run: would restore' : 'restoring'} snapshot ${snap.id.slice(0, 8)} of [${snap.paths.join(', ')}] at ${localTime(snap.time)} to ${path.resolve(o.target!)}`);
+     const r = await restore(repo, snap, {
+      target: o.target!,
       include: o.include,
       exclude: o.exclude,
       overwrite,
       delete: o.delete,
       dryRun: o.dryRun,
       verify: o.verify,
-      signal,
+      signal: AbortSignal.any([signal, lock.signal]),
       onProgress: (p) => (status ? status(p) : progress.update(p)),
       onItem: (i) => {
         if (out.json) {
@@ -183,7 +185,9 @@ export async function cmdRestore(
         progress.clear();
         out.warn(`${w.path}: ${w.message}`);
       },
-    });
+     });
+     return { snap, r };
+    }, { onReadOnly: () => out.warn('the repository is read-only: restoring without a lock') });
     progress.clear();
     status?.flush();
     if (out.json) {
@@ -215,23 +219,42 @@ export async function cmdRestore(
   }
 }
 
-export async function cmdCheck(g: GlobalOptions, o: { readData?: boolean }, signal: AbortSignal): Promise<number> {
+/** Parses --read-data-subset: "n/t" or "x%". */
+export function parseSubset(v: string): DataSubset {
+  const frac = /^(\d+)\/(\d+)$/.exec(v.trim());
+  if (frac) {
+    const n = Number(frac[1]);
+    const t = Number(frac[2]);
+    if (t >= 1 && n >= 1 && n <= t) return { n, t };
+  }
+  const pct = /^(\d+(?:\.\d+)?)%$/.exec(v.trim());
+  if (pct && Number(pct[1]) > 0 && Number(pct[1]) <= 100) return { percent: Number(pct[1]) };
+  throw new CofferError('INVALID_ARGUMENT', `--read-data-subset must be "n/t" (1 <= n <= t) or a percentage like "10%", not "${v}"`);
+}
+
+export async function cmdCheck(g: GlobalOptions, o: { readData?: boolean; readDataSubset?: string }, signal: AbortSignal): Promise<number> {
   const out = new Output(g);
+  const subset = o.readDataSubset !== undefined ? parseSubset(o.readDataSubset) : undefined;
   // Like restic, check reads the repository itself, never the local cache: a
   // cached index or snapshot would hide damage to the files in the repository.
   const repo = await openRepo({ ...g, cache: false });
   try {
-    const r = await check(repo, {
-      readData: o.readData,
-      signal,
-      onProblem: (p) => {
-        if (!out.json) process.stderr.write(`error: ${p.object}: ${p.message}\n`);
-      },
-    });
-    if (out.json) out.emit({ message_type: 'summary', ...r, read_data: o.readData === true });
+    const r = await withLock(repo, false, (lock) =>
+      check(repo, {
+        readData: o.readData,
+        readDataSubset: o.readData ? undefined : subset,
+        signal: AbortSignal.any([signal, lock.signal]),
+        onProblem: (p) => {
+          if (!out.json) process.stderr.write(`error: ${p.object}: ${p.message}\n`);
+        },
+      }),
+      { onReadOnly: () => out.warn('the repository is read-only: checking without a lock') },
+    );
+    if (out.json) out.emit({ message_type: 'summary', ...r, read_data: o.readData === true, read_data_subset: o.readDataSubset ?? null });
     else {
-      out.info(`checked ${r.packs} packs${o.readData ? ' (all data read)' : ''} and ${r.snapshots} snapshots`);
-      if (r.unindexedPacks) out.info(`${r.unindexedPacks} packs are not in any index (left by an interrupted backup; harmless)`);
+      const what = o.readData ? ' (all data read)' : subset ? ` (data of ${r.packsRead} read)` : '';
+      out.info(`checked ${r.packs} packs${what} and ${r.snapshots} snapshots`);
+      if (r.unindexedPacks) out.info(`${r.unindexedPacks} packs are not in any index (left by an interrupted backup; harmless; "coffer prune" removes them)`);
       out.info(r.problems.length ? `${r.problems.length} problems found` : 'no errors were found');
     }
     return r.problems.length ? EXIT_CODES.INTEGRITY : 0;

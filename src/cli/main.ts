@@ -13,6 +13,7 @@ import { registerExploreCommands } from './cmd-explore.js';
 import { registerCopy } from './cmd-copy.js';
 import { StorageError } from '../storage/backend.js';
 import { storageFailure } from '../repo/repository.js';
+import { registerLifecycle } from './cmd-lifecycle.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -99,12 +100,14 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
       .command('check')
       .description('verify the repository: structure always, all data with --read-data')
       .option('--read-data', 'read, decrypt and verify every blob')
+      .option('--read-data-subset <n/t|x%>', 'read and verify only subset n of t of the packs, or a random x% of them')
       .addHelpText('after', '\nExit code 13 when a problem is found.\n\nExamples:\n  coffer check\n  coffer check --read-data'),
   ).action((o, cmd) => run(cmdCheck(g(cmd), o, signal)));
 
   registerKeyCommands(p, globals, run);
   registerExploreCommands(p, globals, run, signal);
   registerCopy(p, globals, g, run, signal);
+  registerLifecycle(p, globals, run, signal);
 
   p.addOption(new Option('--debug').hideHelp());
   return p;

@@ -38,6 +38,8 @@ export interface PackerEvents {
 export interface PackerOptions {
   maxWrites?: number;
   packsPerIndex?: number;
+  /** Also write an index file once the oldest unindexed pack is this old (so a killed backup's packs are reused). */
+  indexEveryMs?: number;
 }
 
 const MAX_BLOBS_PER_PACK = 100_000;
@@ -49,6 +51,8 @@ export class Packer {
   private readonly buffers: BufferPool;
   private readonly maxWrites: number;
   private readonly packsPerIndex: number;
+  private readonly indexEveryMs: number;
+  private unindexedSince = 0;
   private unindexed: IndexedPack[] = [];
   private failure: unknown;
   packsWritten = 0;
@@ -63,6 +67,7 @@ export class Packer {
   ) {
     this.maxWrites = opts.maxWrites ?? 1;
     this.packsPerIndex = opts.packsPerIndex ?? 32;
+    this.indexEveryMs = opts.indexEveryMs ?? 60_000;
     // The open data pack plus the packs being written (tree packs grow their
     // own buffers). A pack is closed before a blob would overflow it, so
     // buffers need only packSize (a larger blob gets a pack of its own).
@@ -155,11 +160,12 @@ export class Packer {
       this.packsWritten++;
       this.bytesWritten += pack.length;
       this.events.packWritten?.(pack);
+      if (this.unindexed.length === 0) this.unindexedSince = Date.now();
       this.unindexed.push(pack);
     } finally {
       if (p.pooled) this.buffers.release(p.buf);
     }
-    if (this.unindexed.length >= this.packsPerIndex) await this.writeIndex();
+    if (this.unindexed.length >= this.packsPerIndex || Date.now() - this.unindexedSince >= this.indexEveryMs) await this.writeIndex();
   }
 
   private async writeIndex(): Promise<void> {

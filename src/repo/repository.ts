@@ -67,6 +67,8 @@ export interface OpenOptions {
   /** Keep the index only in memory. */
   noCache?: boolean;
   threads?: number;
+  /** Do not load the index files (for "repair index", which rebuilds them). */
+  skipIndex?: boolean;
 }
 
 /**
@@ -202,7 +204,7 @@ export class Repository {
     const repo = new Repository(backend, config, keys, cache, keyName, opts.threads);
     repo.weakKey = weak;
     try {
-      await repo.syncIndex();
+      if (!opts.skipIndex) await repo.syncIndex();
     } catch (e) {
       await repo.close();
       throw e;
@@ -236,7 +238,16 @@ export class Repository {
     for (const name of names) {
       if (known.has(name)) continue;
       const h: Handle = { type: 'index', name };
-      const stored = await this.readVerified(h);
+      let stored: Buffer;
+      try {
+        stored = await this.readVerified(h);
+      } catch (e) {
+        // Removed since the listing: a prune replaced it (its successor was
+        // written first). Commands re-sync once they hold their lock.
+        const cause = e instanceof CofferError ? (e.cause ?? e.data.cause) : undefined;
+        if (cause instanceof StorageError && cause.kind === 'notFound') continue;
+        throw e;
+      }
       let packs;
       try {
         packs = decodeIndex(decodeFile(this.keys.metaKey, 'index', stored));

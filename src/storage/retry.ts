@@ -11,6 +11,13 @@
  */
 import { type Backend, type FileType, type Handle, type ObjectInfo, type ReadRange, StorageError, describe, isTransient } from './backend.js';
 
+/**
+ * Settings of `RetryBackend`.
+ * @example
+ * ```ts
+ * const o: RetryOptions = { retries: 3, baseDelayMs: 250 };
+ * ```
+ */
 export interface RetryOptions {
   /** Tries after the first one (default 6). */
   retries?: number;
@@ -27,6 +34,13 @@ export interface RetryOptions {
 
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/**
+ * A Backend layer that retries transient failures with exponential backoff and full jitter.
+ * @example
+ * ```ts
+ * const b = new RetryBackend(inner, { retries: 6 });
+ * ```
+ */
 export class RetryBackend implements Backend {
   readonly location: string;
   readonly connections?: number;

@@ -1,0 +1,101 @@
+/**
+ * repair index: rebuilds the index from the packs themselves. Every pack in
+ * storage has its trailer and encrypted header read (two small reads), new
+ * index files listing every readable pack are written, and only then are the
+ * old index files deleted. Packs whose header cannot be read are reported and
+ * left out (their blobs are lost to the index; `check` then names the
+ * snapshots that needed them). The caller holds an exclusive lock.
+ */
+import { decodePackHeader, decodePackTrailer, TRAILER_BYTES, type PackEntry } from '../format/pack.js';
+import { encodeIndex, type IndexedPack } from '../format/index-file.js';
+import { encodeFile } from '../format/file.js';
+import { plainHash } from '../crypto/hash.js';
+import { storageFailure, type Repository } from '../repo/repository.js';
+import { StorageError, type ObjectInfo } from '../storage/backend.js';
+import { CofferError } from '../errors.js';
+import type { PackId } from '../ids.js';
+
+export interface RepairIndexResult {
+  packs: number;
+  blobs: number;
+  damaged: { pack: string; message: string }[];
+  oldIndexFiles: number;
+  newIndexFiles: number;
+}
+
+export interface RepairIndexOptions {
+  signal?: AbortSignal;
+  onProgress?(p: { done: number; total: number }): void;
+}
+
+const BLOBS_PER_INDEX_FILE = 50_000;
+
+/** Reads a pack's header (trailer first); throws with a readable message. */
+export async function readPackHeader(repo: Pick<Repository, 'backend' | 'keys'>, id: string, size: number): Promise<PackEntry[]> {
+  if (size < TRAILER_BYTES) throw new Error('pack is truncated');
+  const trailer = await repo.backend.read({ type: 'data', name: id }, { offset: size - TRAILER_BYTES, length: TRAILER_BYTES });
+  const loc = decodePackTrailer(repo.keys.metaKey, trailer, size);
+  const header = await repo.backend.read({ type: 'data', name: id }, { offset: loc.offset, length: loc.length });
+  return decodePackHeader(repo.keys.metaKey, header, loc.offset);
+}
+
+/**
+ * Rebuilds the index from the encrypted headers of all packs in storage.
+ * @example
+ * ```ts
+ * await withLock(repo, true, () => repairIndex(repo));
+ * ```
+ */
+export async function repairIndex(repo: Repository, opts: RepairIndexOptions = {}): Promise<RepairIndexResult> {
+  let packs: ObjectInfo[];
+  let oldIndex: ObjectInfo[];
+  try {
+    oldIndex = await repo.backend.list('index');
+    packs = await repo.backend.list('data');
+  } catch (e) {
+    throw storageFailure(e);
+  }
+  const result: RepairIndexResult = { packs: 0, blobs: 0, damaged: [], oldIndexFiles: oldIndex.length, newIndexFiles: 0 };
+  let batch: IndexedPack[] = [];
+  let inBatch = 0;
+  const flush = async () => {
+    if (!batch.length) return;
+    const stored = encodeFile(repo.keys.metaKey, 'index', encodeIndex(batch));
+    try {
+      await repo.backend.write({ type: 'index', name: plainHash(stored).toString('hex') }, stored);
+    } catch (e) {
+      if (!(e instanceof StorageError && e.kind === 'exists')) throw storageFailure(e);
+    }
+    result.newIndexFiles++;
+    batch = [];
+    inBatch = 0;
+  };
+  let done = 0;
+  for (const p of packs) {
+    if (opts.signal?.aborted) throw new CofferError('INTERRUPTED', 'repair interrupted; the old index files are still in place');
+    opts.onProgress?.({ done: done++, total: packs.length });
+    let entries: PackEntry[];
+    try {
+      entries = await readPackHeader(repo, p.name, p.size);
+    } catch (e) {
+      if (e instanceof StorageError && e.kind !== 'notFound') throw storageFailure(e);
+      result.damaged.push({ pack: p.name, message: (e as Error).message });
+      continue;
+    }
+    batch.push({ id: p.name as PackId, length: p.size, blobs: entries });
+    result.packs++;
+    result.blobs += entries.length;
+    inBatch += entries.length;
+    if (inBatch >= BLOBS_PER_INDEX_FILE) await flush();
+  }
+  await flush();
+  // Old index files go only after the new ones are durable.
+  for (const o of oldIndex) {
+    try {
+      await repo.backend.remove({ type: 'index', name: o.name });
+    } catch (e) {
+      if (!(e instanceof StorageError && e.kind === 'notFound')) throw storageFailure(e);
+    }
+  }
+  return result;
+}

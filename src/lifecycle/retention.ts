@@ -1,0 +1,238 @@
+/**
+ * Retention policies for `forget`, as restic documents them (doc/060_forget.rst):
+ * snapshots are grouped (by host and paths by default), and within each group,
+ * newest first:
+ *
+ * - keep-last n: the n newest snapshots;
+ * - keep-hourly/daily/weekly/monthly/yearly n: for the last n hours (days, ISO
+ *   weeks, months, years) that have snapshots, the newest snapshot of each;
+ *   if fewer than n such periods exist, the oldest snapshot is kept as well;
+ *   -1 means no limit;
+ * - keep-within d: every snapshot newer than (newest snapshot of the group − d),
+ *   d like "1y2m3d4h";
+ * - keep-tag t: every snapshot carrying all tags of the comma-separated list t.
+ *
+ * A snapshot is kept if any rule keeps it; everything else in the group is
+ * removed. Pure: no I/O, no clock (the reference is the group's newest snapshot).
+ * @example
+ * ```ts
+ * const p: RetentionPolicy = { last: 5, monthly: 12 };
+ * ```
+ */
+export interface RetentionPolicy {
+  last?: number;
+  hourly?: number;
+  daily?: number;
+  weekly?: number;
+  monthly?: number;
+  yearly?: number;
+  within?: Duration;
+  /** Each entry is a list of tags that must all be present. */
+  tags?: string[][];
+}
+
+export interface Duration {
+  years: number;
+  months: number;
+  days: number;
+  hours: number;
+}
+
+export interface RetentionSnapshot {
+  id: string;
+  time: string;
+  hostname: string;
+  paths: string[];
+  tags: string[];
+}
+
+/**
+ * A field snapshots are grouped by for retention.
+ * @example
+ * ```ts
+ * const by: GroupField[] = ['host', 'paths'];
+ * ```
+ */
+export type GroupField = 'host' | 'paths' | 'tags';
+
+export interface Decision<S extends RetentionSnapshot> {
+  snapshot: S;
+  keep: boolean;
+  /** Why it is kept (empty when removed). */
+  reasons: string[];
+}
+
+export interface GroupResult<S extends RetentionSnapshot> {
+  /** The values the group shares (only the grouped-by fields). */
+  key: { hostname?: string; paths?: string[]; tags?: string[] };
+  /** Newest first. */
+  decisions: Decision<S>[];
+}
+
+export function isEmptyPolicy(p: RetentionPolicy): boolean {
+  return !p.last && !p.hourly && !p.daily && !p.weekly && !p.monthly && !p.yearly && !p.tags?.length && (!p.within || durationIsZero(p.within));
+}
+
+function durationIsZero(d: Duration): boolean {
+  return d.years === 0 && d.months === 0 && d.days === 0 && d.hours === 0;
+}
+
+/**
+ * Parses restic durations: "1y2m3d4h", any subset in that order, e.g. "7d", "2y", "36h".
+ * @example
+ * ```ts
+ * const d = parseDuration('1y6m');
+ * ```
+ */
+export function parseDuration(s: string): Duration {
+  const m = /^(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)d)?(?:(\d+)h)?$/.exec(s.trim());
+  if (!m || s.trim() === '') throw new RangeError(`"${s}" is not a duration (examples: 7d, 2y6m, 1y2m3d4h)`);
+  return { years: Number(m[1] ?? 0), months: Number(m[2] ?? 0), days: Number(m[3] ?? 0), hours: Number(m[4] ?? 0) };
+}
+
+export function formatDuration(d: Duration): string {
+  const parts = [d.years && `${d.years}y`, d.months && `${d.months}m`, d.days && `${d.days}d`, d.hours && `${d.hours}h`].filter(Boolean);
+  return parts.length ? parts.join('') : '0h';
+}
+
+interface Calendar {
+  year(t: Date): number;
+  month(t: Date): number;
+  day(t: Date): number;
+  hour(t: Date): number;
+  /** t minus a duration, calendar-wise (like Go's AddDate then Add). */
+  minus(t: Date, d: Duration): Date;
+}
+
+const LOCAL: Calendar = {
+  year: (t) => t.getFullYear(),
+  month: (t) => t.getMonth() + 1,
+  day: (t) => t.getDate(),
+  hour: (t) => t.getHours(),
+  minus: (t, d) => {
+    const r = new Date(t.getTime());
+    r.setFullYear(r.getFullYear() - d.years, r.getMonth() - d.months, r.getDate() - d.days);
+    return new Date(r.getTime() - d.hours * 3600_000);
+  },
+};
+
+const UTC: Calendar = {
+  year: (t) => t.getUTCFullYear(),
+  month: (t) => t.getUTCMonth() + 1,
+  day: (t) => t.getUTCDate(),
+  hour: (t) => t.getUTCHours(),
+  minus: (t, d) => {
+    const r = new Date(t.getTime());
+    r.setUTCFullYear(r.getUTCFullYear() - d.years, r.getUTCMonth() - d.months, r.getUTCDate() - d.days);
+    return new Date(r.getTime() - d.hours * 3600_000);
+  },
+};
+
+/** ISO 8601 week-numbering year and week, as year * 100 + week. */
+function isoWeek(cal: Calendar, t: Date): number {
+  // Work on the calendar date (in the chosen zone) as a UTC date.
+  const d = new Date(Date.UTC(cal.year(t), cal.month(t) - 1, cal.day(t)));
+  const dow = d.getUTCDay() || 7; // Monday 1 … Sunday 7
+  d.setUTCDate(d.getUTCDate() + 4 - dow); // the Thursday of this week decides the year
+  const y = d.getUTCFullYear();
+  const week = Math.ceil(((d.getTime() - Date.UTC(y, 0, 1)) / 86400_000 + 1) / 7);
+  return y * 100 + week;
+}
+
+interface Bucket {
+  count: number;
+  reason: string;
+  value(t: Date, nr: number): number;
+  last: number;
+}
+
+export interface ApplyOptions {
+  /** Use UTC instead of the local time zone for hours, days, weeks… (tests). */
+  utc?: boolean;
+}
+
+/**
+ * Applies the policy to one group; returns decisions newest first.
+ * @example
+ * ```ts
+ * const decisions = applyPolicy(snapshots, { daily: 7, weekly: 4 }); // keep/remove, with reasons
+ * ```
+ */
+export function applyPolicy<S extends RetentionSnapshot>(snapshots: S[], policy: RetentionPolicy, opts: ApplyOptions = {}): Decision<S>[] {
+  const cal = opts.utc ? UTC : LOCAL;
+  const list = [...snapshots].sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || b.id.localeCompare(a.id));
+  const buckets: Bucket[] = [];
+  const add = (count: number | undefined, reason: string, value: Bucket['value']) => {
+    if (count) buckets.push({ count, reason, value, last: Number.NaN });
+  };
+  add(policy.last, 'last snapshot', (_t, nr) => nr);
+  add(policy.hourly, 'hourly snapshot', (t) => cal.year(t) * 1_000_000 + cal.month(t) * 10_000 + cal.day(t) * 100 + cal.hour(t));
+  add(policy.daily, 'daily snapshot', (t) => cal.year(t) * 10_000 + cal.month(t) * 100 + cal.day(t));
+  add(policy.weekly, 'weekly snapshot', (t) => isoWeek(cal, t));
+  add(policy.monthly, 'monthly snapshot', (t) => cal.year(t) * 100 + cal.month(t));
+  add(policy.yearly, 'yearly snapshot', (t) => cal.year(t));
+
+  const latest = list.length ? new Date(Date.parse(list[0].time)) : undefined;
+  const withinFrom = policy.within && latest ? cal.minus(latest, policy.within).getTime() : undefined;
+
+  return list.map((s, nr) => {
+    const t = new Date(Date.parse(s.time));
+    const reasons: string[] = [];
+    for (const tags of policy.tags ?? []) {
+      if (tags.length && tags.every((tag) => s.tags.includes(tag))) reasons.push(`has tags [${tags.join(', ')}]`);
+    }
+    if (withinFrom !== undefined && t.getTime() > withinFrom) reasons.push(`within ${formatDuration(policy.within!)}`);
+    for (const b of buckets) {
+      if (b.count === 0) continue;
+      const v = b.value(t, nr);
+      const oldest = nr === list.length - 1;
+      if (v !== b.last || oldest) {
+        // The oldest snapshot is kept as well when a rule has periods left:
+        // that keeps the longest history the counts allow.
+        reasons.push(v === b.last ? `oldest ${b.reason}` : b.reason);
+        b.last = v;
+        if (b.count > 0) b.count--;
+      }
+    }
+    return { snapshot: s, keep: reasons.length > 0, reasons };
+  });
+}
+
+function groupKey(s: RetentionSnapshot, by: GroupField[]): GroupResult<RetentionSnapshot>['key'] {
+  const k: GroupResult<RetentionSnapshot>['key'] = {};
+  if (by.includes('host')) k.hostname = s.hostname;
+  if (by.includes('paths')) k.paths = [...s.paths].sort();
+  if (by.includes('tags')) k.tags = [...s.tags].sort();
+  return k;
+}
+
+/**
+ * Groups the snapshots and applies the policy to each group.
+ * @example
+ * ```ts
+ * const groups = applyPolicyGrouped(await repo.listSnapshots(), { last: 3 }, ['host', 'paths']);
+ * ```
+ */
+export function applyPolicyGrouped<S extends RetentionSnapshot>(
+  snapshots: S[],
+  policy: RetentionPolicy,
+  groupBy: GroupField[],
+  opts: ApplyOptions = {},
+): GroupResult<S>[] {
+  const groups = new Map<string, { key: GroupResult<S>['key']; members: S[] }>();
+  for (const s of snapshots) {
+    const key = groupKey(s, groupBy);
+    const k = JSON.stringify(key);
+    let g = groups.get(k);
+    if (!g) groups.set(k, (g = { key, members: [] }));
+    g.members.push(s);
+  }
+  return [...groups.values()].map((g) => ({ key: g.key, decisions: applyPolicy(g.members, policy, opts) }));
+}
+
+/** Parses "--group-by host,paths,tags" (also "" for one group). */
+export function parseGroupBy(s: string): GroupField[] {
+  const fields = s.split(',').map((f) => f.trim()).filter(Boolean);
+  for (const f of fields) if (f !== 'host' && f !== 'paths' && f !== 'tags') throw new RangeError(`--group-by takes host, paths and tags, not "${f}"`);
+  return fields as GroupField[];
+}

@@ -1,0 +1,115 @@
+/** The retention policy module over hand-made time series (UTC calendar). */
+import { describe, expect, it } from 'vitest';
+import { applyPolicy, applyPolicyGrouped, isEmptyPolicy, parseDuration, parseGroupBy } from '../dist/src/lifecycle/retention.js';
+
+let n = 0;
+function snap(time: string, extra: { hostname?: string; paths?: string[]; tags?: string[] } = {}) {
+  n++;
+  return { id: n.toString(16).padStart(64, '0'), time, hostname: extra.hostname ?? 'h', paths: extra.paths ?? ['/p'], tags: extra.tags ?? [] };
+}
+
+/** One snapshot per day at 12:00 for `days` days ending on 2026-03-31, plus an extra one at 20:00 on some days. */
+function daily(days: number) {
+  const out = [];
+  const end = Date.UTC(2026, 2, 31, 12);
+  for (let i = 0; i < days; i++) {
+    out.push(snap(new Date(end - i * 86400_000).toISOString()));
+    if (i % 3 === 0) out.push(snap(new Date(end - i * 86400_000 + 8 * 3600_000).toISOString()));
+  }
+  return out;
+}
+
+const kept = (d: { snapshot: { time: string }; keep: boolean }[]) => d.filter((x) => x.keep).map((x) => x.snapshot.time.slice(0, 16));
+
+describe('retention policy', () => {
+  it('keep-last keeps the n newest', () => {
+    const s = daily(5);
+    const d = applyPolicy(s, { last: 3 }, { utc: true });
+    expect(kept(d)).toEqual(['2026-03-31T20:00', '2026-03-31T12:00', '2026-03-30T12:00']);
+    expect(d.filter((x) => x.keep).every((x) => x.reasons.includes('last snapshot'))).toBe(true);
+    expect(d.filter((x) => !x.keep).every((x) => x.reasons.length === 0)).toBe(true);
+  });
+
+  it('keep-daily keeps the newest snapshot of each of the last n days', () => {
+    const d = applyPolicy(daily(10), { daily: 4 }, { utc: true });
+    expect(kept(d)).toEqual(['2026-03-31T20:00', '2026-03-30T12:00', '2026-03-29T12:00', '2026-03-28T20:00']);
+  });
+
+  it('keeps the oldest snapshot too when a rule has periods left', () => {
+    const d = applyPolicy(daily(2), { daily: 7 }, { utc: true });
+    // days: 31 (20:00 and 12:00), 30 (12:00): the 30th is both a daily and the oldest
+    expect(kept(d)).toEqual(['2026-03-31T20:00', '2026-03-30T12:00']);
+    const same = [snap('2026-01-05T10:00:00Z'), snap('2026-01-05T09:00:00Z')];
+    const d2 = applyPolicy(same, { daily: 3 }, { utc: true });
+    expect(d2.map((x) => x.reasons)).toEqual([['daily snapshot'], ['oldest daily snapshot']]);
+  });
+
+  it('keep-weekly uses ISO weeks (Monday start, week of the Thursday)', () => {
+    // 2026-01-04 is a Sunday (ISO week 2026-W01); 2026-01-05 is Monday of W02; 2025-12-29 Monday of W01.
+    const s = [snap('2026-01-05T08:00:00Z'), snap('2026-01-04T08:00:00Z'), snap('2025-12-29T08:00:00Z'), snap('2025-12-28T08:00:00Z')];
+    const d = applyPolicy(s, { weekly: 3 }, { utc: true });
+    expect(kept(d)).toEqual(['2026-01-05T08:00', '2026-01-04T08:00', '2025-12-28T08:00']);
+  });
+
+  it('keep-monthly and keep-yearly', () => {
+    const s = [snap('2026-03-02T00:00:00Z'), snap('2026-03-01T00:00:00Z'), snap('2026-02-15T00:00:00Z'), snap('2025-12-31T00:00:00Z'), snap('2024-06-01T00:00:00Z'), snap('2024-01-01T00:00:00Z')];
+    expect(kept(applyPolicy(s, { monthly: 2 }, { utc: true }))).toEqual(['2026-03-02T00:00', '2026-02-15T00:00']);
+    expect(kept(applyPolicy(s, { yearly: 10 }, { utc: true }))).toEqual(['2026-03-02T00:00', '2025-12-31T00:00', '2024-06-01T00:00', '2024-01-01T00:00']);
+    const d = applyPolicy(s, { yearly: 10 }, { utc: true });
+    expect(d.at(-1)!.reasons).toEqual(['oldest yearly snapshot']);
+  });
+
+  it('keep-hourly; "unlimited" (-1) keeps one per period without limit', () => {
+    const s = [snap('2026-01-01T10:50:00Z'), snap('2026-01-01T10:10:00Z'), snap('2026-01-01T09:30:00Z'), snap('2026-01-01T07:00:00Z'), snap('2026-01-01T07:00:00Z')];
+    expect(kept(applyPolicy(s, { hourly: 2 }, { utc: true }))).toEqual(['2026-01-01T10:50', '2026-01-01T09:30']);
+    expect(applyPolicy(s, { hourly: -1 }, { utc: true }).filter((x) => x.keep)).toHaveLength(4);
+  });
+
+  it('keep-within is relative to the newest snapshot of the group, calendar-aware', () => {
+    const s = [snap('2026-03-31T12:00:00Z'), snap('2026-03-01T12:00:01Z'), snap('2026-02-28T12:00:00Z'), snap('2025-03-31T12:00:00Z')];
+    expect(kept(applyPolicy(s, { within: parseDuration('1m') }, { utc: true }))).toEqual(['2026-03-31T12:00']);
+    // 1 month before March 31 is "February 31" = March 3 (like Go's AddDate).
+    expect(kept(applyPolicy(s, { within: parseDuration('1m2d') }, { utc: true }))).toEqual(['2026-03-31T12:00', '2026-03-01T12:00']);
+    expect(kept(applyPolicy(s, { within: parseDuration('1y') }, { utc: true }))).toEqual(['2026-03-31T12:00', '2026-03-01T12:00', '2026-02-28T12:00']);
+    expect(applyPolicy(s, { within: parseDuration('1y') }, { utc: true })[0].reasons).toEqual(['within 1y']);
+  });
+
+  it('keep-tag keeps snapshots that carry all tags of a list', () => {
+    const s = [snap('2026-01-03T00:00:00Z', { tags: ['a'] }), snap('2026-01-02T00:00:00Z', { tags: ['a', 'b'] }), snap('2026-01-01T00:00:00Z', { tags: ['b'] })];
+    expect(kept(applyPolicy(s, { tags: [['a', 'b']] }, { utc: true }))).toEqual(['2026-01-02T00:00']);
+    expect(kept(applyPolicy(s, { tags: [['a'], ['b']] }, { utc: true }))).toHaveLength(3);
+  });
+
+  it('combines rules: kept by any rule, reasons listed', () => {
+    const d = applyPolicy(daily(30), { last: 2, daily: 3, weekly: 2, tags: [['x']] }, { utc: true });
+    expect(d[0].reasons).toEqual(['last snapshot', 'daily snapshot', 'weekly snapshot']);
+    // 2026-03-31 is a Tuesday: the previous ISO week ends on Sunday the 29th, whose snapshot is also a daily one.
+    expect(kept(d)).toEqual(['2026-03-31T20:00', '2026-03-31T12:00', '2026-03-30T12:00', '2026-03-29T12:00']);
+    expect(d.find((x) => x.snapshot.time.startsWith('2026-03-29'))!.reasons).toEqual(['daily snapshot', 'weekly snapshot']);
+  });
+
+  it('groups by host and paths by default, each group on its own', () => {
+    const s = [
+      snap('2026-01-03T00:00:00Z', { hostname: 'a' }),
+      snap('2026-01-02T00:00:00Z', { hostname: 'a' }),
+      snap('2026-01-03T00:00:00Z', { hostname: 'b' }),
+      snap('2026-01-01T00:00:00Z', { hostname: 'b' }),
+      snap('2026-01-01T00:00:00Z', { hostname: 'b', paths: ['/q'] }),
+    ];
+    const groups = applyPolicyGrouped(s, { last: 1 }, parseGroupBy('host,paths'), { utc: true });
+    expect(groups).toHaveLength(3);
+    expect(groups.map((g) => g.decisions.filter((d) => d.keep).length)).toEqual([1, 1, 1]);
+    const one = applyPolicyGrouped(s, { last: 1 }, parseGroupBy(''), { utc: true });
+    expect(one).toHaveLength(1);
+    expect(() => parseGroupBy('host,color')).toThrow(/group-by/);
+  });
+
+  it('parses durations and detects an empty policy', () => {
+    expect(parseDuration('1y2m3d4h')).toEqual({ years: 1, months: 2, days: 3, hours: 4 });
+    expect(parseDuration('36h')).toEqual({ years: 0, months: 0, days: 0, hours: 36 });
+    for (const bad of ['', '1x', 'd', '1d2y', '-1d']) expect(() => parseDuration(bad)).toThrow();
+    expect(isEmptyPolicy({})).toBe(true);
+    expect(isEmptyPolicy({ within: parseDuration('0d') })).toBe(true);
+    expect(isEmptyPolicy({ last: 1 })).toBe(false);
+  });
+});
