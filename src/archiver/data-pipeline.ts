@@ -232,9 +232,9 @@ export class DataPipeline {
   /** Seals the chunks that are new to the repository; releases `win` to `pool` afterwards. */
   private sealNew(win: Buffer, chunks: { offset: number; length: number; id: string }[], pool: BufferPool, outputs: BufferPool): void {
     const items: SealItem[] = [];
+    const fresh = this.repo.claimNewBlobs('data', chunks.map((c) => c.id));
     for (const c of chunks) {
-      if (this.repo.hasBlob('data', c.id)) continue;
-      this.repo.noteSaved('data', c.id);
+      if (!fresh.delete(c.id)) continue; // known, or an earlier chunk of this batch with the same content
       items.push({ offset: c.offset, length: c.length, id: c.id, type: 'data' });
     }
     if (items.length === 0) {

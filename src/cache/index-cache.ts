@@ -19,6 +19,8 @@ export interface BlobLocation {
 }
 
 const SCHEMA_VERSION = 1;
+/** Ids per knownOf() query. */
+const KNOWN_BATCH = 64;
 
 export class IndexCache {
   private readonly db: Database.Database;
@@ -55,6 +57,7 @@ export class IndexCache {
       delIndexFile: db.prepare('DELETE FROM index_files WHERE name = ?'),
       lookup: db.prepare('SELECT pack, offset, length, raw_length FROM blobs WHERE id = ? AND type = ? LIMIT 1'),
       has: db.prepare('SELECT 1 FROM blobs WHERE id = ? AND type = ? LIMIT 1').pluck(),
+      knownOf: db.prepare(`SELECT DISTINCT id FROM blobs WHERE type = ? AND id IN (${Array(KNOWN_BATCH).fill('?').join(',')})`).pluck(),
       packLength: db.prepare('SELECT length FROM packs WHERE id = ? LIMIT 1').pluck(),
       allPacks: db.prepare('SELECT id, MAX(length) AS length FROM packs GROUP BY id'),
       blobCount: db.prepare('SELECT COUNT(*) FROM blobs').pluck(),
@@ -103,6 +106,22 @@ export class IndexCache {
       | { pack: Buffer; offset: number; length: number; raw_length: number }
       | undefined;
     return r && { packId: r.pack.toString('hex') as PackId, offset: r.offset, length: r.length, rawLength: r.raw_length };
+  }
+
+  /**
+   * Which of `ids` (hex) the index lists as `type`: one query per
+   * KNOWN_BATCH ids instead of one per id (the per-call cost dominated a
+   * backup of many small files).
+   */
+  knownOf(type: BlobType, ids: string[]): Set<string> {
+    const known = new Set<string>();
+    for (let i = 0; i < ids.length; i += KNOWN_BATCH) {
+      const params: Buffer[] = [];
+      for (let j = i; j < Math.min(ids.length, i + KNOWN_BATCH); j++) params.push(Buffer.from(ids[j], 'hex'));
+      while (params.length < KNOWN_BATCH) params.push(params[0]); // pad with a repeat: the statement has a fixed arity
+      for (const id of this.stmts.knownOf.all(BLOB_TYPE_CODE[type], ...params) as Buffer[]) known.add(id.toString('hex'));
+    }
+    return known;
   }
 
   has(type: BlobType, id: string | Buffer): boolean {

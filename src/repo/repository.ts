@@ -277,6 +277,23 @@ export class Repository {
     return this.sessionBlobs.has(`${type}:${id}`) || this.cache.has(type, id);
   }
 
+  /**
+   * Of `ids` (in order, duplicates allowed), those neither in the index nor
+   * saved in this session, each once; they are noted as being saved.
+   */
+  claimNewBlobs(type: BlobType, ids: string[]): Set<string> {
+    const unsure: string[] = [];
+    for (const id of ids) if (!this.sessionBlobs.has(`${type}:${id}`)) unsure.push(id);
+    const known = unsure.length ? this.cache.knownOf(type, unsure) : new Set<string>();
+    const claimed = new Set<string>();
+    for (const id of unsure) {
+      if (known.has(id) || claimed.has(id)) continue;
+      claimed.add(id);
+      this.noteSaved(type, id);
+    }
+    return claimed;
+  }
+
   /** Records that a blob is being saved in this session (so it is not saved twice). */
   noteSaved(type: BlobType, id: string): void {
     this.sessionBlobs.add(`${type}:${id}`);
