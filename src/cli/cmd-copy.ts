@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { CofferError } from '../errors.js';
 import { Repository } from '../repo/repository.js';
 import { copySnapshots } from '../copier/copier.js';
+import { withLock } from '../repo/lock.js';
 import { openBackend } from '../storage/location.js';
 import { defaultCacheDir } from '../repo/repository.js';
 import { readPassword } from './password.js';
@@ -49,15 +50,16 @@ export async function cmdCopy(g: GlobalOptions, refs: string[], o: CopyFlags, si
     const dst = await openRepo(g);
     try {
       const t0 = Date.now();
-      const r = await copySnapshots(src, dst, {
+      // Shared locks on both sides: a prune must not run under a copy.
+      const r = await withLock(src, false, (srcLock) => withLock(dst, false, (dstLock) => copySnapshots(src, dst, {
         snapshots: refs,
-        signal,
+        signal: AbortSignal.any([signal, srcLock.signal, dstLock.signal]),
         onSnapshot: (e) => {
           const what = `snapshot ${e.source.id.slice(0, 8)} of [${e.source.paths.join(', ')}] at ${localTime(e.source.time)}`;
           if (e.skipped) out.info(`${what}: already in the destination as ${e.copy!.slice(0, 8)}`);
           else out.info(`${what}: copied as ${e.copy!.slice(0, 8)}`);
         },
-      });
+      })), { onReadOnly: () => out.warn('the source repository is read-only: copying from it without a lock') });
       if (out.json) {
         out.emit({ message_type: 'summary', copied: r.copied, skipped: r.skipped, bytes_read: r.bytesRead, data_added: r.dataAdded });
       } else {

@@ -19,6 +19,7 @@ import { findPath, loadTree, openFileStream, walkTree } from '../explore/tree-wa
 import { diffTrees, type Change } from '../explore/diff.js';
 import { snapshotStats } from '../explore/stats.js';
 import { changeTags } from '../explore/tags.js';
+import { withLock } from '../repo/lock.js';
 import { tarEnd, tarHeader, tarPadding } from '../explore/tar.js';
 import { bytes, localTime } from './format.js';
 import { openRepo, Output, withEnv, type GlobalOptions } from './context.js';
@@ -314,13 +315,17 @@ export async function cmdTag(gl: GlobalOptions, refs: string[], o: { add?: strin
     const found = refs.length ? await Promise.all(refs.map((r) => repo.findSnapshot(r, filter))) : (await repo.listSnapshots()).filter(filter);
     const snaps = [...new Map(found.map((s) => [s.id, s])).values()]; // the same snapshot named twice is changed once
     let changed = 0;
-    const results = [];
-    for (const s of snaps) {
-      const n = await changeTags(repo, s, change);
-      if (n.id !== s.id) changed++;
-      results.push({ old_id: s.id, new_id: n.id, tags: n.tags });
-      if (n.id !== s.id) out.verbose(`snapshot ${s.id.slice(0, 8)} -> ${n.id.slice(0, 8)}: tags ${n.tags.join(',') || '(none)'}`);
-    }
+    const results: { old_id: string; new_id: string; tags: string[] }[] = [];
+    // Exclusive, as in restic: tag removes snapshot files.
+    await withLock(repo, true, async (lock) => {
+      for (const s of snaps) {
+        lock.throwIfLost();
+        const n = await changeTags(repo, s, change);
+        if (n.id !== s.id) changed++;
+        results.push({ old_id: s.id, new_id: n.id, tags: n.tags });
+        if (n.id !== s.id) out.verbose(`snapshot ${s.id.slice(0, 8)} -> ${n.id.slice(0, 8)}: tags ${n.tags.join(',') || '(none)'}`);
+      }
+    });
     if (out.json) out.emit({ message_type: 'summary', changed_snapshots: changed, snapshots: results });
     else out.info(`modified tags on ${changed} snapshot${changed === 1 ? '' : 's'}`);
     return 0;
