@@ -19,8 +19,8 @@ export interface BlobLocation {
 }
 
 const SCHEMA_VERSION = 1;
-/** Ids per knownOf() query. */
-const KNOWN_BATCH = 64;
+/** Ids per knownOf() query, largest first. */
+const KNOWN_ARITIES = [64, 16, 4, 1];
 
 export class IndexCache {
   private readonly db: Database.Database;
@@ -57,7 +57,8 @@ export class IndexCache {
       delIndexFile: db.prepare('DELETE FROM index_files WHERE name = ?'),
       lookup: db.prepare('SELECT pack, offset, length, raw_length FROM blobs WHERE id = ? AND type = ? LIMIT 1'),
       has: db.prepare('SELECT 1 FROM blobs WHERE id = ? AND type = ? LIMIT 1').pluck(),
-      knownOf: db.prepare(`SELECT DISTINCT id FROM blobs WHERE type = ? AND id IN (${Array(KNOWN_BATCH).fill('?').join(',')})`).pluck(),
+      // One statement per arity, so a small directory does not pay for 64 lookups.
+      knownOf: KNOWN_ARITIES.map((n) => db.prepare(`SELECT DISTINCT id FROM blobs WHERE type = ? AND id IN (${Array(n).fill('?').join(',')})`).pluck()),
       packLength: db.prepare('SELECT length FROM packs WHERE id = ? LIMIT 1').pluck(),
       allPacks: db.prepare('SELECT id, MAX(length) AS length FROM packs GROUP BY id'),
       blobCount: db.prepare('SELECT COUNT(*) FROM blobs').pluck(),
@@ -110,16 +111,22 @@ export class IndexCache {
 
   /**
    * Which of `ids` (hex) the index lists as `type`: one query per
-   * KNOWN_BATCH ids instead of one per id (the per-call cost dominated a
+   * up to 64 ids instead of one per id (the per-call cost dominated a
    * backup of many small files).
    */
   knownOf(type: BlobType, ids: string[]): Set<string> {
     const known = new Set<string>();
-    for (let i = 0; i < ids.length; i += KNOWN_BATCH) {
+    for (let i = 0; i < ids.length; ) {
+      const left = ids.length - i;
+      // The smallest arity that takes what is left (or the largest), padded with a repeat.
+      let k = KNOWN_ARITIES.length - 1;
+      while (k > 0 && KNOWN_ARITIES[k] < left) k--;
+      const n = KNOWN_ARITIES[k];
       const params: Buffer[] = [];
-      for (let j = i; j < Math.min(ids.length, i + KNOWN_BATCH); j++) params.push(Buffer.from(ids[j], 'hex'));
-      while (params.length < KNOWN_BATCH) params.push(params[0]); // pad with a repeat: the statement has a fixed arity
-      for (const id of this.stmts.knownOf.all(BLOB_TYPE_CODE[type], ...params) as Buffer[]) known.add(id.toString('hex'));
+      for (let j = i; j < Math.min(ids.length, i + n); j++) params.push(Buffer.from(ids[j], 'hex'));
+      while (params.length < n) params.push(params[0]);
+      for (const id of this.stmts.knownOf[k].all(BLOB_TYPE_CODE[type], ...params) as Buffer[]) known.add(id.toString('hex'));
+      i += n;
     }
     return known;
   }
