@@ -28,7 +28,7 @@ const CACHE_KIB = 16_000;
  * reads and rewrites of the same pages (docs/PERFORMANCE.md, "Session 3
  * fixes"). Given back by endBulk().
  */
-const BULK_CACHE_KIB = 96 * 1024;
+const BULK_CACHE_KIB = 40 * 1024;
 
 export class IndexCache {
   private readonly db: Database.Database;
