@@ -4,7 +4,7 @@
  * sync does) with 10 million synthetic blobs, then measures lookups.
  *
  *   node dist/bench/scale.js [--blobs N] [--blobs-per-pack N] [--packs-per-index N]
- *                            [--lookups N] [--dir DIR] [--keep] [--json FILE]
+ *                            [--lookups N] [--dir DIR] [--keep] [--json FILE] [--sync]
  *
  * Blob ids are 32 pseudo-random bytes (AES-256-CTR keystream: blob i is block
  * pair 2i, 2i+1), so any id can be recomputed for lookups without keeping
@@ -29,15 +29,17 @@ import type { PackId } from '../src/ids.js';
 import { MiB, fail, machineInfo, markdownTable, parseArgs } from './lib.js';
 
 const USAGE = `usage: node dist/bench/scale.js [--blobs N] [--blobs-per-pack N] [--packs-per-index N]
-                               [--lookups N] [--dir DIR] [--keep] [--json FILE]
+                               [--lookups N] [--dir DIR] [--keep] [--json FILE] [--sync]
 --blobs            blobs to index (default 10000000)
 --blobs-per-pack   default 64
 --packs-per-index  default 32
 --lookups          random lookups per measurement (default 200000)
 --dir              where the database goes (default a new directory under ~/.cache/coffer-bench)
 --keep             keep the database
+--sync             fill as an index sync does (addIndexFiles, 65,536 blobs per transaction,
+                   bulk page cache) instead of one addIndexFile per index file as a backup does
 `;
-const args = parseArgs(process.argv.slice(2), ['--keep'], ['--blobs', '--blobs-per-pack', '--packs-per-index', '--lookups', '--dir', '--json'], USAGE);
+const args = parseArgs(process.argv.slice(2), ['--keep', '--sync'], ['--blobs', '--blobs-per-pack', '--packs-per-index', '--lookups', '--dir', '--json'], USAGE);
 const int = (name: string, def: number): number => {
   const v = args.values.get(name);
   if (v === undefined) return def;
@@ -50,6 +52,9 @@ const PER_PACK = int('--blobs-per-pack', 64);
 const PACKS_PER_INDEX = int('--packs-per-index', 32);
 const LOOKUPS = int('--lookups', 200_000);
 const keep = args.flags.has('--keep');
+const syncMode = args.flags.has('--sync');
+/** As Repository.syncIndex batches (SYNC_BATCH_BLOBS). */
+const SYNC_BATCH_BLOBS = 65_536;
 
 const cacheRoot = path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'coffer-bench');
 mkdirSync(cacheRoot, { recursive: true });
@@ -134,9 +139,19 @@ let files = 0;
 let tStep = performance.now();
 let doneStep = 0;
 const tFill = performance.now();
+let batch: { name: string; packs: IndexedPack[] }[] = [];
+let batchBlobs = 0;
 while (done < BLOBS) {
   const n = Math.min(perIndex, BLOBS - done);
-  cache.addIndexFile(`index-${files++}`, indexFile(done, n));
+  if (syncMode) {
+    batch.push({ name: `index-${files++}`, packs: indexFile(done, n) });
+    batchBlobs += n;
+    if (batchBlobs >= SYNC_BATCH_BLOBS || done + n === BLOBS || (done + n) % step === 0) {
+      cache.addIndexFiles(batch);
+      batch = [];
+      batchBlobs = 0;
+    }
+  } else cache.addIndexFile(`index-${files++}`, indexFile(done, n));
   done += n;
   if (done % step === 0 || done === BLOBS) {
     const now = performance.now();
@@ -156,6 +171,7 @@ while (done < BLOBS) {
     doneStep = done;
   }
 }
+if (syncMode) cache.endBulk();
 const fillSeconds = (performance.now() - tFill) / 1000;
 if (cache.blobCount() !== BLOBS) fail(`blobCount() = ${cache.blobCount()}, expected ${BLOBS}`);
 
@@ -212,7 +228,9 @@ out.push('');
 out.push(
   `Machine: ${mi.cpu}, ${mi.cores} cores, node ${mi.node}, load average before ${(mi.loadavg as number[]).join(' ')}. ` +
     `${BLOBS.toLocaleString('en-US')} blobs in ${Math.ceil(BLOBS / PER_PACK).toLocaleString('en-US')} packs (${PER_PACK} blobs each), ` +
-    `${files.toLocaleString('en-US')} addIndexFile calls of ${perIndex} blobs (one transaction each); fill took ${fillSeconds.toFixed(0)} s.`,
+    (syncMode
+      ? `${files.toLocaleString('en-US')} index files of ${perIndex} blobs added as an index sync does (addIndexFiles, about ${SYNC_BATCH_BLOBS.toLocaleString('en-US')} blobs per transaction)`
+      : `${files.toLocaleString('en-US')} addIndexFile calls of ${perIndex} blobs (one transaction each)`) + `; fill took ${fillSeconds.toFixed(0)} s (${Math.round(BLOBS / fillSeconds).toLocaleString('en-US')} blobs/s).`,
 );
 out.push('');
 out.push('### Fill');
@@ -243,6 +261,7 @@ if (jsonFile) {
         date: started.toISOString(),
         machine: mi,
         blobs: BLOBS,
+        mode: syncMode ? 'sync' : 'backup',
         blobs_per_pack: PER_PACK,
         packs_per_index: PACKS_PER_INDEX,
         fill_seconds: fillSeconds,

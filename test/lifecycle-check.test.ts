@@ -68,6 +68,36 @@ describe('check subsets and repair index', () => {
     expect(full.stderr).toMatch(new RegExp(`error: data/${victim}: `));
   });
 
+  it('--read-data with several packs in flight reports each pack\'s problems together, in pack order', () => {
+    const copy = path.join(state.dir, 'repo-check-many');
+    cpSync(repo, copy, { recursive: true });
+    const ec = { ...envFor(copy), COFFER_CACHE_DIR: path.join(state.dir, 'cache-many') };
+    const packs = files(copy, 'data').sort();
+    expect(packs.length).toBeGreaterThanOrEqual(4);
+    const missing = packs[1];
+    rmSync(path.join(copy, 'data', missing.slice(0, 2), missing));
+    for (const n of packs) {
+      if (n === missing) continue;
+      const fd = openSync(path.join(copy, 'data', n.slice(0, 2), n), 'r+');
+      writeSync(fd, Buffer.from([0xff, 0x00, 0xff]), 0, 3, 100);
+      closeSync(fd);
+    }
+    const r = coffer(['check', '--read-data', '--json'], ec);
+    expect(r.code).toBe(13);
+    const problems = (lastJson(r.stdout).problems as { object: string; message: string }[]).filter((q) => q.object.startsWith('data/'));
+    // Every pack, in pack order (the cache lists packs by id), each one's problems in one run.
+    const order = problems.map((q) => q.object).filter((o, i, a) => i === 0 || a[i - 1] !== o);
+    expect(order).toEqual(packs.map((n) => `data/${n}`));
+    for (const n of packs) {
+      const mine = problems.filter((q) => q.object === `data/${n}`).map((q) => q.message);
+      if (n === missing) expect(mine).toEqual(['pack is missing']);
+      else {
+        expect(mine[0]).toBe('pack content does not match its name');
+        expect(mine.length).toBeGreaterThanOrEqual(2);
+      }
+    }
+  });
+
   it('check names a pack that is missing or has the wrong size', () => {
     const copy = path.join(state.dir, 'repo-check-missing');
     cpSync(repo, copy, { recursive: true });

@@ -22,6 +22,16 @@ const SCHEMA_VERSION = 1;
 /** Ids per knownOf() query, largest first. */
 const KNOWN_ARITIES = [64, 16, 4, 1];
 
+/** SQLite's page cache in normal use, KiB (better-sqlite3's default, 16 MB). */
+const CACHE_KIB = 16_000;
+/**
+ * The page cache while a sync adds index files in bulk, KiB. Random ids land
+ * on random B-tree pages; a cache that holds more of the tree's pages saves
+ * reads and rewrites of the same pages (docs/PERFORMANCE.md, "Session 3
+ * fixes"). Given back by endBulk().
+ */
+const BULK_CACHE_KIB = 40 * 1024;
+
 export class IndexCache {
   private readonly db: Database.Database;
   private readonly stmts;
@@ -90,6 +100,52 @@ export class IndexCache {
         for (const b of p.blobs) this.stmts.addBlob.run(Buffer.from(b.id, 'hex'), BLOB_TYPE_CODE[b.type], pid, b.offset, b.length, b.rawLength);
       }
     })();
+  }
+
+  private stageStmts?: { stage: Database.Statement; flush: Database.Statement; clear: Database.Statement };
+
+  /**
+   * Records several index files in one transaction (an index sync): packs go
+   * in directly, blobs into a temporary staging table first and then into
+   * the blob table in one statement, in key order, so each B-tree page is
+   * visited once per batch rather than once per blob. Same result as
+   * addIndexFile for each. Uses the larger bulk page cache until endBulk().
+   */
+  addIndexFiles(files: { name: string; packs: IndexedPack[] }[]): void {
+    if (!this.stageStmts) {
+      this.db.pragma(`cache_size = -${BULK_CACHE_KIB}`);
+      this.db.exec(`CREATE TEMP TABLE IF NOT EXISTS stage_blobs (id BLOB NOT NULL, type INTEGER NOT NULL, pack BLOB NOT NULL, offset INTEGER NOT NULL,
+                    length INTEGER NOT NULL, raw_length INTEGER NOT NULL)`);
+      this.stageStmts = {
+        stage: this.db.prepare('INSERT INTO temp.stage_blobs (id, type, pack, offset, length, raw_length) VALUES (?, ?, ?, ?, ?, ?)'),
+        flush: this.db.prepare(
+          'INSERT OR IGNORE INTO blobs (id, type, pack, offset, length, raw_length) SELECT id, type, pack, offset, length, raw_length FROM temp.stage_blobs ORDER BY id, type, pack',
+        ),
+        clear: this.db.prepare('DELETE FROM temp.stage_blobs'),
+      };
+    }
+    const st = this.stageStmts;
+    this.db.transaction(() => {
+      for (const { name, packs } of files) {
+        this.stmts.addIndexFile.run(name);
+        for (const p of packs) {
+          const pid = Buffer.from(p.id, 'hex');
+          this.stmts.addPack.run(pid, name, p.length);
+          for (const b of p.blobs) st.stage.run(Buffer.from(b.id, 'hex'), BLOB_TYPE_CODE[b.type], pid, b.offset, b.length, b.rawLength);
+        }
+      }
+      st.flush.run();
+      st.clear.run();
+    })();
+  }
+
+  /** Ends bulk adding: gives the bulk page cache back. */
+  endBulk(): void {
+    if (!this.stageStmts) return;
+    this.stageStmts = undefined;
+    this.db.exec('DROP TABLE IF EXISTS temp.stage_blobs');
+    this.db.pragma(`cache_size = -${CACHE_KIB}`);
+    this.db.pragma('shrink_memory');
   }
 
   /** Forgets an index file that is gone from the repository (and blobs no other index file lists). */

@@ -7,7 +7,6 @@
  */
 import { decodePackHeader, decodePackTrailer, TRAILER_BYTES, type PackEntry } from '../format/pack.js';
 import { decodeTree } from '../format/tree.js';
-import { plainHash } from '../crypto/hash.js';
 import type { Repository } from '../repo/repository.js';
 import type { PackId } from '../ids.js';
 import type { OpenItem } from '../worker/tasks.js';
@@ -97,41 +96,41 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
   let unindexedPacks = 0;
   for (const name of listed.keys()) if (!indexedIds.has(name)) unindexedPacks++;
 
-  // Packs: existence, size, header vs index.
+  // Packs: existence, size, header vs index. With readData, up to
+  // PACKS_IN_FLIGHT packs are read and verified at once (each pack hashed and
+  // opened in a worker, the next ones read meanwhile); each pack's problems
+  // are held until the packs before it are done, so they come out in pack
+  // order as with one pack at a time.
   let done = 0;
   let packsRead = 0;
-  for (const { id, length } of indexed) {
-    abort();
-    opts.onProgress?.({ phase: 'packs', done: done++, total: indexed.length });
-    const obj = `data/${id}`;
-    const size = listed.get(id);
-    if (size === undefined) {
-      problem(obj, 'pack is missing');
-      continue;
+  const inFlight: { problems: [string, string][]; done: Promise<void> }[] = [];
+  const flushOne = async () => {
+    // Shifted only once done: until then its problems are held in order.
+    const head = inFlight[0];
+    await head.done;
+    inFlight.shift();
+    for (const [o, m] of head.problems) problem(o, m);
+  };
+  const drain = async () => {
+    while (inFlight.length) await flushOne();
+  };
+  try {
+    for (const { id, length } of indexed) {
+      abort();
+      opts.onProgress?.({ phase: 'packs', done: done++, total: indexed.length });
+      const local: [string, string][] = [];
+      const packProblem = (o: string, m: string) => {
+        if (inFlight.length) local.push([o, m]);
+        else problem(o, m);
+      };
+      const job = await checkPack(repo, id, length, listed.get(id), opts, packProblem);
+      if (job) packsRead++;
+      if (job || local.length) inFlight.push({ problems: local, done: job?.done ?? Promise.resolve() });
+      while (inFlight.length > PACKS_IN_FLIGHT) await flushOne();
     }
-    if (size !== length) {
-      problem(obj, `pack has ${size} bytes, the index says ${length}`);
-      continue;
-    }
-    let entries: PackEntry[];
-    try {
-      entries = await readHeader(repo, id, size);
-    } catch (e) {
-      problem(obj, (e as Error).message);
-      continue;
-    }
-    const want = repo.cache.blobsInPack(id);
-    const got = new Map(entries.map((e) => [`${e.type}:${e.id}`, e]));
-    for (const w of want) {
-      const g = got.get(`${w.type}:${w.id}`);
-      if (!g || g.offset !== w.offset || g.length !== w.length || g.rawLength !== w.rawLength) {
-        problem(obj, `pack header does not list ${w.type} blob ${w.id.slice(0, 12)} as the index does`);
-      }
-    }
-    if (opts.readData || (opts.readDataSubset && inSubset(id, opts.readDataSubset))) {
-      packsRead++;
-      await readPack(repo, id, entries, problem).catch((e) => problem(obj, `cannot read: ${(e as Error).message}`));
-    }
+  } finally {
+    // Also on interruption: no pack verification keeps running unobserved.
+    await drain();
   }
 
   // Snapshots and the trees they reference.
@@ -179,26 +178,58 @@ async function readHeader(repo: Repository, id: PackId, size: number): Promise<P
   return decodePackHeader(repo.keys.metaKey, header, loc.offset);
 }
 
+/** Packs read and verified at once by `check` with readData (each holds one whole pack in memory). */
+const PACKS_IN_FLIGHT = 2;
+
+/**
+ * Checks one pack's existence, size and header against the index, reporting
+ * through `problem`; when its data is to be read, starts reading and
+ * verifying it and returns the promise of that (which never rejects) as `done`.
+ */
+async function checkPack(
+  repo: Repository,
+  id: PackId,
+  length: number,
+  size: number | undefined,
+  opts: CheckOptions,
+  problem: (o: string, m: string) => void,
+): Promise<{ done: Promise<void> } | undefined> {
+  const obj = `data/${id}`;
+  if (size === undefined) {
+    problem(obj, 'pack is missing');
+    return undefined;
+  }
+  if (size !== length) {
+    problem(obj, `pack has ${size} bytes, the index says ${length}`);
+    return undefined;
+  }
+  let entries: PackEntry[];
+  try {
+    entries = await readHeader(repo, id, size);
+  } catch (e) {
+    problem(obj, (e as Error).message);
+    return undefined;
+  }
+  const want = repo.cache.blobsInPack(id);
+  const got = new Map(entries.map((e) => [`${e.type}:${e.id}`, e]));
+  for (const w of want) {
+    const g = got.get(`${w.type}:${w.id}`);
+    if (!g || g.offset !== w.offset || g.length !== w.length || g.rawLength !== w.rawLength) {
+      problem(obj, `pack header does not list ${w.type} blob ${w.id.slice(0, 12)} as the index does`);
+    }
+  }
+  if (!(opts.readData || (opts.readDataSubset && inSubset(id, opts.readDataSubset)))) return undefined;
+  // Wrapped: an async function returning a bare promise would wait for it.
+  return { done: readPack(repo, id, entries, problem).catch((e) => problem(obj, `cannot read: ${(e as Error).message}`)) };
+}
+
 async function readPack(repo: Repository, id: PackId, entries: PackEntry[], problem: (o: string, m: string) => void): Promise<void> {
   const obj = `data/${id}`;
   const whole = await repo.backend.read({ type: 'data', name: id });
-  if (plainHash(whole).toString('hex') !== id) {
-    problem(obj, 'pack content does not match its name');
-  }
-  if (entries.length === 0) return;
-  let buf = ownedArrayBuffer(whole);
-  const OUT = 16 << 20;
-  for (let i = 0; i < entries.length; ) {
-    let raw = entries[i].rawLength;
-    let j = i + 1;
-    while (j < entries.length && raw + entries[j].rawLength <= OUT) raw += entries[j++].rawLength;
-    const group = entries.slice(i, j);
-    i = j;
-    const items: OpenItem[] = group.map((e) => ({ offset: e.offset, length: e.length, type: e.type, id: e.id, rawLength: e.rawLength }));
-    const r = await repo.workers().open(buf, items, new ArrayBuffer(raw));
-    buf = r.buf;
-    r.errors.forEach((err, k) => {
-      if (err) problem(obj, `${group[k].type} blob ${group[k].id.slice(0, 12)}: ${err}`);
-    });
-  }
+  const items: OpenItem[] = entries.map((e) => ({ offset: e.offset, length: e.length, type: e.type, id: e.id, rawLength: e.rawLength }));
+  const r = await repo.workers().verifyPack(ownedArrayBuffer(whole), items);
+  if (r.hash !== id) problem(obj, 'pack content does not match its name');
+  r.errors.forEach((err, k) => {
+    if (err) problem(obj, `${entries[k].type} blob ${entries[k].id.slice(0, 12)}: ${err}`);
+  });
 }

@@ -12,7 +12,7 @@ import { plainHash } from '../crypto/hash.js';
 import { validateChunkerParams, type ChunkerParams } from '../chunker/fastcdc.js';
 import { decodeConfig, encodeConfig, hasConfigMagic, FORMAT_VERSION, type RepoConfig } from '../format/config.js';
 import { decodeFile, decodeJsonFile, encodeJsonFile } from '../format/file.js';
-import { decodeIndex } from '../format/index-file.js';
+import { decodeIndex, type IndexedPack } from '../format/index-file.js';
 import { openBlob } from '../format/blob.js';
 import { validateSnapshot, type Snapshot, type SnapshotData } from '../format/snapshot.js';
 import { IndexCache, type BlobLocation } from '../cache/index-cache.js';
@@ -20,6 +20,9 @@ import { StorageError, describe, type Backend, type Handle } from '../storage/ba
 import { WorkerPool } from '../worker/pool.js';
 import { addKeyFile, openMaster, type RepoSecret } from './keyring.js';
 import type { BlobType, SnapshotId } from '../ids.js';
+
+/** Blobs of new index files added to the cache per transaction by syncIndex (bounds the decoded entries held). */
+const SYNC_BATCH_BLOBS = 65_536;
 
 /**
  * Default content-defined chunk sizes: 512 KiB minimum, 1 MiB average, 8 MiB maximum.
@@ -235,26 +238,43 @@ export class Repository {
     const names = new Set(listed.map((f) => f.name));
     const known = this.cache.indexFiles();
     for (const name of known) if (!names.has(name)) this.cache.removeIndexFile(name);
-    for (const name of names) {
-      if (known.has(name)) continue;
-      const h: Handle = { type: 'index', name };
-      let stored: Buffer;
-      try {
-        stored = await this.readVerified(h);
-      } catch (e) {
-        // Removed since the listing: a prune replaced it (its successor was
-        // written first). Commands re-sync once they hold their lock.
-        const cause = e instanceof CofferError ? (e.cause ?? e.data.cause) : undefined;
-        if (cause instanceof StorageError && cause.kind === 'notFound') continue;
-        throw e;
+    // New index files are added in batches (one transaction each, see
+    // IndexCache.addIndexFiles): a cache built from scratch for a large
+    // repository inserts millions of blobs.
+    let batch: { name: string; packs: IndexedPack[] }[] = [];
+    let batchBlobs = 0;
+    const flush = () => {
+      if (batch.length) this.cache.addIndexFiles(batch);
+      batch = [];
+      batchBlobs = 0;
+    };
+    try {
+      for (const name of names) {
+        if (known.has(name)) continue;
+        const h: Handle = { type: 'index', name };
+        let stored: Buffer;
+        try {
+          stored = await this.readVerified(h);
+        } catch (e) {
+          // Removed since the listing: a prune replaced it (its successor was
+          // written first). Commands re-sync once they hold their lock.
+          const cause = e instanceof CofferError ? (e.cause ?? e.data.cause) : undefined;
+          if (cause instanceof StorageError && cause.kind === 'notFound') continue;
+          throw e;
+        }
+        let packs;
+        try {
+          packs = decodeIndex(decodeFile(this.keys.metaKey, 'index', stored));
+        } catch {
+          throw integrityError(`${describe(h)} is damaged`, { file: describe(h) });
+        }
+        batch.push({ name, packs });
+        for (const p of packs) batchBlobs += p.blobs.length;
+        if (batchBlobs >= SYNC_BATCH_BLOBS) flush();
       }
-      let packs;
-      try {
-        packs = decodeIndex(decodeFile(this.keys.metaKey, 'index', stored));
-      } catch {
-        throw integrityError(`${describe(h)} is damaged`, { file: describe(h) });
-      }
-      this.cache.addIndexFile(name, packs);
+      flush();
+    } finally {
+      this.cache.endBulk();
     }
   }
 

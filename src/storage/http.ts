@@ -16,7 +16,30 @@ export interface HttpRequest {
   /** Path relative to the repository root, no leading slash ("" for the root); may carry a query. */
   path: string;
   headers?: Record<string, string>;
-  body?: Buffer;
+  /**
+   * The request body: one buffer, or parts sent one after another as they
+   * are (a pack's buffers), never joined into one copy.
+   */
+  body?: Uint8Array | readonly Uint8Array[];
+}
+
+/** Bytes in a request body. */
+export function bodyLength(body: Uint8Array | readonly Uint8Array[]): number {
+  return body instanceof Uint8Array ? body.length : body.reduce((n, b) => n + b.length, 0);
+}
+
+/** A fetch body for `body`: the buffer itself, or a stream handing over each part by reference. */
+function fetchBody(body: Uint8Array | readonly Uint8Array[]): { body: BodyInit; streamed: boolean } {
+  if (body instanceof Uint8Array) return { body: new Uint8Array(body.buffer as ArrayBuffer, body.byteOffset, body.length), streamed: false };
+  if (body.length === 1) return fetchBody(body[0]);
+  let i = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (i < body.length) c.enqueue(body[i++]);
+      else c.close();
+    },
+  });
+  return { body: stream, streamed: true };
 }
 
 export interface HttpResponse {
@@ -57,7 +80,10 @@ export class FetchTransport implements HttpTransport {
     let res: Response;
     let body: Buffer;
     try {
-      res = await fetch(url, { method: req.method, headers, body: req.body ? new Uint8Array(req.body.buffer as ArrayBuffer, req.body.byteOffset, req.body.length) : undefined });
+      const b = req.body && fetchBody(req.body);
+      // A streamed body carries its length, so the server sees a plain (not chunked) upload.
+      if (b?.streamed) headers['content-length'] = String(bodyLength(req.body!));
+      res = await fetch(url, { method: req.method, headers, body: b?.body, ...(b?.streamed ? { duplex: 'half' } : {}) } as RequestInit);
       body = req.method === 'HEAD' ? Buffer.alloc(0) : Buffer.from(await res.arrayBuffer());
     } catch (e) {
       const code = errnoCode((e as { cause?: unknown }).cause) ?? errnoCode(e);
@@ -151,7 +177,7 @@ export class StdioTransport implements HttpTransport {
     const child = this.child!;
     return new Promise<HttpResponse>((resolve, reject) => {
       const headers: http2.OutgoingHttpHeaders = { ':method': req.method, ':path': `/${req.path}`, ...req.headers };
-      if (req.body) headers['content-length'] = String(req.body.length);
+      if (req.body) headers['content-length'] = String(bodyLength(req.body));
       let stream: http2.ClientHttp2Stream;
       try {
         stream = session.request(headers, { endStream: !req.body });
@@ -185,7 +211,12 @@ export class StdioTransport implements HttpTransport {
         }, 50);
       });
       stream.on('error', () => undefined); // handled on 'close'
-      if (req.body) stream.end(req.body);
+      if (req.body instanceof Uint8Array) stream.end(req.body);
+      else if (req.body) {
+        // Each part is queued by reference; the stream keeps them until sent.
+        for (const part of req.body) stream.write(part);
+        stream.end();
+      }
     });
   }
 

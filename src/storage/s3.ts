@@ -14,6 +14,7 @@
  * (honoured by AWS, MinIO, R2 and others; a server that ignores it leaves
  * only the HEAD check, and names are content hashes anyway).
  */
+import { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { errnoCode } from '../errors.js';
 import { type Backend, type FileType, type Handle, type ObjectInfo, type ReadRange, StorageError, describe } from './backend.js';
@@ -60,6 +61,9 @@ export class S3Backend implements Backend {
           forcePathStyle: this.opts.pathStyle,
           followRegionRedirects: !this.opts.endpoint,
           maxAttempts: 1,
+          // Silent, as the SDK's default logger is; with that default, a failed
+          // upload of a stream body (below) would be announced on the console.
+          logger: { trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
           // Give up on a connection attempt after 30 s and on a stalled socket after 5 min (then retried).
           requestHandler: { connectionTimeout: 30_000, socketTimeout: 300_000 },
           // Plain Content-MD5/length uploads work with every S3-compatible server;
@@ -166,12 +170,16 @@ export class S3Backend implements Backend {
   }
 
   async write(h: Handle, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
-    const body = data instanceof Uint8Array ? data : Buffer.concat(data);
+    // Several parts (a pack's buffers) go out as a stream over them, with
+    // the length given: no joined copy. A new stream for each attempt.
+    const parts = data instanceof Uint8Array ? [data] : data;
+    const length = parts.reduce((n, b) => n + b.length, 0);
+    const body = () => (parts.length === 1 ? parts[0] : Readable.from(parts, { objectMode: false }));
     if (await this.stat(h)) throw new StorageError('exists', `${describe(h)} already exists`, h);
     const { sdk, client } = await this.sdk();
     const put = (conditional: boolean) =>
       client.send(
-        new sdk.PutObjectCommand({ Bucket: this.opts.bucket, Key: this.key(h), Body: body, ContentLength: body.length, IfNoneMatch: conditional ? '*' : undefined }),
+        new sdk.PutObjectCommand({ Bucket: this.opts.bucket, Key: this.key(h), Body: body(), ContentLength: length, IfNoneMatch: conditional ? '*' : undefined }),
       );
     try {
       try {

@@ -30,6 +30,13 @@ export interface OpenResult {
   errors: (string | null)[];
 }
 
+export interface VerifyPackResult {
+  buf: ArrayBuffer;
+  /** Plain BLAKE3 of the whole buffer, hex (a pack's name). */
+  hash: string;
+  errors: (string | null)[];
+}
+
 export function defaultThreads(): number {
   const env = Number(process.env.COFFER_THREADS);
   if (Number.isInteger(env) && env > 0) return env;
@@ -72,6 +79,11 @@ export class WorkerPool {
 
   open(buf: ArrayBuffer, items: OpenItem[], out: ArrayBuffer): Promise<OpenResult> {
     return this.pool.run({ kind: 'open', buf, out, items }, { transferList: [buf, out] });
+  }
+
+  /** Hashes a whole pack and opens and verifies each item, keeping no plaintext. */
+  verifyPack(buf: ArrayBuffer, items: OpenItem[]): Promise<VerifyPackResult> {
+    return this.pool.run({ kind: 'verifyPack', buf, items }, { transferList: [buf] });
   }
 
   async close(): Promise<void> {

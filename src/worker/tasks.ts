@@ -5,7 +5,7 @@
  */
 import { FastCdc, type ChunkerParams } from '../chunker/fastcdc.js';
 import { gearFromBytes } from '../chunker/gear.js';
-import { KeyedHasher } from '../crypto/hash.js';
+import { KeyedHasher, plainHash } from '../crypto/hash.js';
 import { sealBlobInto, openBlobInto, BLOB_OVERHEAD } from '../format/blob.js';
 import type { BlobType } from '../ids.js';
 
@@ -43,9 +43,13 @@ export interface OpenItem extends SealItem {
   rawLength: number;
 }
 
+/** Plaintext scratch kept by `verifyPack` (larger blobs get a buffer of their own). */
+const VERIFY_SCRATCH = 16 << 20;
+
 export class HotPath {
   private readonly cdc: FastCdc;
   private readonly ids: KeyedHasher;
+  private scratch: Buffer | undefined;
   constructor(private readonly ctx: WorkerContext) {
     this.cdc = new FastCdc(ctx.chunker, gearFromBytes(ctx.gearBytes));
     this.ids = new KeyedHasher(ctx.blobIdKey);
@@ -107,5 +111,30 @@ export class HotPath {
       pos += it.rawLength;
     }
     return errors;
+  }
+
+  /**
+   * Verifies a whole pack: its plain BLAKE3 (returned as hex, for the caller
+   * to compare with the pack's name) and every item opened and checked against
+   * its id. The plaintexts go to a scratch buffer and are dropped; returns an
+   * error string per item (null when good).
+   */
+  verifyPack(buf: Uint8Array, items: OpenItem[]): { hash: string; errors: (string | null)[] } {
+    const hash = plainHash(buf).toString('hex');
+    const errors: (string | null)[] = [];
+    for (const it of items) {
+      try {
+        let out: Buffer;
+        if (it.rawLength <= VERIFY_SCRATCH) {
+          this.scratch ??= Buffer.allocUnsafeSlow(VERIFY_SCRATCH);
+          out = this.scratch.subarray(0, it.rawLength);
+        } else out = Buffer.allocUnsafeSlow(it.rawLength);
+        openBlobInto(this.ctx, it.type, it.id, buf.subarray(it.offset, it.offset + it.length), out);
+        errors.push(null);
+      } catch (e) {
+        errors.push(e instanceof Error ? e.message : String(e));
+      }
+    }
+    return { hash, errors };
   }
 }

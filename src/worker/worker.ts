@@ -9,7 +9,8 @@ export type Task =
   | { kind: 'hash'; buf: ArrayBuffer; regions: Region[] }
   | { kind: 'readHash'; buf: ArrayBuffer; fd: number; pos: number; filled: number }
   | { kind: 'seal'; buf: ArrayBuffer; out: ArrayBuffer; items: SealItem[] }
-  | { kind: 'open'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[] };
+  | { kind: 'open'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[] }
+  | { kind: 'verifyPack'; buf: ArrayBuffer; items: OpenItem[] };
 
 /** Returns `value` to the main thread, transferring `buffers` instead of copying them. */
 export function moveWith<T extends object>(value: T, buffers: ArrayBuffer[]): T {
@@ -51,6 +52,10 @@ export default function run(task: Task): unknown {
     case 'open': {
       const errors = hot.open(buf, task.items, Buffer.from(task.out));
       return moveWith({ buf: task.buf, out: task.out, errors }, [task.buf, task.out]);
+    }
+    case 'verifyPack': {
+      const { hash, errors } = hot.verifyPack(buf, task.items);
+      return moveWith({ buf: task.buf, hash, errors }, [task.buf]);
     }
   }
 }
