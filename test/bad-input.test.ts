@@ -453,3 +453,173 @@ describe('a damaged repository file: a clean error with the right exit code, in 
     expect(failures.join('\n\n')).toBe('');
   });
 });
+
+// ---------------------------------------------------------------------------
+// Malformed command lines
+
+/** Every file of a repository except locks, with its size: to see that a refused command wrote nothing. */
+function listing(repo: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string, rel: string) => {
+    for (const n of readdirSync(d, { withFileTypes: true })) {
+      if (n.isDirectory()) walk(path.join(d, n.name), `${rel}${n.name}/`);
+      else if (!rel.startsWith('locks/')) out.push(`${rel}${n.name} ${statSync(path.join(d, n.name)).size}`);
+    }
+  };
+  walk(repo, '');
+  return out.sort();
+}
+
+describe('malformed command lines: exit 2 or the specific documented code, one line, nothing written', () => {
+  it('every command', async () => {
+    const repo = path.join(dir, 'args-repo');
+    cpSync(pristine, repo, { recursive: true });
+    // More snapshots, until two ids share their first hex digit: an ambiguous prefix.
+    const r = await Repository.open(openBackend(repo), Buffer.from(PASSWORD), { noCache: true });
+    let ambiguous: string | undefined;
+    try {
+      const { id: _id, ...data } = (await r.listSnapshots()).at(-1)!;
+      const seen = new Set((await r.listSnapshots()).map((s) => s.id[0]));
+      for (let i = 0; !ambiguous; i++) {
+        const id = await r.saveSnapshot({ ...data, hostname: `other-host-${i}` });
+        if (seen.has(id[0])) ambiguous = id[0];
+        seen.add(id[0]);
+      }
+    } finally {
+      await r.close();
+    }
+    const ids = readdirSync(path.join(repo, 'snapshots'));
+    const missing = ['ffff', 'fffe', 'eeee', '0000'].find((p) => !ids.some((id) => id.startsWith(p)))!;
+    const file = path.join(dir, 'a-file');
+    writeFileSync(file, 'not a directory\n');
+    const newRepo = path.join(dir, 'never-created');
+    const target = path.join(dir, 'args-target');
+    const before = listing(repo);
+    const env = { COFFER_REPOSITORY: repo, COFFER_CACHE_DIR: path.join(dir, 'cache-args') };
+
+    type Case = [args: string[], code: number, says?: RegExp, env?: Record<string, string | undefined>];
+    const cases: Case[] = [
+      // Commands and options that do not exist
+      [['bogus'], 2, /unknown command 'bogus'/],
+      [['--bogus'], 2, /unknown option '--bogus'/],
+      [['restor'], 2, /did you mean restore\?/],
+      [['snapshots', '--bogus'], 2, /unknown option/],
+      [['snapshots', 'extra'], 2, /too many arguments/],
+      [['snapshots', '--host'], 2, /argument missing/],
+      [['restore', 'latest', '--targe', target], 2, /did you mean --target\?/],
+      // Global options and variables
+      [['--threads', '0', 'snapshots'], 2, /--threads must be a whole number/],
+      [['restore', 'latest', '--target', target], 2, /COFFER_THREADS must be a whole number/, { COFFER_THREADS: 'x' }],
+      [['snapshots'], 2, /COFFER_CONNECTIONS/, { COFFER_CONNECTIONS: 'many' }],
+      [['snapshots', '-r', ''], 2, /no repository given/],
+      [['snapshots', '-r', 'foo:bar'], 2, /unsupported repository type/],
+      [['snapshots', '-r', 'rest:'], 2, /not a URL/],
+      [['snapshots', '-r', file], 10, /no repository at/],
+      [['snapshots', '-r', path.join(file, 'sub')], 10, /no repository at/],
+      [['snapshots', '-r', path.join(dir, 'nothing-here')], 10, /no repository at/],
+      [['snapshots', '--password-file', path.join(dir, 'no-password-file')], 12, /cannot read password file/],
+      [['snapshots', '--password-file', dir], 12, /cannot read password file.*EISDIR/],
+      [['snapshots', '--password-command', 'exit 3'], 12, /password command failed \(exit status 3\)/],
+      [['snapshots', '--password-command', 'echo not-the-password'], 12, /wrong password/],
+      [['snapshots', '--recovery-key', 'xyz'], 12, /recovery code has 3 characters/],
+      [['snapshots'], 12, /no password given/, { COFFER_PASSWORD: undefined }],
+      // init
+      [['init', '-r', newRepo, '--chunk-min', '3Q'], 2, /"3Q" is not a size/],
+      [['init', '-r', newRepo, '--chunk-max', ''], 2, /"" is not a size/],
+      [['init', '-r', newRepo, '--compression', '99'], 2, /compression level must be 0–19/],
+      [['init', '-r', newRepo, '--compression', ''], 2, /--compression must be an integer/],
+      [['init', '-r', newRepo, '--recovery-key', 'x'], 2, /init takes a password/],
+      [['init', '-r', file], 2, /is not a directory/],
+      [['init'], 10, /already exists/],
+      // backup
+      [['backup'], 2, /nothing to back up/],
+      [['backup', ''], 2, /empty path/],
+      [['backup', '--exclude-larger-than', '5X', src], 2, /"5X" is not a size/],
+      [['backup', '--parent', 'zz', src], 2, /not a snapshot id/],
+      [['backup', '--parent', missing, src], 14, /no snapshot with id/],
+      [['backup', '--parent', ambiguous, src], 2, /is ambiguous/],
+      [['backup', '--files-from', path.join(dir, 'no-list')], 2, /cannot read/],
+      [['backup', '--stdin', src], 2, /--stdin cannot be combined/],
+      [['backup', '--stdin', '--stdin-filename', '../x'], 2, /plain file name/],
+      [['backup', '--exclude-if-present', '', src], 2, /needs a file name/],
+      [['backup', path.join(file, 'sub')], 1, /ENOTDIR/],
+      // restore
+      [['restore'], 2, /missing required argument 'snapshot'/],
+      [['restore', 'latest'], 2, /--target/],
+      [['restore', 'zz', '--target', target], 2, /not a snapshot id/],
+      [['restore', missing, '--target', target], 14, /no snapshot with id/],
+      [['restore', ambiguous, '--target', target], 2, /is ambiguous/],
+      [['restore', 'latest', '--target', target, '--host', 'no-such-host'], 14, /no snapshot matches/],
+      [['restore', 'latest', '--target', file], 2, /is not a directory/],
+      [['restore', 'latest', '--target', path.join(file, 'sub')], 2, /is not a directory/],
+      [['restore', 'latest', '--target', file, '--dry-run'], 2, /is not a directory/],
+      [['restore', 'latest', '--target', target, '--overwrite', 'sometimes'], 2, /--overwrite must be/],
+      // check
+      ...['0/0', '2/1', '1.5/3', '200%', '0%'].map((s): Case => [['check', '--read-data-subset', s], 2, /--read-data-subset must be/]),
+      [['check', 'extra'], 2, /too many arguments/],
+      // key
+      [['key'], 2, /missing command: use one of list, add, passwd, remove/],
+      [['key', 'lst'], 2, /did you mean list\?/],
+      [['key', 'add', '--recover'], 2, /did you mean --recovery\?/],
+      [['key', 'list', 'extra'], 2, /too many arguments/],
+      [['key', 'add'], 12, /no new password given/],
+      [['key', 'add', '--new-password-file', path.join(dir, 'no-new-password')], 12, /cannot read password file/],
+      [['key', 'passwd', '--new-password-file', dir], 12, /cannot read password file/],
+      [['key', 'remove', 'zz'], 2, /not a key id/],
+      [['key', 'remove', 'ffffff'], 2, /no key with id/],
+      // exploring
+      [['ls', 'zz'], 2, /not a snapshot id/],
+      [['ls', missing], 14, /no snapshot with id/],
+      [['ls', ambiguous], 2, /is ambiguous/],
+      [['ls', 'latest', '/no/such/dir'], 2, /no such file or directory in the snapshot/],
+      [['find', ''], 2, /empty pattern/],
+      [['find', '*', '-s', 'zz'], 2, /not a snapshot id/],
+      [['diff', 'latest', 'zz'], 2, /not a snapshot id/],
+      [['diff', 'latest', missing], 14, /no snapshot with id/],
+      [['diff', ':/x', 'latest'], 2, /not a snapshot id/],
+      [['diff', 'latest:/no/such/dir', 'latest'], 2, /no such file or directory/],
+      [['stats', '--mode', 'bogus'], 2, /--mode must be/],
+      [['stats', ambiguous], 2, /is ambiguous/],
+      [['dump', 'latest'], 2, /missing required argument 'path'/],
+      [['dump', 'latest', '/no/such/file'], 2, /no such file or directory/],
+      [['dump', missing, '/x'], 14, /no snapshot with id/],
+      [['tag', 'latest'], 2, /nothing to do/],
+      [['tag', 'zz', '--add', 'x'], 2, /not a snapshot id/],
+      [['tag', missing, '--add', 'x'], 14, /no snapshot with id/],
+      [['cat'], 2, /missing required argument/],
+      [['cat', 'bogus'], 2, /cannot cat "bogus"/],
+      [['cat', 'snapshot'], 2, /needs an id/],
+      [['cat', 'tree', 'zz'], 2, /full 64-character tree id/],
+      [['cat', 'index', 'zz'], 2, /not an id/],
+      // copy
+      [['copy'], 2, /no source repository/],
+      [['copy', '--from-repo', pristine], 12, /no password for the source repository/],
+      [['copy', '--from-repo', path.join(dir, 'nothing-here')], 10, /no repository at/, { COFFER_FROM_PASSWORD: PASSWORD }],
+      [['copy', '--from-repo', pristine, 'zz'], 2, /not a snapshot id/, { COFFER_FROM_PASSWORD: PASSWORD }],
+      [['copy', '--from-repo', pristine], 12, /source repository .*: wrong password/, { COFFER_FROM_PASSWORD: 'wrong' }],
+      [['copy', '--from-repo', pristine, '--from-password-command', 'false'], 12, /password command failed/],
+      // lifecycle
+      [['unlock', 'extra'], 2, /too many arguments/],
+      [['forget', '--keep-daily', 'x'], 2, /--keep-daily takes a number/],
+      [['forget', '--keep-within', '3Q'], 2, /not a duration/],
+      [['forget', '--group-by', 'bogus', '--keep-last', '1'], 2, /--group-by/],
+      [['forget', '--keep-last', '1', '--prune', '--max-unused', '200%'], 2, /--max-unused must be/],
+      [['forget', 'zz'], 2, /not a snapshot id/],
+      [['forget', missing], 14, /no snapshot with id/],
+      [['prune', '--max-unused', '200%'], 2, /--max-unused must be/],
+      [['prune', '--max-unused', 'x'], 2, /not a size/],
+      [['prune', 'extra'], 2, /too many arguments/],
+      [['repair'], 2, /missing command: use one of index, snapshots/],
+      [['repair', 'snapshot'], 2, /did you mean snapshots\?/],
+      [['repair', 'index', '--bogus'], 2, /unknown option/],
+      [['repair', 'snapshots', 'zz'], 2, /not a snapshot id/],
+      [['repair', 'snapshots', missing], 14, /no snapshot with id/],
+    ];
+    const results = await Promise.all(cases.map(([args, code, says, extra]) => run(args, { ...env, ...extra }).then((r) => problems(r, code, 'malformed', says))));
+    expect(results.flat().join('\n\n')).toBe('');
+    expect(listing(repo)).toEqual(before);
+    expect(existsSync(newRepo)).toBe(false);
+    expect(existsSync(target)).toBe(false);
+    expect(readFileSync(file, 'utf8')).toBe('not a directory\n');
+  });
+});
