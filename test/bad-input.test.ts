@@ -492,6 +492,8 @@ describe('malformed command lines: exit 2 or the specific documented code, one l
     const missing = ['ffff', 'fffe', 'eeee', '0000'].find((p) => !ids.some((id) => id.startsWith(p)))!;
     const file = path.join(dir, 'a-file');
     writeFileSync(file, 'not a directory\n');
+    const unreadable = path.join(dir, 'unreadable-password');
+    writeFileSync(unreadable, PASSWORD, { mode: 0o000 });
     const newRepo = path.join(dir, 'never-created');
     const target = path.join(dir, 'args-target');
     const before = listing(repo);
@@ -519,6 +521,8 @@ describe('malformed command lines: exit 2 or the specific documented code, one l
       [['snapshots', '-r', path.join(dir, 'nothing-here')], 10, /no repository at/],
       [['snapshots', '--password-file', path.join(dir, 'no-password-file')], 12, /cannot read password file/],
       [['snapshots', '--password-file', dir], 12, /cannot read password file.*EISDIR/],
+      // (root reads any file; as another user, a file without read permission)
+      ...(process.getuid?.() === 0 ? [] : [[['snapshots', '--password-file', unreadable], 12, /cannot read password file.*EACCES/] as Case]),
       [['snapshots', '--password-command', 'exit 3'], 12, /password command failed \(exit status 3\)/],
       [['snapshots', '--password-command', 'echo not-the-password'], 12, /wrong password/],
       [['snapshots', '--recovery-key', 'xyz'], 12, /recovery code has 3 characters/],
