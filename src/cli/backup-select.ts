@@ -139,6 +139,8 @@ export function buildSelection(args: string[], f: SelectFlags): Selection {
     return { paths: [], stdin: { name: f.stdinFilename ?? 'stdin', fd } };
   }
   if (f.stdinFilename) throw new CofferError('INVALID_ARGUMENT', '--stdin-filename needs --stdin');
+  // An empty argument (often an unset shell variable) would otherwise mean the current directory.
+  if (args.some((a) => a === '')) throw new CofferError('INVALID_ARGUMENT', 'an empty path was given (an unset variable?); name what to back up');
   const paths = [...args, ...pathsFromFiles(f)];
   if (paths.length === 0) throw new CofferError('INVALID_ARGUMENT', 'nothing to back up: give at least one path (or --files-from, or --stdin)');
   const filter = createFilter({

@@ -38,7 +38,11 @@ export async function cmdCopy(g: GlobalOptions, refs: string[], o: CopyFlags, si
   try {
     const pw = await sourcePassword(o);
     try {
-      src = await Repository.open(srcBackend, pw, { cacheDir, noCache });
+      src = await Repository.open(srcBackend, pw, { cacheDir, noCache }).catch((e) => {
+        // Two repositories are in play: say which one refused the password.
+        if (e instanceof CofferError && e.code === 'WRONG_PASSWORD') throw new CofferError(e.code, `source repository ${from}: ${e.message}`, e.data);
+        throw e;
+      });
     } finally {
       pw.fill(0);
     }

@@ -120,6 +120,7 @@ export async function cmdLs(gl: GlobalOptions, ref: string, dir: string | undefi
 }
 
 export async function cmdFind(gl: GlobalOptions, patterns: string[], o: { snapshot?: string[]; ignoreCase?: boolean; long?: boolean } & SnapFilter): Promise<number> {
+  if (patterns.some((pat) => pat === '')) throw new CofferError('INVALID_ARGUMENT', 'an empty pattern matches nothing; give a name or a glob such as "*.pdf"');
   return withRepo(gl, async (repo, out) => {
     const matchers = patterns.map((pat) => {
       const full = pat.includes('/');

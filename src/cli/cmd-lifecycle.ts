@@ -58,11 +58,7 @@ export function registerLifecycle(p: Command, globals: (c: Command) => Command, 
   const repair = p
     .command('repair')
     .description('repair a damaged repository')
-    .addHelpText('after', '\nSubcommands: index, snapshots.\n\nExamples:\n  coffer repair index\n  coffer repair snapshots --dry-run')
-    .action(() => {
-      repair.outputHelp();
-      run(Promise.resolve(2));
-    });
+    .addHelpText('after', '\nSubcommands: index, snapshots.\n\nExamples:\n  coffer repair index\n  coffer repair snapshots --dry-run');
   globals(
     repair
       .command('index')

@@ -19,12 +19,14 @@ export async function cmdInit(g: GlobalOptions, o: { chunkMin?: string; chunkAvg
   const out = new Output(g);
   const backend = openRepoBackend(g);
   const chunker = {
-    minSize: o.chunkMin ? parseSize(o.chunkMin) : DEFAULT_CHUNKER.minSize,
-    avgSize: o.chunkAvg ? parseSize(o.chunkAvg) : DEFAULT_CHUNKER.avgSize,
-    maxSize: o.chunkMax ? parseSize(o.chunkMax) : DEFAULT_CHUNKER.maxSize,
+    // An empty value is an error, not the default ("--chunk-min $UNSET").
+    minSize: o.chunkMin !== undefined ? parseSize(o.chunkMin) : DEFAULT_CHUNKER.minSize,
+    avgSize: o.chunkAvg !== undefined ? parseSize(o.chunkAvg) : DEFAULT_CHUNKER.avgSize,
+    maxSize: o.chunkMax !== undefined ? parseSize(o.chunkMax) : DEFAULT_CHUNKER.maxSize,
   };
-  const level = o.compression === undefined ? undefined : Number(o.compression);
-  if (level !== undefined && !Number.isInteger(level)) throw new CofferError('INVALID_ARGUMENT', `--compression must be an integer 0–19`);
+  // Number('') is 0: an empty --compression must not silently turn compression off.
+  const level = o.compression === undefined ? undefined : /^\s*\d+\s*$/.test(o.compression) ? Number(o.compression) : NaN;
+  if (level !== undefined && !Number.isInteger(level)) throw new CofferError('INVALID_ARGUMENT', `--compression must be an integer 0–19, not "${o.compression}"`);
   if (g.recoveryKey !== undefined) throw new CofferError('INVALID_ARGUMENT', 'init takes a password; add a recovery key afterwards with "coffer key add --recovery"');
   const password = await readPassword(g, { confirm: true, prompt: 'enter password for new repository: ' });
   let id: string;

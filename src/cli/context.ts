@@ -148,10 +148,14 @@ export async function openRepo(g: GlobalOptions): Promise<Repository> {
   return repo;
 }
 
-function threadCount(s: string | undefined): number | undefined {
+function threadCount(option: string | undefined): number | undefined {
+  // COFFER_THREADS is checked here too: a bad value must not be ignored silently.
+  const env = process.env.COFFER_THREADS;
+  const s = option ?? (env === '' ? undefined : env);
   if (s === undefined) return undefined;
   const n = Number(s);
-  if (!Number.isInteger(n) || n < 1 || n > 64) throw new CofferError('INVALID_ARGUMENT', `--threads must be a whole number 1–64, not "${s}"`);
+  const name = option === undefined ? 'COFFER_THREADS' : '--threads';
+  if (!/^\d+$/.test(s.trim()) || !Number.isInteger(n) || n < 1 || n > 64) throw new CofferError('INVALID_ARGUMENT', `${name} must be a whole number 1–64, not "${s}"`);
   return n;
 }
 

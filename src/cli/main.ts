@@ -113,13 +113,42 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
   return p;
 }
 
-/** Usage errors: one line, with commander's suggestion folded in and a pointer to the command's help. */
-function oneLineUsageErrors(p: Command): Command {
-  for (const c of [p, ...p.commands]) {
-    const name = c === p ? 'coffer' : `coffer ${c.name()}`;
-    c.configureOutput({ outputError: (str, write) => write(`coffer: ${usageLine(str)} (see "${name} --help")\n`) });
+/**
+ * Usage errors: one line, with commander's suggestion folded in and a
+ * pointer to the command's help — for every command, nested ones included
+ * ("coffer key add"). A command that only groups others ("key", "repair")
+ * given no subcommand, or an unknown one, is a usage error too.
+ */
+function oneLineUsageErrors(p: Command, prefix = 'coffer'): Command {
+  for (const c of p.commands) oneLineUsageErrors(c, `${prefix} ${c.name()}`);
+  p.configureOutput({ outputError: (str, write) => write(`coffer: ${usageLine(str)} (see "${prefix} --help")\n`) });
+  if (prefix !== 'coffer' && p.commands.length) {
+    const names = p.commands.map((c) => c.name());
+    p.helpCommand(true)
+      .allowExcessArguments()
+      .action((_o, cmd: Command) => {
+        const sub = cmd.args[0];
+        const near = sub === undefined ? undefined : names.find((n) => editDistance(n, sub) <= Math.min(2, n.length >> 1));
+        const msg =
+          sub === undefined ? `missing command: use one of ${names.join(', ')}` : `unknown command '${sub}'${near ? `; did you mean ${near}?` : `: use one of ${names.join(', ')}`}`;
+        cmd.error(msg, {
+          exitCode: 2,
+          code: 'commander.unknownCommand',
+        });
+      });
   }
   return p;
+}
+
+/** Levenshtein distance (for "did you mean" on subcommands; the names are short). */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length];
 }
 
 /** Commander's error text as one line: "error: unknown option '--x'\n(Did you mean --y?)" → "unknown option '--x'; did you mean --y?". */

@@ -120,11 +120,13 @@ export async function openMaster(
     throw integrityError('the config file is damaged, or the key file that opened belongs to another repository', { file: 'config' });
   }
   if (damaged === names.length) throw new CofferError('REPO_INVALID', 'every key file in the repository is damaged');
+  // A damaged slot may have been the one for this secret: say so rather than blame the secret alone.
+  const note = damaged ? `; ${damaged} of ${names.length} key files ${damaged === 1 ? 'is' : 'are'} damaged and may have been the one for it` : '';
   if (secret.kind === 'recovery') {
-    if (ofKind === 0) throw new CofferError('WRONG_PASSWORD', 'this repository has no recovery key');
-    throw new CofferError('WRONG_PASSWORD', 'wrong recovery key (it is well-formed but opens no recovery key slot of this repository)');
+    if (ofKind === 0 && !damaged) throw new CofferError('WRONG_PASSWORD', 'this repository has no recovery key');
+    throw new CofferError('WRONG_PASSWORD', `wrong recovery key (it is well-formed but opens no recovery key slot of this repository)${note}`);
   }
-  throw new CofferError('WRONG_PASSWORD', 'wrong password or no key file for it');
+  throw new CofferError('WRONG_PASSWORD', `wrong password or no key file for it${note}`);
 }
 
 /** A passphrase slot below the creation floor (e.g. made with COFFER_TEST_LOW_KDF=1). */

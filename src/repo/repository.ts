@@ -386,10 +386,11 @@ export class Repository {
 
   /** Resolves "latest", a full id or a unique prefix. */
   async findSnapshot(ref: string, filter?: (s: Snapshot) => boolean): Promise<Snapshot> {
-    const all = (await this.listSnapshots()).filter((s) => !filter || filter(s));
+    const listed = await this.listSnapshots();
+    const all = listed.filter((s) => !filter || filter(s));
     if (ref === 'latest') {
       const s = all.at(-1);
-      if (!s) throw new CofferError('SNAPSHOT_NOT_FOUND', 'the repository has no snapshots');
+      if (!s) throw new CofferError('SNAPSHOT_NOT_FOUND', listed.length ? 'no snapshot matches the given filters (host, path, tag)' : 'the repository has no snapshots');
       return s;
     }
     if (!/^[0-9a-f]{1,64}$/.test(ref)) throw new CofferError('INVALID_ARGUMENT', `"${ref}" is not a snapshot id (hex) or "latest"`);

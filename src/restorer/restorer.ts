@@ -248,12 +248,17 @@ export class Restorer {
 
   async run(): Promise<RestoreResult> {
     const target = Buffer.from(path.resolve(this.opts.target));
+    const notDir = () => new CofferError('INVALID_ARGUMENT', `the target ${displayPath(target)} is not a directory`);
     if (!this.dry) {
       try {
         await fs.mkdir(target, { recursive: true });
       } catch (e) {
+        if (errnoCode(e) === 'EEXIST' || errnoCode(e) === 'ENOTDIR') throw notDir();
         throw new CofferError('TARGET_ERROR', `cannot create target ${displayPath(target)}: ${errnoCode(e) ?? String(e)}`);
       }
+    } else {
+      const st = await fs.stat(target).catch((e) => (errnoCode(e) === 'ENOTDIR' ? 'file' : undefined));
+      if (st === 'file' || (st && !st.isDirectory())) throw notDir();
     }
     await this.planDir(this.snapshot.tree, { path: target, made: true }, '', this.includes.size === 0);
     this.report(true);

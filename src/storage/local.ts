@@ -6,7 +6,7 @@
 import { promises as fs, constants as fsc, openSync, readSync, closeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { errnoCode } from '../errors.js';
+import { CofferError, errnoCode } from '../errors.js';
 import { type Backend, type FileType, type Handle, type ObjectInfo, type ReadRange, StorageError, describe, FILE_TYPES } from './backend.js';
 
 const TMP_PREFIX = '.tmp-';
@@ -77,13 +77,16 @@ export class LocalBackend implements Backend {
 
   async create(): Promise<void> {
     try {
-      await fs.mkdir(this.location, { recursive: true });
+      await fs.mkdir(this.location, { recursive: true }).catch((e) => {
+        if (errnoCode(e) === 'EEXIST' || errnoCode(e) === 'ENOTDIR') throw new CofferError('INVALID_ARGUMENT', `${this.location} is not a directory`);
+        throw e;
+      });
       const existing = await fs.readdir(this.location);
       if (existing.length > 0) throw new StorageError('exists', `${this.location} is not empty`);
       for (const t of FILE_TYPES) if (t !== 'config') await fs.mkdir(path.join(this.location, t));
       for (let i = 0; i < 256; i++) await fs.mkdir(path.join(this.location, 'data', i.toString(16).padStart(2, '0')));
     } catch (e) {
-      if (e instanceof StorageError) throw e;
+      if (e instanceof StorageError || e instanceof CofferError) throw e;
       throw toStorageError(e, undefined, 'creating');
     }
   }
@@ -109,6 +112,8 @@ export class LocalBackend implements Backend {
         await fh.close();
       }
     } catch (e) {
+      // A file where a directory of the path should be (a repository path that is a file): the object is not there.
+      if (errnoCode(e) === 'ENOTDIR') throw new StorageError('notFound', `${describe(h)} does not exist`, h, { cause: e });
       throw toStorageError(e, h, 'reading');
     }
   }
@@ -118,7 +123,7 @@ export class LocalBackend implements Backend {
       const st = await fs.stat(this.pathOf(h));
       return { name: h.name, size: st.size };
     } catch (e) {
-      if (errnoCode(e) === 'ENOENT') return undefined;
+      if (errnoCode(e) === 'ENOENT' || errnoCode(e) === 'ENOTDIR') return undefined;
       throw toStorageError(e, h, 'inspecting');
     }
   }
@@ -151,7 +156,7 @@ export class LocalBackend implements Backend {
     try {
       return await fs.readdir(d);
     } catch (e) {
-      if (errnoCode(e) === 'ENOENT') return [];
+      if (errnoCode(e) === 'ENOENT' || errnoCode(e) === 'ENOTDIR') return [];
       throw toStorageError(e, undefined, 'listing');
     }
   }
