@@ -232,6 +232,8 @@ export class Archiver {
    * millions of small files).
    */
   private readonly pendingFiles = new Semaphore(4096);
+  /** Parent trees that failed to load: saved again if this backup produces them. */
+  private readonly unreadableTrees = new Set<string>();
 
   constructor(
     private readonly repo: Repository,
@@ -377,7 +379,10 @@ export class Archiver {
     try {
       return decodeTree(await this.repo.loadBlob('tree', id));
     } catch {
-      // An unreadable parent only costs speed: every file is read again.
+      // An unreadable parent only costs speed: every file is read again. But
+      // the identical tree this backup builds would get the same id, and the
+      // index would say it exists: remember to store it again.
+      this.unreadableTrees.add(id);
       return undefined;
     }
   }
@@ -588,7 +593,7 @@ export class Archiver {
   private async saveTree(nodes: TreeNode[]): Promise<string> {
     const bytes = encodeTree(nodes);
     const id = computeBlobId(this.repo.keys.blobIdKey, bytes).toString('hex');
-    if (!this.repo.hasBlob('tree', id)) {
+    if (!this.repo.hasBlob('tree', id) || this.unreadableTrees.delete(id)) {
       this.repo.noteSaved('tree', id);
       const sealed = sealBlob(this.repo.keys.blobKey, 'tree', Buffer.from(id, 'hex'), bytes, this.repo.config.compressionLevel);
       await this.packer.add('tree', id, sealed, bytes.length);

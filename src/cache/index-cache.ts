@@ -66,6 +66,7 @@ export class IndexCache {
       delBlobsOfPack: db.prepare('DELETE FROM blobs WHERE pack = ?'),
       delIndexFile: db.prepare('DELETE FROM index_files WHERE name = ?'),
       lookup: db.prepare('SELECT pack, offset, length, raw_length FROM blobs WHERE id = ? AND type = ? LIMIT 1'),
+      lookupAll: db.prepare('SELECT pack, offset, length, raw_length FROM blobs WHERE id = ? AND type = ?'),
       has: db.prepare('SELECT 1 FROM blobs WHERE id = ? AND type = ? LIMIT 1').pluck(),
       // One statement per arity, so a small directory does not pay for 64 lookups.
       knownOf: KNOWN_ARITIES.map((n) => db.prepare(`SELECT DISTINCT id FROM blobs WHERE type = ? AND id IN (${Array(n).fill('?').join(',')})`).pluck()),
@@ -185,6 +186,13 @@ export class IndexCache {
       i += n;
     }
     return known;
+  }
+
+  /** Every stored copy of a blob (several after concurrent backups or a re-save of a damaged one). */
+  lookupAll(type: BlobType, id: string): BlobLocation[] {
+    return (this.stmts.lookupAll.all(Buffer.from(id, 'hex'), BLOB_TYPE_CODE[type]) as { pack: Buffer; offset: number; length: number; raw_length: number }[]).map(
+      (r) => ({ packId: r.pack.toString('hex') as PackId, offset: r.offset, length: r.length, rawLength: r.raw_length }),
+    );
   }
 
   has(type: BlobType, id: string | Buffer): boolean {

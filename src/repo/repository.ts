@@ -324,9 +324,27 @@ export class Repository {
   }
 
   /** Reads, authenticates and decodes one blob (main thread; for trees and small reads). */
+  /**
+   * Reads, decrypts and verifies a blob. When the index lists several copies
+   * (after concurrent backups, or a damaged one saved again), a copy that
+   * cannot be read or does not authenticate falls back to the next one; the
+   * first failure is reported when none is good.
+   */
   async loadBlob(type: BlobType, id: string): Promise<Buffer> {
-    const loc = this.cache.lookup(type, id);
-    if (!loc) throw new CofferError('BLOB_NOT_FOUND', `${type} blob ${id.slice(0, 12)} is not in the index`, { id });
+    const locs = this.cache.lookupAll(type, id);
+    if (locs.length === 0) throw new CofferError('BLOB_NOT_FOUND', `${type} blob ${id.slice(0, 12)} is not in the index`, { id });
+    let first: unknown;
+    for (const loc of locs) {
+      try {
+        return await this.loadCopy(type, id, loc);
+      } catch (e) {
+        first ??= e;
+      }
+    }
+    throw first;
+  }
+
+  private async loadCopy(type: BlobType, id: string, loc: BlobLocation): Promise<Buffer> {
     let stored: Buffer;
     try {
       // Trees are read again by every backup and restore: let a cache layer keep them.
