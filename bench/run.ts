@@ -268,7 +268,7 @@ function makeCoffer(): Tool {
     env,
     snapshots: new Map(),
     init: () => ({ cmd: node, args: [bin, 'init', '-q', '--cache-dir', cacheDir] }),
-    backup: (_s, p) => ({ cmd: node, args: [bin, 'backup', '--json', '--cache-dir', cacheDir, p] }),
+    backup: (_s, p) => ({ cmd: node, args: [bin, 'backup', '-q', '--json', '--cache-dir', cacheDir, p] }),
     snapshotFrom: (_s, r) => lastJson(r.stdout, 'summary')?.snapshot_id as string | undefined,
     restore: (_s, snap, target) => ({ cmd: node, args: [bin, 'restore', '-q', '--cache-dir', cacheDir, snap, '--target', target] }),
     check: () => (hasReadData ? { cmd: node, args: [bin, 'check', '-q', '--read-data', '--cache-dir', cacheDir] } : undefined),

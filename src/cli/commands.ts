@@ -64,7 +64,8 @@ export async function cmdBackup(
   const sel = buildSelection(paths, o);
   const repo = await openRepo(g);
   const progress = new ProgressLine(!g.quiet && !g.json);
-  const status = out.json ? jsonStatus(out) : undefined;
+  // --json --quiet prints the summary only (as restic does), so nothing needs the totals scan.
+  const status = out.json && !g.quiet ? jsonStatus(out) : undefined;
   try {
     const t0 = Date.now();
     const { snapshot, incomplete } = await withLock(repo, false, (lock) => backup(repo, {
@@ -74,7 +75,7 @@ export async function cmdBackup(
       tags: splitTags(o.tag),
       hostname: o.host,
       parent: o.force || sel.stdin ? null : o.parent,
-      scan: progress.enabled || out.json,
+      scan: progress.enabled || status !== undefined,
       signal: AbortSignal.any([signal, lock.signal]),
       onProgress: (p) => (status ? status(p) : progress.update(p)),
       onWarning: (w) => {
@@ -158,7 +159,8 @@ export async function cmdRestore(
   if (overwrite !== 'always' && overwrite !== 'if-changed' && overwrite !== 'never') throw new CofferError('INVALID_ARGUMENT', `--overwrite must be always, if-changed or never, not "${overwrite}"`);
   const repo = await openRepo(g);
   const progress = new ProgressLine(!g.quiet && !g.json && !o.dryRun);
-  const status = out.json ? jsonStatus(out) : undefined;
+  // --json --quiet prints the summary only (as restic does), so nothing needs the totals scan.
+  const status = out.json && !g.quiet ? jsonStatus(out) : undefined;
   try {
     const paths = (o.path ?? []).map((p) => path.resolve(p));
     const t0 = Date.now();

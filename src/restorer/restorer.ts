@@ -359,7 +359,7 @@ export class Restorer {
   private async keepExisting(p: Buffer, node: TreeNode): Promise<boolean> {
     if (this.policy !== 'never') return false;
     try {
-      await fs.lstat(p);
+      if (!lstatSync(p, { throwIfNoEntry: false })) return false;
     } catch {
       return false;
     }
@@ -421,11 +421,13 @@ export class Restorer {
   private async differingChunks(p: Buffer, node: TreeNode, lens: number[], trustMtime: boolean): Promise<{ diff: number[]; resize: boolean } | undefined> {
     let st;
     try {
-      st = await fs.lstat(p, { bigint: true });
+      // Synchronous, and no exception for the usual case (nothing there yet):
+      // an async lstat failing with ENOENT per file dominated a fresh restore.
+      st = lstatSync(p, { bigint: true, throwIfNoEntry: false });
     } catch {
       return undefined;
     }
-    if (!st.isFile()) return undefined;
+    if (!st || !st.isFile()) return undefined;
     const size = Number(st.size);
     const resize = size !== node.size;
     if (trustMtime && !resize && st.mtimeNs === node.mtimeNs) return { diff: [], resize };
