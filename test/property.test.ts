@@ -16,6 +16,7 @@ import { Repository, LocalBackend, backup, restore } from '../dist/src/index.js'
 import { StorageError, type Backend } from '../dist/src/storage/backend.js';
 import { planPrune, executePrune } from '../dist/src/lifecycle/prune.js';
 import { check } from '../dist/src/checker/checker.js';
+import { prng } from '../dist/src/storage/faulty.js';
 
 const PW = 'property';
 let dir: string;
@@ -27,16 +28,6 @@ afterAll(() => {
   if (dir) removeTree(dir);
 });
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Storage that "dies" after `budget` operations: everything after fails, as if the process had been killed. */
 function crashing(inner: Backend): Backend & { arm: (budget: number) => void; ops: () => number } {

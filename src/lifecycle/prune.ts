@@ -20,10 +20,9 @@
  */
 import { CofferError, integrityError } from '../errors.js';
 import { decodeTree } from '../format/tree.js';
-import { encodeIndex, type IndexedPack } from '../format/index-file.js';
-import { encodeFile } from '../format/file.js';
-import { plainHash } from '../crypto/hash.js';
+import type { IndexedPack } from '../format/index-file.js';
 import { Packer } from '../repo/packer.js';
+import { writeIndexFile } from '../repo/index-files.js';
 import { storageFailure, type Repository } from '../repo/repository.js';
 import { StorageError, type ObjectInfo } from '../storage/backend.js';
 import { ownedArrayBuffer } from '../util/semaphore.js';
@@ -264,9 +263,8 @@ export async function executePrune(repo: Repository, plan: PrunePlan, opts: Prun
     let blobs = 0;
     const flush = async () => {
       if (!batch.length) return;
-      const stored = encodeFile(repo.keys.metaKey, 'index', encodeIndex(batch));
       try {
-        await repo.backend.write({ type: 'index', name: plainHash(stored).toString('hex') }, stored);
+        await writeIndexFile(repo.backend, repo.keys.metaKey, batch);
       } catch (e) {
         throw storageFailure(e);
       }

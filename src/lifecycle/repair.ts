@@ -7,10 +7,9 @@
  * snapshots that needed them). The caller holds an exclusive lock.
  */
 import { decodePackHeader, decodePackTrailer, TRAILER_BYTES, type PackEntry } from '../format/pack.js';
-import { encodeIndex, type IndexedPack } from '../format/index-file.js';
-import { encodeFile } from '../format/file.js';
-import { plainHash } from '../crypto/hash.js';
+import type { IndexedPack } from '../format/index-file.js';
 import { storageFailure, type Repository } from '../repo/repository.js';
+import { writeIndexFile } from '../repo/index-files.js';
 import { StorageError, type ObjectInfo } from '../storage/backend.js';
 import { CofferError } from '../errors.js';
 import type { PackId } from '../ids.js';
@@ -60,11 +59,10 @@ export async function repairIndex(repo: Repository, opts: RepairIndexOptions = {
   let inBatch = 0;
   const flush = async () => {
     if (!batch.length) return;
-    const stored = encodeFile(repo.keys.metaKey, 'index', encodeIndex(batch));
     try {
-      await repo.backend.write({ type: 'index', name: plainHash(stored).toString('hex') }, stored);
+      await writeIndexFile(repo.backend, repo.keys.metaKey, batch);
     } catch (e) {
-      if (!(e instanceof StorageError && e.kind === 'exists')) throw storageFailure(e);
+      throw storageFailure(e);
     }
     result.newIndexFiles++;
     batch = [];

@@ -11,12 +11,11 @@
  */
 import { Blake3Hasher } from '@napi-rs/blake-hash';
 import { encodePackTail, type PackEntry } from '../format/pack.js';
-import { encodeFile } from '../format/file.js';
-import { encodeIndex, type IndexedPack } from '../format/index-file.js';
-import { plainHash } from '../crypto/hash.js';
+import type { IndexedPack } from '../format/index-file.js';
 import type { Backend } from '../storage/backend.js';
 import type { BlobType, PackId } from '../ids.js';
 import { BufferPool } from '../util/semaphore.js';
+import { writeIndexFile } from './index-files.js';
 
 interface OpenPack {
   buf: Buffer;
@@ -172,10 +171,9 @@ export class Packer {
     if (this.unindexed.length === 0) return;
     const packs = this.unindexed;
     this.unindexed = [];
-    const stored = encodeFile(this.metaKey, 'index', encodeIndex(packs));
-    const name = plainHash(stored).toString('hex');
+    let name: string;
     try {
-      await this.backend.write({ type: 'index', name }, stored);
+      name = await writeIndexFile(this.backend, this.metaKey, packs);
     } catch (e) {
       this.unindexed.unshift(...packs);
       throw e;
