@@ -50,7 +50,7 @@ export class WorkerPool {
   constructor(ctx: WorkerContext, threads = defaultThreads()) {
     this.threads = threads;
     this.pool = new Piscina({
-      filename: new URL('./worker.js', import.meta.url).href,
+      filename: new URL('./entry.cjs', import.meta.url).href,
       workerData: ctx,
       minThreads: threads,
       maxThreads: threads,

@@ -1,0 +1,16 @@
+/**
+ * The file piscina loads in each worker thread. Piscina loads it with
+ * require() first; on Node 20.19+ require() of an ES module can abort the
+ * whole process ("FATAL ERROR: v8::Module::IsGraphAsync must be used on an
+ * instantiated module", seen in CI), so this entry is CommonJS and loads the
+ * real worker (worker.ts, an ES module) with import().
+ */
+type Handler = (task: unknown) => unknown;
+let handler: Promise<Handler> | undefined;
+
+function run(task: unknown): Promise<unknown> {
+  handler ??= import('./worker.js').then((m) => m.default as Handler);
+  return handler.then((h) => h(task));
+}
+
+export = run;
