@@ -126,7 +126,8 @@ export function openRepoBackend(g: GlobalOptions): Backend {
   });
 }
 
-export async function openRepo(g: GlobalOptions): Promise<Repository> {
+/** `indexWarnings: false`: the command reports damaged index files itself (check). */
+export async function openRepo(g: GlobalOptions, o: { indexWarnings?: boolean } = {}): Promise<Repository> {
   const backend = openRepoBackend(g);
   let repo: Repository;
   try {
@@ -136,6 +137,7 @@ export async function openRepo(g: GlobalOptions): Promise<Repository> {
         cacheDir: g.cacheDir ?? process.env.COFFER_CACHE_DIR,
         noCache: g.cache === false || envFlag('COFFER_NO_CACHE') === true,
         threads: threadCount(g.threads),
+        onWarning: o.indexWarnings === false ? undefined : (w) => new Output(g).warn(w.message),
       });
     } finally {
       wipeSecret(secret);

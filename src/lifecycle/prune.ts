@@ -111,6 +111,9 @@ function abortCheck(signal?: AbortSignal): void {
 export async function planPrune(repo: Repository, opts: PruneOptions = {}): Promise<PrunePlan> {
   const cache = repo.cache;
   await repo.syncIndex();
+  // The packs a damaged index file lists would look unindexed (deleted) and
+  // their blobs unused: refuse until "repair index" has rebuilt the index.
+  repo.requireIntactIndex('prune');
   const indexFiles = [...cache.indexFiles()];
   const snapshots = await repo.listSnapshots();
   cache.beginUsedSet();
