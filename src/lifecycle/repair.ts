@@ -7,9 +7,8 @@
  * snapshots that needed them). The caller holds an exclusive lock.
  */
 import { decodePackHeader, decodePackTrailer, TRAILER_BYTES, type PackEntry } from '../format/pack.js';
-import type { IndexedPack } from '../format/index-file.js';
 import { storageFailure, type Repository } from '../repo/repository.js';
-import { writeIndexFile } from '../repo/index-files.js';
+import { IndexBatcher } from '../repo/index-files.js';
 import { StorageError, type ObjectInfo } from '../storage/backend.js';
 import { CofferError } from '../errors.js';
 import type { PackId } from '../ids.js';
@@ -26,8 +25,6 @@ export interface RepairIndexOptions {
   signal?: AbortSignal;
   onProgress?(p: { done: number; total: number }): void;
 }
-
-const BLOBS_PER_INDEX_FILE = 50_000;
 
 /** Reads a pack's header (trailer first); throws with a readable message. */
 export async function readPackHeader(repo: Pick<Repository, 'backend' | 'keys'>, id: string, size: number): Promise<PackEntry[]> {
@@ -55,19 +52,7 @@ export async function repairIndex(repo: Repository, opts: RepairIndexOptions = {
     throw storageFailure(e);
   }
   const result: RepairIndexResult = { packs: 0, blobs: 0, damaged: [], oldIndexFiles: oldIndex.length, newIndexFiles: 0 };
-  let batch: IndexedPack[] = [];
-  let inBatch = 0;
-  const flush = async () => {
-    if (!batch.length) return;
-    try {
-      await writeIndexFile(repo.backend, repo.keys.metaKey, batch);
-    } catch (e) {
-      throw storageFailure(e);
-    }
-    result.newIndexFiles++;
-    batch = [];
-    inBatch = 0;
-  };
+  const index = new IndexBatcher(repo.backend, repo.keys.metaKey);
   let done = 0;
   for (const p of packs) {
     if (opts.signal?.aborted) throw new CofferError('INTERRUPTED', 'repair interrupted; the old index files are still in place');
@@ -80,13 +65,12 @@ export async function repairIndex(repo: Repository, opts: RepairIndexOptions = {
       result.damaged.push({ pack: p.name, message: (e as Error).message });
       continue;
     }
-    batch.push({ id: p.name as PackId, length: p.size, blobs: entries });
+    await index.add({ id: p.name as PackId, length: p.size, blobs: entries });
     result.packs++;
     result.blobs += entries.length;
-    inBatch += entries.length;
-    if (inBatch >= BLOBS_PER_INDEX_FILE) await flush();
   }
-  await flush();
+  await index.flush();
+  result.newIndexFiles = index.written.length;
   // Old index files go only after the new ones are durable.
   for (const o of oldIndex) {
     try {
