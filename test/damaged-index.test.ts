@@ -8,11 +8,10 @@
  * blobs like lost data and be cut from snapshots), deleting nothing;
  * "repair index" rebuilds the index and everything works again.
  */
-import { mkdirSync, readdirSync, readFileSync, writeFileSync, truncateSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, writeFileSync, truncateSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { coffer, scratch } from './helpers.js';
+import { coffer, randomFiles, scratch, SMALL_REPO } from './helpers.js';
 import { compareScans, key, removeTree, scanTree, subScan } from './tree-fixture.js';
 import { Repository, LocalBackend, backup, restore, isCofferError, check, planPrune, repairIndex, repairSnapshots } from '../dist/src/index.js';
 import { StorageError, type Handle } from '../dist/src/storage/backend.js';
@@ -27,12 +26,8 @@ afterAll(() => {
   if (dir) removeTree(dir);
 });
 
-const small = { packSize: 64 * 1024, chunker: { minSize: 8 * 1024, avgSize: 16 * 1024, maxSize: 32 * 1024 } };
-
-function tree(root: string, files: number, size: number): void {
-  mkdirSync(root, { recursive: true });
-  for (let i = 0; i < files; i++) writeFileSync(path.join(root, `f${i}`), randomBytes(size + i * 101));
-}
+const small = SMALL_REPO;
+const tree = randomFiles;
 
 /** Every file of the repository (relative path → bytes), to show that nothing was deleted or changed. */
 function contents(repoDir: string): Map<string, Buffer> {
