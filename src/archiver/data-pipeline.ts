@@ -97,6 +97,23 @@ export class DataPipeline {
    * grown past the limit, returns undefined: read it with readLarge instead.
    */
   async readSmall(fd: number): Promise<Pending | undefined> {
+    return this.readSmallWith((win, at, want) => {
+      let n = 0;
+      for (;;) {
+        const bytesRead = readSync(fd, win, at + n, want - n, n);
+        if (bytesRead === 0) break;
+        n += bytesRead;
+        if (n === want) break;
+      }
+      return n;
+    });
+  }
+
+  /**
+   * readSmall with the reading done by `fill`, which puts at most `want`
+   * bytes into `win` at `at` and returns how many (`want`: too large).
+   */
+  async readSmallWith(fill: (win: Buffer, at: number, want: number) => number): Promise<Pending | undefined> {
     this.throwIfFailed();
     const want = this.smallLimit + 1;
     if (this.batch && (this.batch.used + want > this.batches.size || this.batch.used >= BATCH_BYTES || this.batch.files.length >= MAX_FILES_PER_BATCH)) {
@@ -104,13 +121,7 @@ export class DataPipeline {
     }
     if (!this.batch) this.batch = { win: await this.batches.acquire(), used: 0, files: [] };
     const b = this.batch;
-    let n = 0;
-    for (;;) {
-      const bytesRead = readSync(fd, b.win, b.used + n, want - n, n);
-      if (bytesRead === 0) break;
-      n += bytesRead;
-      if (n === want) break;
-    }
+    const n = fill(b.win, b.used, want);
     if (n > this.smallLimit) return undefined;
     this.stats.bytesRead += n;
     this.onBytes(n);
