@@ -18,9 +18,10 @@ import type { Snapshot, SnapshotData, SnapshotSummary } from '../format/snapshot
 import { Packer } from '../repo/packer.js';
 import type { Repository } from '../repo/repository.js';
 import { storageFailure } from '../repo/repository.js';
-import { platform, scanDir, lstatMeta, readSmallFile, NOT_REGULAR, type EntryMeta } from '../platform/native.js';
+import { platform, scanDir, lstatMeta, readSmallFile, NOT_REGULAR, type DirScan, type EntryMeta } from '../platform/native.js';
 import { joinPath, displayPath } from '../util/paths.js';
 import { DataPipeline, type Pending } from './data-pipeline.js';
+import type { DirListings } from './prefetch.js';
 import { Semaphore } from '../util/semaphore.js';
 import type { EntryFilter } from './select.js';
 import { VERSION } from '../version.js';
@@ -84,6 +85,11 @@ export interface BackupOptions {
    * 0644, owned by the current user, modified now).
    */
   stdin?: { name: string; fd: number };
+  /**
+   * Directory listings made while the repository was being opened (see
+   * `prefetchListings` in archiver/prefetch.ts); stopped when the walk starts.
+   */
+  prefetched?: DirListings;
 }
 
 /**
@@ -307,6 +313,8 @@ export class Archiver {
     if (this.opts.scan && !this.opts.stdin) void this.scan(paths);
 
     let rootId: string;
+    // The walk takes over on the main thread: no more listings ahead of it.
+    this.opts.prefetched?.stop();
     try {
       const tree = buildPathTree(paths);
       const root = this.opts.stdin
@@ -449,10 +457,10 @@ export class Archiver {
     let names: Buffer[] = [];
     // With the native addon, one call lists the directory and gets every
     // entry's metadata (see platform/native.ts).
-    let scan: ReturnType<typeof scanDir> | undefined;
+    let scan: DirScan | undefined;
     try {
       if (only === undefined) {
-        scan = scanDir(dir);
+        scan = this.opts.prefetched?.take(dir) ?? scanDir(dir);
         names = scan.names;
       } else names = only.map((n) => Buffer.from(n));
     } catch (e) {

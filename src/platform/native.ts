@@ -432,9 +432,63 @@ const SCAN_BIG = 5;
  * undefined when entry i must be `lstat`ed by the caller (no addon, or the
  * call failed for that entry: the caller's own `lstat` reports why).
  */
-export interface DirScan {
-  names: Buffer[];
-  meta(i: number): EntryMeta | undefined;
+export class DirScan {
+  private namesCache?: Buffer[];
+  private readonly num?: Float64Array;
+  private readonly big?: BigInt64Array;
+
+  constructor(
+    /** Number of entries. */
+    readonly count: number,
+    private readonly raw: Buffer | Buffer[],
+    stats?: ArrayBuffer,
+  ) {
+    if (stats) {
+      this.num = new Float64Array(stats, 0, count * SCAN_NUM);
+      this.big = new BigInt64Array(stats, count * SCAN_NUM * 8, count * SCAN_BIG);
+    }
+  }
+
+  /** The entry names (views of one buffer with the native addon). */
+  get names(): Buffer[] {
+    if (Array.isArray(this.raw)) return this.raw;
+    if (!this.namesCache) {
+      const names: Buffer[] = new Array(this.count);
+      let off = 0;
+      for (let i = 0; i < this.count; i++) {
+        const end = this.raw.indexOf(0, off);
+        names[i] = this.raw.subarray(off, end);
+        off = end + 1;
+      }
+      this.namesCache = names;
+    }
+    return this.namesCache;
+  }
+
+  /** Entry i is a directory (by the listing's metadata; false when there is none). */
+  isDirectory(i: number): boolean {
+    const num = this.num;
+    return num !== undefined && num[i * SCAN_NUM] === 0 && (num[i * SCAN_NUM + 1] & S_IFMT) === 0o040000;
+  }
+
+  meta(i: number): EntryMeta | undefined {
+    const num = this.num;
+    const big = this.big;
+    if (!num || !big) return undefined;
+    const n = i * SCAN_NUM;
+    if (num[n] !== 0) return undefined;
+    const g = i * SCAN_BIG;
+    const mode = num[n + 1];
+    const t = mode & S_IFMT;
+    // rdev only matters for devices: no BigInt for the others.
+    return new EntryMeta(mode, num[n + 2], num[n + 3], num[n + 4], num[n + 5], big[g], big[g + 1], big[g + 2], big[g + 3], t === 0o020000 || t === 0o060000 ? big[g + 4] : 0n, num[n + 6]);
+  }
+}
+
+/** True when scanDir gets each entry's metadata with the listing (the native addon is in use). */
+export function scanHasMeta(): boolean {
+  const b = nativeDisabled() ? null : loadBinding();
+  return b !== null && typeof b.scanDir === 'function';
 }
 
 /** Lists a directory (throws like readdirSync). */
@@ -442,30 +496,10 @@ export function scanDir(dir: Buffer): DirScan {
   const b = nativeDisabled() ? null : loadBinding();
   if (!b || typeof b.scanDir !== 'function') {
     const names = readdirSync(dir, { encoding: 'buffer' });
-    return { names, meta: () => undefined };
+    return new DirScan(names.length, names);
   }
   const [buf, ab, count] = b.scanDir(dir);
-  const names: Buffer[] = new Array(count);
-  let off = 0;
-  for (let i = 0; i < count; i++) {
-    const end = buf.indexOf(0, off);
-    names[i] = buf.subarray(off, end);
-    off = end + 1;
-  }
-  const num = new Float64Array(ab, 0, count * SCAN_NUM);
-  const big = new BigInt64Array(ab, count * SCAN_NUM * 8, count * SCAN_BIG);
-  return {
-    names,
-    meta(i: number): EntryMeta | undefined {
-      const n = i * SCAN_NUM;
-      if (num[n] !== 0) return undefined;
-      const g = i * SCAN_BIG;
-      const mode = num[n + 1];
-      const t = mode & S_IFMT;
-      // rdev only matters for devices: no BigInt for the others.
-      return new EntryMeta(mode, num[n + 2], num[n + 3], num[n + 4], num[n + 5], big[g], big[g + 1], big[g + 2], big[g + 3], t === 0o020000 || t === 0o060000 ? big[g + 4] : 0n, num[n + 6]);
-    },
-  };
+  return new DirScan(count, buf, ab);
 }
 
 /** Result of readSmallFile that is not a byte count. */
