@@ -185,3 +185,28 @@ describe('prefetchListings', () => {
     expect(prefetchListings(Array.from({ length: 65 }, (_, i) => path.join(tmp, `f${i}`)))).toBeUndefined();
   });
 });
+
+describe('Packer tree packs', () => {
+  it('closes tree packs at 4 MiB (a larger tree blob gets its own), data packs at the pack size', async () => {
+    const { LocalBackend } = await import('../dist/src/storage/local.js');
+    const { Packer } = await import('../dist/src/repo/packer.js');
+    const repoDir = path.join(tmp, 'packer-repo');
+    const backend = new LocalBackend(repoDir);
+    await backend.create();
+    const written: { blobs: { type: string }[]; length: number }[] = [];
+    const packer = new Packer(backend, Buffer.alloc(32, 1), 16 << 20, {}, { packWritten: (p: { blobs: { type: string }[]; length: number }) => written.push(p) });
+    const MiB = 1 << 20;
+    let n = 0;
+    const id = () => (++n).toString(16).padStart(64, '0');
+    for (let i = 0; i < 5; i++) await packer.add('tree', id(), Buffer.alloc(1.5 * MiB, i), 1.5 * MiB);
+    await packer.add('tree', id(), Buffer.alloc(5 * MiB, 9), 5 * MiB);
+    for (let i = 0; i < 6; i++) await packer.add('data', id(), Buffer.alloc(1.5 * MiB, i), 1.5 * MiB);
+    await packer.flush();
+    const trees = written.filter((p) => p.blobs[0].type === 'tree').map((p) => p.blobs.length).sort();
+    const data = written.filter((p) => p.blobs[0].type === 'data').map((p) => p.blobs.length);
+    // 1.5 MiB blobs: two per 4 MiB tree pack (2 + 2 + 1); the 5 MiB one alone; data: all six in one 16 MiB pack.
+    expect(trees).toEqual([1, 1, 2, 2]);
+    expect(data).toEqual([6]);
+    expect(written.every((p) => p.blobs.every((b) => b.type === p.blobs[0].type))).toBe(true);
+  });
+});
