@@ -214,6 +214,13 @@ function baseNode(name: Buffer, st: EntryMeta): TreeNode {
 
 const NO_IDS: ReadonlySet<string> = new Set();
 
+/** What readSmallFile said besides a byte count (see Archiver.smallFill). */
+interface SmallRead {
+  /** The file has grown past the small limit: open, to be streamed. */
+  fd: number;
+  notRegular: boolean;
+}
+
 /** Builds the directory skeleton that leads from "/" to each backed-up path. */
 interface PathTree {
   children: Map<string, PathTree>;
@@ -575,8 +582,12 @@ export class Archiver {
     return ids.length ? this.repo.cache.knownOf('data', ids) : NO_IDS;
   }
 
-  /** `listed`: node.size comes from the directory listing just made (so the small-file path can be tried without an open first). */
-  private async file(p: Buffer, node: TreeNode, prev: TreeNode | undefined, listed = false): Promise<Done> {
+  /**
+   * `listed`: node.size comes from the directory listing just made (so the
+   * small-file path can be tried without an open first). Not async: the
+   * common cases (unchanged, small) finish without a promise hop.
+   */
+  private file(p: Buffer, node: TreeNode, prev: TreeNode | undefined, listed = false): Done | Promise<Done> {
     if (this.unchanged(node, prev)) {
       this.counters.filesUnmodified++;
       this.progress.filesDone++;
@@ -587,6 +598,11 @@ export class Archiver {
       return now<TreeNode | undefined>(node);
     }
     if (listed && node.size <= this.pipeline.smallLimit) return this.smallFile(p, node, prev);
+    return this.largeFile(p, node, prev);
+  }
+
+  /** The general path: open, check, then read small or stream large. */
+  private async largeFile(p: Buffer, node: TreeNode, prev: TreeNode | undefined): Promise<Done> {
     let fd: number;
     try {
       // O_NONBLOCK: if the file was swapped for a FIFO after lstat, open must not hang.
@@ -626,42 +642,68 @@ export class Archiver {
   /**
    * A file the listing says is small: opened, checked, read whole and
    * closed in one call (readSmallFile), with the same outcomes and warnings
-   * as the general path in file(), which it falls back to if the file has
-   * grown.
+   * as largeFile(), whose streaming path it falls back to if the file has
+   * grown. Synchronous while a pending-file slot and batch room are free.
    */
-  private async smallFile(p: Buffer, node: TreeNode, prev: TreeNode | undefined): Promise<Done> {
-    await this.pendingFiles.acquire();
-    let fd = -1;
-    let notRegular = false;
+  private smallFile(p: Buffer, node: TreeNode, prev: TreeNode | undefined): Done | Promise<Done> {
+    if (!this.pendingFiles.tryAcquire()) return this.smallFileWaiting(p, node, prev, false);
+    const r: SmallRead = { fd: -1, notRegular: false };
+    let pending: Pending | undefined | null;
+    try {
+      pending = this.pipeline.tryReadSmallWith(this.smallFill(p, r));
+    } catch (e) {
+      return this.smallFileFailed(p, e, r.fd);
+    }
+    if (pending === null) return this.smallFileWaiting(p, node, prev, true);
+    return this.smallFileRead(p, node, prev, pending, r);
+  }
+
+  /** smallFile when it has to wait (for a pending-file slot, or for a batch buffer). */
+  private async smallFileWaiting(p: Buffer, node: TreeNode, prev: TreeNode | undefined, holding: boolean): Promise<Done> {
+    if (!holding) await this.pendingFiles.acquire();
+    const r: SmallRead = { fd: -1, notRegular: false };
     let pending: Pending | undefined;
     try {
-      pending = await this.pipeline.readSmallWith((win, at, want) => {
-        const r = readSmallFile(p, win, at, want);
-        if (r >= 0) return r;
-        if (r === NOT_REGULAR) {
-          notRegular = true;
-          return want; // not read: leave the batch as it was
-        }
-        fd = -r - 2;
-        return want;
-      });
-      if (notRegular) {
-        this.pendingFiles.release();
-        this.warn(p, 'changed type during backup; skipped');
-        return now(undefined);
-      }
-      if (this.opts.onProgress) this.progress.currentFile = displayPath(p);
-      if (!pending) pending = await this.pipeline.startLarge(fd);
+      pending = await this.pipeline.readSmallWith(this.smallFill(p, r));
     } catch (e) {
-      if (fd >= 0) closeQuietly(fd);
+      return this.smallFileFailed(p, e, r.fd);
+    }
+    return this.smallFileRead(p, node, prev, pending, r);
+  }
+
+  private smallFill(p: Buffer, r: SmallRead): (win: Buffer, at: number, want: number) => number {
+    return (win, at, want) => {
+      const n = readSmallFile(p, win, at, want);
+      if (n >= 0) return n;
+      if (n === NOT_REGULAR) r.notRegular = true; // not read: the batch stays as it was
+      else r.fd = -n - 2; // grown: still open, streamed instead
+      return want;
+    };
+  }
+
+  /** After the read: the file's node on its way, or (it has grown) on to the streaming path. */
+  private smallFileRead(p: Buffer, node: TreeNode, prev: TreeNode | undefined, pending: Pending | undefined, r: SmallRead): Done | Promise<Done> {
+    if (r.notRegular) {
       this.pendingFiles.release();
-      const code = errnoCode(e);
-      if ((e as { syscall?: string }).syscall === 'open') {
-        this.warn(p, code === 'ENOENT' ? 'vanished before it could be read' : `cannot open: ${code ?? String(e)}`);
-      } else this.warn(p, `cannot read: ${code ?? (e as Error).message}`);
+      this.warn(p, 'changed type during backup; skipped');
       return now(undefined);
     }
-    return this.settle(p, node, prev, pending, fd);
+    if (this.opts.onProgress) this.progress.currentFile = displayPath(p);
+    if (pending) return this.settle(p, node, prev, pending, r.fd);
+    return this.pipeline.startLarge(r.fd).then(
+      (large) => this.settle(p, node, prev, large, r.fd),
+      (e) => this.smallFileFailed(p, e, r.fd),
+    );
+  }
+
+  private smallFileFailed(p: Buffer, e: unknown, fd: number): Done {
+    if (fd >= 0) closeQuietly(fd);
+    this.pendingFiles.release();
+    const code = errnoCode(e);
+    if ((e as { syscall?: string }).syscall === 'open') {
+      this.warn(p, code === 'ENOENT' ? 'vanished before it could be read' : `cannot open: ${code ?? String(e)}`);
+    } else this.warn(p, `cannot read: ${code ?? (e as Error).message}`);
+    return now(undefined);
   }
 
   /** The node of a file whose content is on its way through the pipeline; `fd` (if >= 0) is closed when it is done. */

@@ -115,12 +115,34 @@ export class DataPipeline {
    */
   async readSmallWith(fill: (win: Buffer, at: number, want: number) => number): Promise<Pending | undefined> {
     this.throwIfFailed();
+    this.rollBatch();
+    if (!this.batch) this.batch = { win: await this.batches.acquire(), used: 0, files: [] };
+    return this.fillBatch(fill);
+  }
+
+  /** readSmallWith if it need not wait; null when no batch buffer is free right now (then use readSmallWith). */
+  tryReadSmallWith(fill: (win: Buffer, at: number, want: number) => number): Pending | undefined | null {
+    this.throwIfFailed();
+    this.rollBatch();
+    if (!this.batch) {
+      const win = this.batches.tryAcquire();
+      if (!win) return null;
+      this.batch = { win, used: 0, files: [] };
+    }
+    return this.fillBatch(fill);
+  }
+
+  /** Sends the current batch off when the next small file might not fit. */
+  private rollBatch(): void {
     const want = this.smallLimit + 1;
     if (this.batch && (this.batch.used + want > this.batches.size || this.batch.used >= BATCH_BYTES || this.batch.files.length >= MAX_FILES_PER_BATCH)) {
       this.dispatchBatch();
     }
-    if (!this.batch) this.batch = { win: await this.batches.acquire(), used: 0, files: [] };
-    const b = this.batch;
+  }
+
+  private fillBatch(fill: (win: Buffer, at: number, want: number) => number): Pending | undefined {
+    const want = this.smallLimit + 1;
+    const b = this.batch!;
     const n = fill(b.win, b.used, want);
     if (n > this.smallLimit) return undefined;
     this.stats.bytesRead += n;
