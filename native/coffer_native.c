@@ -7,6 +7,8 @@
  *   setXattr(path, name, value)                       lsetxattr(2)
  *   mkfifo(path, mode)                                mkfifo(3) + chmod(2)
  *   mknod(path, mode, rdev)                           mknod(2) + chmod(2)
+ *   scanDir(dir) -> [names, stats, count]             readdir + fstatat + llistxattr size (backup walk)
+ *   readSmall(path, buf, offset, want) -> number      open + fstat + pread + close (small files)
  *
  * Plain C against node_api.h only (no node-addon-api, no libuv). All calls are
  * synchronous: they are short metadata syscalls. The TypeScript wrapper in
@@ -620,6 +622,273 @@ static napi_value Mknod(napi_env env, napi_callback_info info) {
   return js_undefined(env);
 }
 
+
+/* ------------------------------------------------------------------------ */
+/* scanDir(dir: Buffer) -> [names: Buffer, stats: ArrayBuffer, count]        */
+/* ------------------------------------------------------------------------ */
+/*
+ * One call per directory for the backup walk: readdir, then fstatat
+ * (AT_SYMLINK_NOFOLLOW) and an llistxattr size probe for each entry, so the
+ * walk makes no per-entry call into C++ and allocates no Stats object.
+ *   names   every entry name (not "." or "..") followed by a NUL, in readdir order
+ *   stats   count * SCAN_NUM doubles, then count * SCAN_BIG int64s:
+ *           doubles: errno of fstatat (0 = ok), mode, uid, gid, nlink, size,
+ *                    xattr list size (0 when none, unsupported or unreadable), 0
+ *           int64s:  mtime ns, ctime ns, ino, dev, rdev
+ * Throws (syscall "scandir") when the directory cannot be opened or read.
+ */
+#include <dirent.h>
+
+#define SCAN_NUM 8
+#define SCAN_BIG 5
+
+typedef struct {
+  char *names;
+  size_t names_len, names_cap;
+  double *num;
+  int64_t *big;
+  size_t count, cap;
+} scan_acc;
+
+static void scan_free(scan_acc *a) {
+  free(a->names);
+  free(a->num);
+  free(a->big);
+}
+
+static bool scan_push(scan_acc *a, const char *name, size_t len) {
+  if (a->names_len + len + 1 > a->names_cap) {
+    size_t cap = a->names_cap ? a->names_cap * 2 : 4096;
+    char *nb;
+    while (cap < a->names_len + len + 1) cap *= 2;
+    nb = (char *)realloc(a->names, cap);
+    if (nb == NULL) return false;
+    a->names = nb;
+    a->names_cap = cap;
+  }
+  if (a->count == a->cap) {
+    size_t cap = a->cap ? a->cap * 2 : 64;
+    double *nn = (double *)realloc(a->num, cap * SCAN_NUM * sizeof(double));
+    int64_t *bb;
+    if (nn == NULL) return false;
+    a->num = nn;
+    bb = (int64_t *)realloc(a->big, cap * SCAN_BIG * sizeof(int64_t));
+    if (bb == NULL) return false;
+    a->big = bb;
+    a->cap = cap;
+  }
+  memcpy(a->names + a->names_len, name, len);
+  a->names[a->names_len + len] = '\0';
+  a->names_len += len + 1;
+  a->count++;
+  return true;
+}
+
+static napi_value ScanDir(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  char *dir;
+  size_t dirlen;
+  int dfd;
+  DIR *d;
+  struct dirent *de;
+  scan_acc a;
+  char *full = NULL;
+  size_t full_cap = 0;
+  napi_value result, js_names, js_stats, js_count;
+  void *ab_data = NULL;
+
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if ((dir = arg_cstring(env, argv[0], "path")) == NULL) return NULL;
+  dirlen = strlen(dir);
+  memset(&a, 0, sizeof a);
+
+  dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
+    throw_errno(env, errno, "scandir", dir);
+    free(dir);
+    return NULL;
+  }
+  d = fdopendir(dfd);
+  if (d == NULL) {
+    int err = errno;
+    close(dfd);
+    throw_errno(env, err, "scandir", dir);
+    free(dir);
+    return NULL;
+  }
+  for (;;) {
+    size_t len;
+    struct stat st;
+    double *num;
+    int64_t *big;
+    errno = 0;
+    de = readdir(d);
+    if (de == NULL) {
+      if (errno != 0) {
+        int err = errno;
+        closedir(d);
+        scan_free(&a);
+        free(full);
+        throw_errno(env, err, "scandir", dir);
+        free(dir);
+        return NULL;
+      }
+      break;
+    }
+    if (de->d_name[0] == '.' && (de->d_name[1] == '\0' || (de->d_name[1] == '.' && de->d_name[2] == '\0'))) continue;
+    len = strlen(de->d_name);
+    if (!scan_push(&a, de->d_name, len)) goto nomem;
+    num = a.num + (a.count - 1) * SCAN_NUM;
+    big = a.big + (a.count - 1) * SCAN_BIG;
+    memset(num, 0, SCAN_NUM * sizeof(double));
+    memset(big, 0, SCAN_BIG * sizeof(int64_t));
+    if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      num[0] = errno ? errno : EIO;
+      continue;
+    }
+    num[1] = (double)st.st_mode;
+    num[2] = (double)st.st_uid;
+    num[3] = (double)st.st_gid;
+    num[4] = (double)st.st_nlink;
+    num[5] = (double)st.st_size;
+#if defined(__APPLE__)
+    big[0] = (int64_t)st.st_mtimespec.tv_sec * 1000000000 + st.st_mtimespec.tv_nsec;
+    big[1] = (int64_t)st.st_ctimespec.tv_sec * 1000000000 + st.st_ctimespec.tv_nsec;
+#else
+    big[0] = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    big[1] = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+#endif
+    big[2] = (int64_t)st.st_ino;
+    big[3] = (int64_t)st.st_dev;
+    big[4] = (int64_t)st.st_rdev;
+#if COFFER_HAVE_XATTR
+    {
+      ssize_t xs;
+      if (dirlen + len + 2 > full_cap) {
+        size_t cap = (dirlen + len + 2) * 2;
+        char *nf = (char *)realloc(full, cap);
+        if (nf == NULL) goto nomem;
+        full = nf;
+        full_cap = cap;
+      }
+      memcpy(full, dir, dirlen);
+      if (dirlen > 0 && dir[dirlen - 1] == '/') {
+        memcpy(full + dirlen, de->d_name, len + 1);
+      } else {
+        full[dirlen] = '/';
+        memcpy(full + dirlen + 1, de->d_name, len + 1);
+      }
+      do xs = sys_llistxattr(full, NULL, 0); while (xs < 0 && errno == EINTR);
+      num[6] = xs > 0 ? (double)xs : 0;
+    }
+#endif
+  }
+  closedir(d);
+  free(full);
+  full = NULL;
+
+  if (napi_create_buffer_copy(env, a.names_len, a.names_len ? a.names : "", NULL, &js_names) != napi_ok) goto fail;
+  {
+    size_t nbytes = a.count * SCAN_NUM * sizeof(double), bbytes = a.count * SCAN_BIG * sizeof(int64_t);
+    if (napi_create_arraybuffer(env, nbytes + bbytes, &ab_data, &js_stats) != napi_ok) goto fail;
+    if (nbytes) memcpy(ab_data, a.num, nbytes);
+    if (bbytes) memcpy((char *)ab_data + nbytes, a.big, bbytes);
+  }
+  if (napi_create_uint32(env, (uint32_t)a.count, &js_count) != napi_ok) goto fail;
+  if (napi_create_array_with_length(env, 3, &result) != napi_ok ||
+      napi_set_element(env, result, 0, js_names) != napi_ok ||
+      napi_set_element(env, result, 1, js_stats) != napi_ok ||
+      napi_set_element(env, result, 2, js_count) != napi_ok)
+    goto fail;
+  scan_free(&a);
+  free(dir);
+  return result;
+
+nomem:
+  closedir(d);
+  throw_errno(env, ENOMEM, "scandir", dir);
+fail:
+  scan_free(&a);
+  free(full);
+  free(dir);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* readSmall(path: Buffer, buf: Buffer, offset, want) -> number              */
+/* ------------------------------------------------------------------------ */
+/*
+ * Reads a (presumably) small regular file whole into buf[offset, offset+want)
+ * in one call: open (O_NOFOLLOW | O_NONBLOCK, so a FIFO swapped in cannot
+ * hang us), fstat, read until end of file or `want` bytes, close.
+ *   >= 0        bytes read (fewer than `want`: the whole file); closed
+ *   -1          not a regular file (any more); closed
+ *   <= -2       the file has at least `want` bytes: still open, fd = -result - 2
+ * Throws (syscall "open", "fstat" or "read") otherwise; the file is closed then.
+ */
+static napi_value ReadSmall(napi_env env, napi_callback_info info) {
+  napi_value argv[4], out;
+  char *path;
+  void *data;
+  size_t len;
+  uint32_t off, want;
+  int fd;
+  struct stat st;
+  size_t n = 0;
+  double res;
+
+  if (!get_args(env, info, 4, argv)) return NULL;
+  if (!arg_buffer(env, argv[1], "buffer", &data, &len)) return NULL;
+  if (!arg_u32(env, argv[2], "offset", &off) || !arg_u32(env, argv[3], "want", &want)) return NULL;
+  if ((size_t)off + want > len) {
+    throw_range_error(env, "ERR_OUT_OF_RANGE", "offset + want is past the end of the buffer");
+    return NULL;
+  }
+  if ((path = arg_cstring(env, argv[0], "path")) == NULL) return NULL;
+  do fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC); while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    throw_errno(env, errno, "open", path);
+    free(path);
+    return NULL;
+  }
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    throw_errno(env, err, "fstat", path);
+    free(path);
+    return NULL;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    free(path);
+    napi_create_double(env, -1, &out);
+    return out;
+  }
+  while (n < want) {
+    ssize_t r = pread(fd, (char *)data + off + n, want - n, (off_t)n);
+    if (r < 0) {
+      int err;
+      if (errno == EINTR) continue;
+      err = errno;
+      close(fd);
+      throw_errno(env, err, "read", path);
+      free(path);
+      return NULL;
+    }
+    if (r == 0) break;
+    n += (size_t)r;
+  }
+  free(path);
+  if (n == want) {
+    res = -(double)fd - 2;
+  } else {
+    close(fd);
+    res = (double)n;
+  }
+  napi_create_double(env, res, &out);
+  return out;
+}
+
 /* ------------------------------------------------------------------------ */
 /* module                                                                    */
 /* ------------------------------------------------------------------------ */
@@ -633,6 +902,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     {"setXattr", NULL, SetXattr, NULL, NULL, NULL, napi_enumerable, NULL},
     {"mkfifo", NULL, Mkfifo, NULL, NULL, NULL, napi_enumerable, NULL},
     {"mknod", NULL, Mknod, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"scanDir", NULL, ScanDir, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"readSmall", NULL, ReadSmall, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok)
     return NULL;

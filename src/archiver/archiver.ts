@@ -7,8 +7,8 @@
  * The walk itself is sequential (so memory stays small and order
  * deterministic); file contents are processed concurrently behind it.
  */
-import { promises as fs, constants as fsc, type BigIntStats } from 'node:fs';
-import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readlinkSync } from 'node:fs';
+import { promises as fs, constants as fsc } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, openSync, readlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CofferError, errnoCode } from '../errors.js';
@@ -18,9 +18,10 @@ import type { Snapshot, SnapshotData, SnapshotSummary } from '../format/snapshot
 import { Packer } from '../repo/packer.js';
 import type { Repository } from '../repo/repository.js';
 import { storageFailure } from '../repo/repository.js';
-import { platform } from '../platform/native.js';
+import { platform, scanDir, lstatMeta, readSmallFile, NOT_REGULAR, type DirScan, type EntryMeta } from '../platform/native.js';
 import { joinPath, displayPath } from '../util/paths.js';
 import { DataPipeline, type Pending } from './data-pipeline.js';
+import type { DirListings } from './prefetch.js';
 import { Semaphore } from '../util/semaphore.js';
 import type { EntryFilter } from './select.js';
 import { VERSION } from '../version.js';
@@ -84,6 +85,11 @@ export interface BackupOptions {
    * 0644, owned by the current user, modified now).
    */
   stdin?: { name: string; fd: number };
+  /**
+   * Directory listings made while the repository was being opened (see
+   * `prefetchListings` in archiver/prefetch.ts); stopped when the walk starts.
+   */
+  prefetched?: DirListings;
 }
 
 /**
@@ -168,33 +174,51 @@ function closeQuietly(fd: number): void {
   }
 }
 
-function nodeType(st: BigIntStats): NodeType {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isFIFO()) return 'fifo';
-  if (st.isSocket()) return 'socket';
-  if (st.isCharacterDevice()) return 'chardev';
-  return 'blockdev';
+function nodeType(mode: number): NodeType {
+  switch (mode & 0o170000) {
+    case 0o100000:
+      return 'file';
+    case 0o040000:
+      return 'dir';
+    case 0o120000:
+      return 'symlink';
+    case 0o010000:
+      return 'fifo';
+    case 0o140000:
+      return 'socket';
+    case 0o020000:
+      return 'chardev';
+    default:
+      return 'blockdev';
+  }
 }
 
-function baseNode(name: Buffer, st: BigIntStats): TreeNode {
-  const type = nodeType(st);
+function baseNode(name: Buffer, st: EntryMeta): TreeNode {
+  const type = nodeType(st.mode);
   const n: TreeNode = {
     name,
     type,
-    mode: Number(st.mode & 0o7777n),
-    uid: Number(st.uid),
-    gid: Number(st.gid),
+    mode: st.mode & 0o7777,
+    uid: st.uid,
+    gid: st.gid,
     mtimeNs: st.mtimeNs,
     ctimeNs: st.ctimeNs,
     inode: st.ino,
     dev: st.dev,
-    links: Number(st.nlink),
-    size: type === 'file' ? Number(st.size) : 0,
+    links: st.nlink,
+    size: type === 'file' ? st.size : 0,
   };
   if (type === 'chardev' || type === 'blockdev') n.rdev = st.rdev;
   return n;
+}
+
+const NO_IDS: ReadonlySet<string> = new Set();
+
+/** What readSmallFile said besides a byte count (see Archiver.smallFill). */
+interface SmallRead {
+  /** The file has grown past the small limit: open, to be streamed. */
+  fd: number;
+  notRegular: boolean;
 }
 
 /** Builds the directory skeleton that leads from "/" to each backed-up path. */
@@ -274,10 +298,13 @@ export class Archiver {
    * every few milliseconds so worker results keep flowing.
    */
   private async breathe(): Promise<void> {
-    const t = performance.now();
-    if (t - this.lastYield < 4) return;
     await new Promise((r) => setImmediate(r));
     this.lastYield = performance.now();
+  }
+
+  /** Whether the walk should call breathe() now (checked without a promise per entry). */
+  private breatheDue(): boolean {
+    return performance.now() - this.lastYield >= 4;
   }
 
   private checkAbort(): void {
@@ -293,6 +320,8 @@ export class Archiver {
     if (this.opts.scan && !this.opts.stdin) void this.scan(paths);
 
     let rootId: string;
+    // The walk takes over on the main thread: no more listings ahead of it.
+    this.opts.prefetched?.stop();
     try {
       const tree = buildPathTree(paths);
       const root = this.opts.stdin
@@ -398,9 +427,9 @@ export class Archiver {
         entries.push(await this.entry(p, nameBuf, prev, undefined));
         continue;
       }
-      let st: BigIntStats;
+      let st: EntryMeta;
       try {
-        st = lstatSync(p, { bigint: true });
+        st = lstatMeta(p);
       } catch (e) {
         this.warn(p, `cannot read: ${errnoCode(e) ?? String(e)}`);
         continue;
@@ -433,28 +462,41 @@ export class Archiver {
   private async walkDir(dir: Buffer, parentNodes: TreeNode[] | undefined, parentId: string | undefined, targetDev: bigint, only?: string[]): Promise<Later<string>> {
     this.checkAbort();
     let names: Buffer[] = [];
+    // With the native addon, one call lists the directory and gets every
+    // entry's metadata (see platform/native.ts).
+    let scan: DirScan | undefined;
     try {
-      if (only === undefined) names = readdirSync(dir, { encoding: 'buffer' });
-      else names = only.map((n) => Buffer.from(n));
+      if (only === undefined) {
+        scan = this.opts.prefetched?.take(dir) ?? scanDir(dir);
+        names = scan.names;
+      } else names = only.map((n) => Buffer.from(n));
     } catch (e) {
       this.warn(dir, `cannot read directory: ${errnoCode(e) ?? String(e)}`);
     }
-    names.sort(compareNames);
+    const order = names.map((_, i) => i).sort((a, b) => compareNames(names[a], names[b]));
     const byName = new Map<string, TreeNode>();
     for (const n of parentNodes ?? []) byName.set(n.name.toString('latin1'), n);
+    // The walk is sequential: subdirectories set and restore their own set.
+    const outerKnown = this.knownContent;
+    this.knownContent = parentNodes ? this.indexedContent(parentNodes) : NO_IDS;
     const entries: Done[] = [];
-    for (const name of names) entries.push(await this.entry(joinPath(dir, name), name, byName.get(name.toString('latin1')), targetDev));
+    for (const i of order) {
+      const name = names[i];
+      entries.push(await this.entry(joinPath(dir, name), name, byName.get(name.toString('latin1')), targetDev, scan?.meta(i)));
+    }
+    this.knownContent = outerKnown;
     this.progress.dirsDone++;
     return this.finishDir(entries, parentNodes && parentId ? { id: parentId, nodes: parentNodes } : undefined);
   }
 
   /** One directory entry of any type. Resolves once scheduled. `targetDev` is undefined for a backup target itself. */
-  private async entry(p: Buffer, name: Buffer, prev: TreeNode | undefined, targetDev: bigint | undefined): Promise<Done> {
+  /** `meta`: the entry's metadata if the directory listing already has it (else it is lstat'ed here). */
+  private async entry(p: Buffer, name: Buffer, prev: TreeNode | undefined, targetDev: bigint | undefined, meta?: EntryMeta): Promise<Done> {
     this.checkAbort();
-    await this.breathe();
-    let st: BigIntStats;
+    if (this.breatheDue()) await this.breathe();
+    let st: EntryMeta;
     try {
-      st = lstatSync(p, { bigint: true });
+      st = meta ?? lstatMeta(p);
     } catch (e) {
       this.warn(p, errnoCode(e) === 'ENOENT' ? 'vanished before it could be read' : `cannot read: ${errnoCode(e) ?? String(e)}`);
       return now(undefined);
@@ -463,7 +505,8 @@ export class Archiver {
     const verdict = this.opts.filter ? this.opts.filter(p, st, dev) : 'keep';
     if (verdict === 'skip') return now(undefined);
     const node = baseNode(name, st);
-    node.xattrs = await this.readXattrs(p);
+    // xattrSize 0: the listing found none (or they cannot be listed, which reads as none too).
+    if (st.xattrSize !== 0) node.xattrs = await this.readXattrs(p);
     switch (node.type) {
       case 'dir': {
         const prevTree = prev?.type === 'dir' ? await this.loadTree(prev.subtree) : undefined;
@@ -487,7 +530,7 @@ export class Archiver {
         }
         return now<TreeNode | undefined>(node);
       case 'file':
-        return this.file(p, node, prev);
+        return this.file(p, node, prev, meta !== undefined);
       default:
         return now<TreeNode | undefined>(node);
     }
@@ -521,20 +564,45 @@ export class Archiver {
       prev.mtimeNs === node.mtimeNs &&
       prev.ctimeNs === node.ctimeNs &&
       prev.inode === node.inode &&
-      prev.content.every((id) => this.repo.hasBlob('data', id))
+      prev.content.every((id) => this.knownContent.has(id) || this.repo.hasBlob('data', id))
     );
   }
 
-  private async file(p: Buffer, node: TreeNode, prev: TreeNode | undefined): Promise<Done> {
+  /** Data blob ids of the current directory's parent nodes that the index lists (see indexedContent). */
+  private knownContent: ReadonlySet<string> = NO_IDS;
+
+  /**
+   * Which data blobs of a parent directory's files the index lists, asked
+   * in one batched query per directory rather than one per blob (the
+   * per-call cost dominated unchanged re-backups of many small files).
+   */
+  private indexedContent(parentNodes: TreeNode[]): ReadonlySet<string> {
+    const ids: string[] = [];
+    for (const n of parentNodes) if (n.type === 'file' && n.content) for (const id of n.content) ids.push(id);
+    return ids.length ? this.repo.cache.knownOf('data', ids) : NO_IDS;
+  }
+
+  /**
+   * `listed`: node.size comes from the directory listing just made (so the
+   * small-file path can be tried without an open first). Not async: the
+   * common cases (unchanged, small) finish without a promise hop.
+   */
+  private file(p: Buffer, node: TreeNode, prev: TreeNode | undefined, listed = false): Done | Promise<Done> {
     if (this.unchanged(node, prev)) {
       this.counters.filesUnmodified++;
       this.progress.filesDone++;
       this.progress.bytesDone += node.size;
-      this.progress.currentFile = displayPath(p);
+      if (this.opts.onProgress) this.progress.currentFile = displayPath(p);
       this.report();
       node.content = prev.content;
       return now<TreeNode | undefined>(node);
     }
+    if (listed && node.size <= this.pipeline.smallLimit) return this.smallFile(p, node, prev);
+    return this.largeFile(p, node, prev);
+  }
+
+  /** The general path: open, check, then read small or stream large. */
+  private async largeFile(p: Buffer, node: TreeNode, prev: TreeNode | undefined): Promise<Done> {
     let fd: number;
     try {
       // O_NONBLOCK: if the file was swapped for a FIFO after lstat, open must not hang.
@@ -543,7 +611,7 @@ export class Archiver {
       this.warn(p, errnoCode(e) === 'ENOENT' ? 'vanished before it could be read' : `cannot open: ${errnoCode(e) ?? String(e)}`);
       return now(undefined);
     }
-    this.progress.currentFile = displayPath(p);
+    if (this.opts.onProgress) this.progress.currentFile = displayPath(p);
     let pending: Pending | undefined;
     try {
       const st = fstatSync(fd, { bigint: true });
@@ -568,6 +636,78 @@ export class Archiver {
       this.warn(p, `cannot read: ${errnoCode(e) ?? (e as Error).message}`);
       return now(undefined);
     }
+    return this.settle(p, node, prev, pending, fd);
+  }
+
+  /**
+   * A file the listing says is small: opened, checked, read whole and
+   * closed in one call (readSmallFile), with the same outcomes and warnings
+   * as largeFile(), whose streaming path it falls back to if the file has
+   * grown. Synchronous while a pending-file slot and batch room are free.
+   */
+  private smallFile(p: Buffer, node: TreeNode, prev: TreeNode | undefined): Done | Promise<Done> {
+    if (!this.pendingFiles.tryAcquire()) return this.smallFileWaiting(p, node, prev, false);
+    const r: SmallRead = { fd: -1, notRegular: false };
+    let pending: Pending | undefined | null;
+    try {
+      pending = this.pipeline.tryReadSmallWith(this.smallFill(p, r));
+    } catch (e) {
+      return this.smallFileFailed(p, e, r.fd);
+    }
+    if (pending === null) return this.smallFileWaiting(p, node, prev, true);
+    return this.smallFileRead(p, node, prev, pending, r);
+  }
+
+  /** smallFile when it has to wait (for a pending-file slot, or for a batch buffer). */
+  private async smallFileWaiting(p: Buffer, node: TreeNode, prev: TreeNode | undefined, holding: boolean): Promise<Done> {
+    if (!holding) await this.pendingFiles.acquire();
+    const r: SmallRead = { fd: -1, notRegular: false };
+    let pending: Pending | undefined;
+    try {
+      pending = await this.pipeline.readSmallWith(this.smallFill(p, r));
+    } catch (e) {
+      return this.smallFileFailed(p, e, r.fd);
+    }
+    return this.smallFileRead(p, node, prev, pending, r);
+  }
+
+  private smallFill(p: Buffer, r: SmallRead): (win: Buffer, at: number, want: number) => number {
+    return (win, at, want) => {
+      const n = readSmallFile(p, win, at, want);
+      if (n >= 0) return n;
+      if (n === NOT_REGULAR) r.notRegular = true; // not read: the batch stays as it was
+      else r.fd = -n - 2; // grown: still open, streamed instead
+      return want;
+    };
+  }
+
+  /** After the read: the file's node on its way, or (it has grown) on to the streaming path. */
+  private smallFileRead(p: Buffer, node: TreeNode, prev: TreeNode | undefined, pending: Pending | undefined, r: SmallRead): Done | Promise<Done> {
+    if (r.notRegular) {
+      this.pendingFiles.release();
+      this.warn(p, 'changed type during backup; skipped');
+      return now(undefined);
+    }
+    if (this.opts.onProgress) this.progress.currentFile = displayPath(p);
+    if (pending) return this.settle(p, node, prev, pending, r.fd);
+    return this.pipeline.startLarge(r.fd).then(
+      (large) => this.settle(p, node, prev, large, r.fd),
+      (e) => this.smallFileFailed(p, e, r.fd),
+    );
+  }
+
+  private smallFileFailed(p: Buffer, e: unknown, fd: number): Done {
+    if (fd >= 0) closeQuietly(fd);
+    this.pendingFiles.release();
+    const code = errnoCode(e);
+    if ((e as { syscall?: string }).syscall === 'open') {
+      this.warn(p, code === 'ENOENT' ? 'vanished before it could be read' : `cannot open: ${code ?? String(e)}`);
+    } else this.warn(p, `cannot read: ${code ?? (e as Error).message}`);
+    return now(undefined);
+  }
+
+  /** The node of a file whose content is on its way through the pipeline; `fd` (if >= 0) is closed when it is done. */
+  private settle(p: Buffer, node: TreeNode, prev: TreeNode | undefined, pending: Pending, fd: number): Done {
     const settled = pending.content.finally(() => {
       if (fd >= 0) closeQuietly(fd);
       this.pendingFiles.release();

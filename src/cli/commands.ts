@@ -4,6 +4,7 @@ import { CofferError, EXIT_CODES } from '../errors.js';
 import { check, type DataSubset } from '../checker/checker.js';
 import { Repository, DEFAULT_CHUNKER } from '../repo/repository.js';
 import { backup } from '../archiver/archiver.js';
+import { prefetchListings } from '../archiver/prefetch.js';
 import { restore } from '../restorer/restorer.js';
 import type { Snapshot } from '../format/snapshot.js';
 import { readPassword } from './password.js';
@@ -62,7 +63,15 @@ export async function cmdBackup(
 ): Promise<number> {
   const out = new Output(g);
   const sel = buildSelection(paths, o);
-  const repo = await openRepo(g);
+  // List the directories while the key is derived (the main thread is idle then).
+  const prefetched = sel.stdin ? undefined : prefetchListings(sel.paths, sel.filter);
+  let repo: Repository;
+  try {
+    repo = await openRepo(g);
+  } catch (e) {
+    prefetched?.stop();
+    throw e;
+  }
   const progress = new ProgressLine(!g.quiet && !g.json);
   // --json --quiet prints the summary only (as restic does), so nothing needs the totals scan.
   const status = out.json && !g.quiet ? jsonStatus(out) : undefined;
@@ -72,6 +81,7 @@ export async function cmdBackup(
       paths: sel.paths,
       filter: sel.filter,
       stdin: sel.stdin,
+      prefetched,
       tags: splitTags(o.tag),
       hostname: o.host,
       parent: o.force || sel.stdin ? null : o.parent,
@@ -100,6 +110,7 @@ export async function cmdBackup(
     return incomplete ? 3 : 0;
   } finally {
     progress.clear();
+    prefetched?.stop();
     if (sel.stdin && sel.stdin.fd !== 0) closeSync(sel.stdin.fd);
     await repo.close();
   }

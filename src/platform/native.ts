@@ -16,7 +16,7 @@
  * byte, so file names that are not valid UTF-8 work.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readFileSync, readSync, constants as fsc } from 'node:fs';
 import fsp from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -51,6 +51,9 @@ interface NativeBinding {
   setXattr(path: Buffer, name: Buffer, value: Buffer): void;
   mkfifo(path: Buffer, mode: number): void;
   mknod(path: Buffer, mode: number, rdev: bigint): void;
+  /** Present in addons built from this version on (feature-detected, see scanDir below). */
+  scanDir?(dir: Buffer): [Buffer, ArrayBuffer, number];
+  readSmall?(path: Buffer, buf: Buffer, offset: number, want: number): number;
 }
 
 /** Must match COFFER_NATIVE_ABI in native/coffer_native.c. */
@@ -372,3 +375,164 @@ export function createPlatform(opts: { native: boolean }): Platform {
 
 /** The process-wide platform: native when available. */
 export const platform: Platform = createPlatform({ native: true });
+
+// ---------------------------------------------------------------------------
+// backup walk: one call per directory, one per small file
+// ---------------------------------------------------------------------------
+
+const S_IFMT = 0o170000;
+
+/**
+ * The metadata of one directory entry that a backup records (what
+ * `lstat` gives, without a Stats object per file), and the size of its
+ * extended-attribute name list: 0 when it has none (or they cannot be
+ * listed), -1 when not probed.
+ */
+export class EntryMeta {
+  constructor(
+    readonly mode: number,
+    readonly uid: number,
+    readonly gid: number,
+    readonly nlink: number,
+    readonly size: number,
+    readonly mtimeNs: bigint,
+    readonly ctimeNs: bigint,
+    readonly ino: bigint,
+    readonly dev: bigint,
+    readonly rdev: bigint,
+    readonly xattrSize: number,
+  ) {}
+
+  static fromStats(st: import('node:fs').BigIntStats): EntryMeta {
+    return new EntryMeta(Number(st.mode), Number(st.uid), Number(st.gid), Number(st.nlink), Number(st.size), st.mtimeNs, st.ctimeNs, st.ino, st.dev, st.rdev, -1);
+  }
+
+  isFile(): boolean {
+    return (this.mode & S_IFMT) === 0o100000;
+  }
+  isDirectory(): boolean {
+    return (this.mode & S_IFMT) === 0o040000;
+  }
+  isSymbolicLink(): boolean {
+    return (this.mode & S_IFMT) === 0o120000;
+  }
+}
+
+/** `lstat` of one path as an EntryMeta (throws like lstatSync). */
+export function lstatMeta(p: Buffer): EntryMeta {
+  return EntryMeta.fromStats(lstatSync(p, { bigint: true }));
+}
+
+const SCAN_NUM = 8;
+const SCAN_BIG = 5;
+
+/**
+ * A directory's entry names (in readdir order) and, with the native addon,
+ * the metadata of each taken right after the listing; `meta(i)` is
+ * undefined when entry i must be `lstat`ed by the caller (no addon, or the
+ * call failed for that entry: the caller's own `lstat` reports why).
+ */
+export class DirScan {
+  private namesCache?: Buffer[];
+  private readonly num?: Float64Array;
+  private readonly big?: BigInt64Array;
+
+  constructor(
+    /** Number of entries. */
+    readonly count: number,
+    private readonly raw: Buffer | Buffer[],
+    stats?: ArrayBuffer,
+  ) {
+    if (stats) {
+      this.num = new Float64Array(stats, 0, count * SCAN_NUM);
+      this.big = new BigInt64Array(stats, count * SCAN_NUM * 8, count * SCAN_BIG);
+    }
+  }
+
+  /** The entry names (views of one buffer with the native addon). */
+  get names(): Buffer[] {
+    if (Array.isArray(this.raw)) return this.raw;
+    if (!this.namesCache) {
+      const names: Buffer[] = new Array(this.count);
+      let off = 0;
+      for (let i = 0; i < this.count; i++) {
+        const end = this.raw.indexOf(0, off);
+        names[i] = this.raw.subarray(off, end);
+        off = end + 1;
+      }
+      this.namesCache = names;
+    }
+    return this.namesCache;
+  }
+
+  /** Entry i is a directory (by the listing's metadata; false when there is none). */
+  isDirectory(i: number): boolean {
+    const num = this.num;
+    return num !== undefined && num[i * SCAN_NUM] === 0 && (num[i * SCAN_NUM + 1] & S_IFMT) === 0o040000;
+  }
+
+  meta(i: number): EntryMeta | undefined {
+    const num = this.num;
+    const big = this.big;
+    if (!num || !big) return undefined;
+    const n = i * SCAN_NUM;
+    if (num[n] !== 0) return undefined;
+    const g = i * SCAN_BIG;
+    const mode = num[n + 1];
+    const t = mode & S_IFMT;
+    // rdev only matters for devices: no BigInt for the others.
+    return new EntryMeta(mode, num[n + 2], num[n + 3], num[n + 4], num[n + 5], big[g], big[g + 1], big[g + 2], big[g + 3], t === 0o020000 || t === 0o060000 ? big[g + 4] : 0n, num[n + 6]);
+  }
+}
+
+/** True when scanDir gets each entry's metadata with the listing (the native addon is in use). */
+export function scanHasMeta(): boolean {
+  const b = nativeDisabled() ? null : loadBinding();
+  return b !== null && typeof b.scanDir === 'function';
+}
+
+/** Lists a directory (throws like readdirSync). */
+export function scanDir(dir: Buffer): DirScan {
+  const b = nativeDisabled() ? null : loadBinding();
+  if (!b || typeof b.scanDir !== 'function') {
+    const names = readdirSync(dir, { encoding: 'buffer' });
+    return new DirScan(names.length, names);
+  }
+  const [buf, ab, count] = b.scanDir(dir);
+  return new DirScan(count, buf, ab);
+}
+
+/** Result of readSmallFile that is not a byte count. */
+export const NOT_REGULAR = -1;
+
+/**
+ * Reads a regular file of fewer than `want` bytes whole into
+ * `buf[offset, offset + want)`: opens it (O_NOFOLLOW | O_NONBLOCK), checks
+ * it is a regular file, reads to its end and closes it. Returns the bytes
+ * read; NOT_REGULAR (closed) if it is not a regular file; or, when it holds
+ * `want` bytes or more, `-fd - 2` with the file left open (read from 0 again).
+ * Errors carry `syscall` "open", "fstat" or "read"; the file is closed.
+ */
+export function readSmallFile(p: Buffer, buf: Buffer, offset: number, want: number): number {
+  const b = nativeDisabled() ? null : loadBinding();
+  if (b && typeof b.readSmall === 'function') return b.readSmall(p, buf, offset, want);
+  const fd = openSync(p, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  let n = 0;
+  try {
+    if (!fstatSync(fd).isFile()) {
+      closeSync(fd);
+      return NOT_REGULAR;
+    }
+    for (;;) {
+      const r = readSync(fd, buf, offset + n, want - n, n);
+      if (r === 0) break;
+      n += r;
+      if (n === want) return -fd - 2;
+    }
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  closeSync(fd);
+  return n;
+}

@@ -43,6 +43,12 @@ export interface PackerOptions {
 
 const MAX_BLOBS_PER_PACK = 100_000;
 const TREE_PACK_START = 1 << 20;
+/**
+ * Tree packs are closed at this size (data packs at packSize): their buffer
+ * grows on demand, and a backup of many small directories otherwise held a
+ * 16 MiB tree buffer (plus its 8 MiB predecessor while growing) to the end.
+ */
+const TREE_PACK_MAX = 4 << 20;
 
 export class Packer {
   private readonly open = new Map<BlobType, OpenPack>();
@@ -89,30 +95,31 @@ export class Packer {
   private async addNow(type: BlobType, id: string, sealed: Uint8Array, rawLength: number): Promise<void> {
     this.throwIfFailed();
     let p = this.open.get(type);
-    if (p && p.size + sealed.length > this.packSize) {
+    const limit = type === 'tree' ? Math.min(this.packSize, TREE_PACK_MAX) : this.packSize;
+    if (p && p.size + sealed.length > limit) {
       this.open.delete(type);
       await this.startWrite(p);
       p = undefined;
     }
     if (!p) {
       p =
-        sealed.length > this.packSize
+        sealed.length > limit
           ? { buf: Buffer.allocUnsafe(sealed.length), pooled: false, oversize: true, entries: [], size: 0 }
           : type === 'tree'
             ? // Tree packs fill slowly and are usually small: grow on demand instead of pinning a pool buffer.
-              { buf: Buffer.allocUnsafe(Math.min(this.packSize, Math.max(TREE_PACK_START, sealed.length))), pooled: false, oversize: false, entries: [], size: 0 }
+              { buf: Buffer.allocUnsafe(Math.min(limit, Math.max(TREE_PACK_START, sealed.length))), pooled: false, oversize: false, entries: [], size: 0 }
             : { buf: await this.buffers.acquire(), pooled: true, oversize: false, entries: [], size: 0 };
       this.open.set(type, p);
     }
     if (p.size + sealed.length > p.buf.length) {
-      const grown = Buffer.allocUnsafe(Math.min(this.packSize, Math.max(2 * p.buf.length, p.size + sealed.length)));
+      const grown = Buffer.allocUnsafe(Math.min(limit, Math.max(2 * p.buf.length, p.size + sealed.length)));
       p.buf.copy(grown, 0, 0, p.size);
       p.buf = grown;
     }
     p.buf.set(sealed, p.size);
     p.entries.push({ type, id, offset: p.size, length: sealed.length, rawLength });
     p.size += sealed.length;
-    if (p.size >= this.packSize || p.oversize || p.entries.length >= MAX_BLOBS_PER_PACK) {
+    if (p.size >= limit || p.oversize || p.entries.length >= MAX_BLOBS_PER_PACK) {
       this.open.delete(type);
       await this.startWrite(p);
     }

@@ -142,8 +142,12 @@ export class Repository {
   private pool?: WorkerPool;
   /** True when the key slot that opened the repository has KDF settings below the creation floor. */
   weakKey = false;
-  /** Blobs written (or being written) in this session, "type:id". */
-  private readonly sessionBlobs = new Set<string>();
+  /**
+   * Blobs written (or being written) in this session, by type. Keyed by the
+   * id strings themselves (no "type:id" string built per lookup: less
+   * garbage, and the keys share memory with the ids the trees hold).
+   */
+  private readonly sessionBlobs: Record<BlobType, Set<string>> = { data: new Set(), tree: new Set() };
   /** Index files the last sync skipped as damaged: name → why. */
   private damagedIndex = new Map<string, string>();
   /** Damaged index files already reported through onWarning. */
@@ -357,7 +361,7 @@ export class Repository {
 
   /** True if the blob is in the index or was saved in this session. */
   hasBlob(type: BlobType, id: string): boolean {
-    return this.sessionBlobs.has(`${type}:${id}`) || this.cache.has(type, id);
+    return this.sessionBlobs[type].has(id) || this.cache.has(type, id);
   }
 
   /**
@@ -366,7 +370,8 @@ export class Repository {
    */
   claimNewBlobs(type: BlobType, ids: string[]): Set<string> {
     const unsure: string[] = [];
-    for (const id of ids) if (!this.sessionBlobs.has(`${type}:${id}`)) unsure.push(id);
+    const session = this.sessionBlobs[type];
+    for (const id of ids) if (!session.has(id)) unsure.push(id);
     const known = unsure.length ? this.cache.knownOf(type, unsure) : new Set<string>();
     const claimed = new Set<string>();
     for (const id of unsure) {
@@ -379,7 +384,7 @@ export class Repository {
 
   /** Records that a blob is being saved in this session (so it is not saved twice). */
   noteSaved(type: BlobType, id: string): void {
-    this.sessionBlobs.add(`${type}:${id}`);
+    this.sessionBlobs[type].add(id);
   }
 
   lookupBlob(type: BlobType, id: string): BlobLocation | undefined {

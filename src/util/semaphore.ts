@@ -11,6 +11,15 @@ export class Semaphore {
     await new Promise<void>((resolve) => this.waiters.push(resolve));
   }
 
+  /** Takes a permit if one is free now; never waits. */
+  tryAcquire(): boolean {
+    if (this.available > 0) {
+      this.available--;
+      return true;
+    }
+    return false;
+  }
+
   release(): void {
     const next = this.waiters.shift();
     if (next) next();
@@ -31,6 +40,12 @@ export class BufferPool {
 
   async acquire(): Promise<Buffer> {
     await this.sem.acquire();
+    return Buffer.from(this.free.pop() ?? new ArrayBuffer(this.size));
+  }
+
+  /** A buffer if one is free now (undefined: use acquire). */
+  tryAcquire(): Buffer | undefined {
+    if (!this.sem.tryAcquire()) return undefined;
     return Buffer.from(this.free.pop() ?? new ArrayBuffer(this.size));
   }
 

@@ -1,0 +1,133 @@
+/**
+ * Lists the directories to back up while the repository is still being
+ * opened. Opening derives the key with Argon2id (about half a second, in
+ * the thread pool), during which the main thread has nothing to do; the
+ * walk's directory listings (names plus each entry's metadata, see
+ * platform/native.ts scanDir) can be made in that time instead of after it.
+ *
+ * The prefetch runs in short slices on the main thread (so the key
+ * derivation's completion and file-system callbacks are not held up), takes
+ * the same turns as the walk (the same filter verdicts: excluded, tagged or
+ * other-file-system directories are not entered), stops at a fixed number
+ * of entries so memory stays bounded, and stops for good when the walk
+ * starts. The walk takes each listing at most once and lists whatever was
+ * not prefetched itself. Only used with the native addon (without it a
+ * listing carries no metadata, and there is nothing to gain).
+ */
+import path from 'node:path';
+import { lstatMeta, scanDir, scanHasMeta, type DirScan } from '../platform/native.js';
+import { joinPath } from '../util/paths.js';
+import type { EntryFilter } from './select.js';
+
+/** Directory listings made ahead of the walk (see BackupOptions.prefetched). */
+export interface DirListings {
+  /** The listing of `dir`, once; undefined if it was not made. */
+  take(dir: Buffer): DirScan | undefined;
+  /** No more listings: the walk has started (or the backup will not run). */
+  stop(): void;
+}
+
+/** Entries held at most (about 120 bytes each: ~12 MB). */
+const MAX_ENTRIES = 100_000;
+/** Longest slice of main-thread work before yielding to the event loop. */
+const SLICE_MS = 2;
+/** Many explicit paths (a --files-from list) are mostly files: not worth it. */
+const MAX_TARGETS = 64;
+
+interface Pending {
+  dir: Buffer;
+  /** Device of the backup target the directory belongs to; undefined: `dir` is a target. */
+  targetDev?: bigint;
+}
+
+class Prefetch implements DirListings {
+  private readonly done = new Map<string, DirScan>();
+  private readonly stack: Pending[] = [];
+  private entries = 0;
+  private stopped = false;
+
+  constructor(
+    paths: string[],
+    private readonly filter: EntryFilter | undefined,
+    private readonly maxEntries: number,
+  ) {
+    // Reversed, so the first path is listed first (depth-first, like the walk).
+    for (const p of [...new Set(paths.map((x) => path.resolve(x)))].sort().reverse()) this.stack.push({ dir: Buffer.from(p) });
+    setImmediate(() => this.step());
+  }
+
+  private step(): void {
+    if (this.stopped) return;
+    const end = performance.now() + SLICE_MS;
+    try {
+      while (this.stack.length > 0 && performance.now() < end) {
+        if (!this.visit(this.stack.pop()!)) {
+          this.stopped = true;
+          return;
+        }
+      }
+    } catch {
+      // A filter that throws (or anything unexpected): the walk will meet it and report it.
+      this.stopped = true;
+      return;
+    }
+    if (this.stack.length > 0) setImmediate(() => this.step());
+  }
+
+  /** Lists one directory and queues its subdirectories; false when the budget is spent. */
+  private visit({ dir, targetDev }: Pending): boolean {
+    let dev = targetDev;
+    if (dev === undefined) {
+      // A backup target: the walk lstats it and asks the filter too.
+      let st;
+      try {
+        st = lstatMeta(dir);
+      } catch {
+        return true;
+      }
+      if (!st.isDirectory() || (this.filter && this.filter(dir, st, st.dev) !== 'keep')) return true;
+      dev = st.dev;
+    }
+    let scan: DirScan;
+    try {
+      scan = scanDir(dir);
+    } catch {
+      return true; // the walk reports it
+    }
+    this.done.set(dir.toString('latin1'), scan);
+    this.entries += scan.count;
+    if (this.entries >= this.maxEntries) return false;
+    const subdirs: Buffer[] = [];
+    for (let i = 0; i < scan.count; i++) {
+      if (!scan.isDirectory(i)) continue;
+      const child = joinPath(dir, scan.names[i]);
+      if (this.filter && this.filter(child, scan.meta(i)!, dev) !== 'keep') continue;
+      subdirs.push(child);
+    }
+    for (let i = subdirs.length - 1; i >= 0; i--) this.stack.push({ dir: subdirs[i], targetDev: dev });
+    return true;
+  }
+
+  take(dir: Buffer): DirScan | undefined {
+    if (this.done.size === 0) return undefined;
+    const key = dir.toString('latin1');
+    const s = this.done.get(key);
+    if (s) this.done.delete(key);
+    return s;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.stack.length = 0;
+  }
+}
+
+/**
+ * Starts listing `paths` (the directories a backup will walk) in the
+ * background; undefined when it would not help (no native addon, many
+ * paths). Call `stop()` when the walk starts or the backup is abandoned.
+ */
+export function prefetchListings(paths: string[], filter?: EntryFilter, maxEntries = MAX_ENTRIES): DirListings | undefined {
+  if (paths.length === 0 || paths.length > MAX_TARGETS || !scanHasMeta()) return undefined;
+  return new Prefetch(paths, filter, maxEntries);
+}
