@@ -20,6 +20,7 @@ import type { Snapshot } from '../format/snapshot.js';
 import type { PackId } from '../ids.js';
 import type { BlobLocation } from '../cache/index-cache.js';
 import type { OpenItem } from '../worker/tasks.js';
+import type { FileTarget } from '../worker/write-files.js';
 import { platform } from '../platform/native.js';
 import { joinPath, displayPath } from '../util/paths.js';
 import { BufferPool, Semaphore, ownedArrayBuffer } from '../util/semaphore.js';
@@ -143,6 +144,8 @@ interface DirCtx {
   node?: TreeNode;
   parent?: DirCtx;
   made: boolean;
+  /** Made by this restore (it was not there): nothing in it can exist yet, so no need to look. */
+  fresh?: boolean;
 }
 
 interface FileJob {
@@ -158,6 +161,11 @@ interface FileJob {
   fd?: number;
   /** Writes in flight on `fd` (it must not be closed meanwhile). */
   writes: number;
+  /**
+   * Nothing is at its path and its content is one blob: a worker creates it
+   * with its metadata right after opening the blob (see worker/write-files.ts).
+   */
+  fast: boolean;
 }
 
 interface BlobUse {
@@ -249,9 +257,10 @@ export class Restorer {
   async run(): Promise<RestoreResult> {
     const target = Buffer.from(path.resolve(this.opts.target));
     const notDir = () => new CofferError('INVALID_ARGUMENT', `the target ${displayPath(target)} is not a directory`);
+    let fresh = false;
     if (!this.dry) {
       try {
-        await fs.mkdir(target, { recursive: true });
+        fresh = (await fs.mkdir(target, { recursive: true })) !== undefined;
       } catch (e) {
         if (errnoCode(e) === 'EEXIST' || errnoCode(e) === 'ENOTDIR') throw notDir();
         throw new CofferError('TARGET_ERROR', `cannot create target ${displayPath(target)}: ${errnoCode(e) ?? String(e)}`);
@@ -260,7 +269,7 @@ export class Restorer {
       const st = await fs.stat(target).catch((e) => (errnoCode(e) === 'ENOTDIR' ? 'file' : undefined));
       if (st === 'file' || (st && !st.isDirectory())) throw notDir();
     }
-    await this.planDir(this.snapshot.tree, { path: target, made: true }, '', this.includes.size === 0);
+    await this.planDir(this.snapshot.tree, { path: target, made: true, fresh }, '', this.includes.size === 0);
     this.report(true);
     if (!this.dry) {
       try {
@@ -292,6 +301,7 @@ export class Restorer {
     if (this.dry) return;
     try {
       mkdirSync(d.path);
+      d.fresh = true;
     } catch (e) {
       if (errnoCode(e) !== 'EEXIST') throw e;
       if (!lstatSync(d.path).isDirectory()) {
@@ -356,8 +366,8 @@ export class Restorer {
   }
 
   /** Before replacing a non-file at `p`: with overwrite "never", anything already there is kept. */
-  private async keepExisting(p: Buffer, node: TreeNode): Promise<boolean> {
-    if (this.policy !== 'never') return false;
+  private async keepExisting(p: Buffer, node: TreeNode, parent: DirCtx): Promise<boolean> {
+    if (this.policy !== 'never' || parent.fresh) return false;
     try {
       if (!lstatSync(p, { throwIfNoEntry: false })) return false;
     } catch {
@@ -377,9 +387,9 @@ export class Restorer {
       return;
     }
     await this.ensureDir(parent);
-    if (node.type === 'file') return this.planFile(node, p);
+    if (node.type === 'file') return this.planFile(node, p, parent);
     if (node.type === 'socket') return; // only meaningful to the process that bound it; like restic, not recreated
-    if (await this.keepExisting(p, node)) return;
+    if (await this.keepExisting(p, node, parent)) return;
     if ((node.type === 'chardev' || node.type === 'blockdev') && !IS_ROOT) {
       this.warn(p, 'device files can only be restored as root; skipped');
       return;
@@ -413,12 +423,13 @@ export class Restorer {
   }
 
   /**
-   * Which chunks of an existing file at `p` must be written: undefined when
-   * the file has to be written whole (absent, not a regular file, unreadable),
+   * Which chunks of an existing file at `p` must be written: null when
+   * nothing is there, undefined when the file has to be written whole (not a
+   * regular file, unreadable),
    * otherwise the indexes of the chunks whose content differs (none: the
    * file is already right) and whether its size must change.
    */
-  private async differingChunks(p: Buffer, node: TreeNode, lens: number[], trustMtime: boolean): Promise<{ diff: number[]; resize: boolean } | undefined> {
+  private async differingChunks(p: Buffer, node: TreeNode, lens: number[], trustMtime: boolean): Promise<{ diff: number[]; resize: boolean } | null | undefined> {
     let st;
     try {
       // Synchronous, and no exception for the usual case (nothing there yet):
@@ -427,7 +438,8 @@ export class Restorer {
     } catch {
       return undefined;
     }
-    if (!st || !st.isFile()) return undefined;
+    if (!st) return null;
+    if (!st.isFile()) return undefined;
     const size = Number(st.size);
     const resize = size !== node.size;
     if (trustMtime && !resize && st.mtimeNs === node.mtimeNs) return { diff: [], resize };
@@ -461,9 +473,9 @@ export class Restorer {
     return { diff, resize };
   }
 
-  private async planFile(node: TreeNode, p: Buffer): Promise<void> {
+  private async planFile(node: TreeNode, p: Buffer, parent: DirCtx): Promise<void> {
     const content = node.content ?? [];
-    const job: FileJob = { path: p, node, remaining: 0, damaged: false, created: false, writes: 0 };
+    const job: FileJob = { path: p, node, remaining: 0, damaged: false, created: false, writes: 0, fast: false };
     if (node.links > 1) {
       const key = `${node.dev}:${node.inode}`;
       const first = this.linkFirst.get(key);
@@ -474,7 +486,7 @@ export class Restorer {
       }
       this.linkFirst.set(key, job);
     }
-    if (await this.keepExisting(p, node)) return;
+    if (await this.keepExisting(p, node, parent)) return;
     const locs: BlobLocation[] = [];
     for (const id of content) {
       const loc = this.repo.lookupBlob('data', id);
@@ -488,9 +500,11 @@ export class Restorer {
     // An existing file: write only the chunks that differ (and fix its size).
     let only: Set<number> | undefined;
     let existed = false;
-    if (!job.damaged && node.size > 0) {
+    let absent = parent.fresh === true;
+    if (!job.damaged && node.size > 0 && !absent) {
       const r = await this.differingChunks(p, node, locs.map((l) => l.rawLength), this.policy === 'if-changed');
-      existed = r !== undefined;
+      existed = r !== undefined && r !== null;
+      absent = r === null;
       if (r && r.diff.length < content.length) {
         only = new Set(r.diff);
         job.created = true;
@@ -501,6 +515,7 @@ export class Restorer {
       this.counts.unchanged++;
       this.item('unchanged', p, 'file', node.size);
     } else this.item(only || existed ? 'updated' : 'restored', p, 'file', node.size);
+    job.fast = absent && !this.dry && !job.damaged && content.length === 1 && locs[0].rawLength === node.size && !node.xattrs?.length;
     this.files.push(job);
     this.progress.totalFiles++;
     this.progress.totalBytes += node.size;
@@ -528,7 +543,7 @@ export class Restorer {
       const content = f.node.content ?? [];
       const lens = content.map((id) => this.repo.lookupBlob('data', id)?.rawLength ?? -1);
       const r = lens.includes(-1) ? undefined : await this.differingChunks(f.path, f.node, lens, false);
-      let ok = r !== undefined && r.diff.length === 0 && !r.resize;
+      let ok = !!r && r.diff.length === 0 && !r.resize;
       if (f.node.size === 0) ok = await fs.lstat(f.path).then((st) => st.isFile() && st.size === 0, () => false);
       if (ok) this.counts.verified++;
       else this.warn(f.path, 'verification failed: the restored file does not match the snapshot');
@@ -557,6 +572,37 @@ export class Restorer {
     }
     await Promise.all(running);
     if (failure) throw failure;
+    await this.retryOtherCopies();
+  }
+
+  /**
+   * A blob that could not be read or did not authenticate in the pack the
+   * plan chose is held here when the index lists another copy of it (after
+   * concurrent backups, or a damaged blob saved again); its files wait.
+   */
+  private readonly retry: { blob: NeededBlob; packId: PackId; why: string }[] = [];
+
+  /** Reports a blob as lost, unless another copy of it may still be good (then it is retried at the end). */
+  private async blobUnusable(b: NeededBlob, packId: PackId, why: string): Promise<void> {
+    const others = this.repo.cache.lookupAll('data', b.id).some((l) => l.packId !== packId || l.offset !== b.offset);
+    if (others) this.retry.push({ blob: b, packId, why });
+    else await this.blobFailed(b, why);
+  }
+
+  /** The blobs held by `blobUnusable`: each read from another copy (Repository.loadBlob tries them in turn), or reported. */
+  private async retryOtherCopies(): Promise<void> {
+    for (const { blob: b, packId, why } of this.retry.splice(0)) {
+      this.checkAbort();
+      let plain: Buffer;
+      try {
+        plain = await this.repo.loadBlob('data', b.id, (l) => l.packId !== packId || l.offset !== b.offset);
+      } catch {
+        await this.blobFailed(b, why);
+        continue;
+      }
+      if (plain.length !== b.rawLength) await this.blobFailed(b, why);
+      else await this.writeBlob(b, plain, b.uses);
+    }
   }
 
   private async restorePack(packId: PackId, blobs: NeededBlob[]): Promise<void> {
@@ -566,13 +612,13 @@ export class Restorer {
     try {
       data = await this.repo.backend.read({ type: 'data', name: packId }, { offset: start, length: end - start });
     } catch (e) {
-      for (const b of blobs) await this.blobFailed(b, `pack ${packId.slice(0, 12)} cannot be read (${errnoCode(e) ?? (e as Error).message})`);
+      for (const b of blobs) await this.blobUnusable(b, packId, `pack ${packId.slice(0, 12)} cannot be read (${errnoCode(e) ?? (e as Error).message})`);
       return;
     }
     if (data.length < end - start) {
       // Truncated pack: the blobs wholly inside what is left are still good.
       const cut = blobs.findIndex((b) => b.offset + b.length - start > data.length);
-      for (const b of blobs.slice(cut)) await this.blobFailed(b, `data blob ${b.id.slice(0, 12)} is missing from pack ${packId.slice(0, 12)} (pack is truncated)`);
+      for (const b of blobs.slice(cut)) await this.blobUnusable(b, packId, `data blob ${b.id.slice(0, 12)} is missing from pack ${packId.slice(0, 12)} (pack is truncated)`);
       blobs = blobs.slice(0, cut);
       if (blobs.length === 0) return;
     }
@@ -588,7 +634,12 @@ export class Restorer {
       const pooled = raw <= this.outputs.size;
       const out = pooled ? await this.outputs.acquire() : Buffer.from(new ArrayBuffer(raw));
       const items: OpenItem[] = group.map((b) => ({ offset: b.offset - start, length: b.length, type: 'data', id: b.id, rawLength: b.rawLength }));
-      const r = await this.repo.workers().open(buf, items, out.buffer as ArrayBuffer);
+      // Files a worker creates itself, right after opening their blob.
+      const fast = group.map((b) => b.uses.filter((u) => u.file.fast && !u.file.damaged));
+      const targets = fast.map((us) => (us.length ? us.map((u) => this.fileTarget(u.file)) : null));
+      const r = targets.some((t) => t)
+        ? await this.repo.workers().openWrite(buf, items, out.buffer as ArrayBuffer, targets)
+        : { ...(await this.repo.workers().open(buf, items, out.buffer as ArrayBuffer)), written: [] };
       buf = r.buf;
       const plain = Buffer.from(r.out);
       try {
@@ -596,8 +647,22 @@ export class Restorer {
         for (let k = 0; k < group.length; k++) {
           const b = group[k];
           const err = r.errors[k];
-          if (err) await this.blobFailed(b, `data blob ${b.id.slice(0, 12)} in pack ${packId.slice(0, 12)} is damaged (${err})`);
-          else await this.writeBlob(b, plain.subarray(off, off + b.rawLength));
+          if (err) await this.blobUnusable(b, packId, `data blob ${b.id.slice(0, 12)} in pack ${packId.slice(0, 12)} is damaged (${err})`);
+          else {
+            let uses = b.uses;
+            const written = r.written[k];
+            if (written) {
+              const done = new Set<BlobUse>();
+              fast[k].forEach((u, i) => {
+                if (written[i] === null) done.add(u);
+                else if (written[i] === 'ENOSPC') throw new CofferError('NO_SPACE', `no space left on device while writing ${displayPath(u.file.path)}`);
+                else u.file.fast = false; // restored the ordinary way below
+              });
+              for (const u of done) this.fastDone(u.file, b.rawLength);
+              uses = uses.filter((u) => !done.has(u));
+            }
+            await this.writeBlob(b, plain.subarray(off, off + b.rawLength), uses);
+          }
           off += b.rawLength;
         }
       } finally {
@@ -622,9 +687,25 @@ export class Restorer {
     return b.equals(this.zero.subarray(0, b.length));
   }
 
-  private async writeBlob(b: NeededBlob, plain: Buffer): Promise<void> {
+  private fileTarget(f: FileJob): FileTarget {
+    const n = f.node;
+    return { path: f.path, mode: n.mode, chown: IS_ROOT, uid: n.uid, gid: n.gid, mtimeNs: n.mtimeNs };
+  }
+
+  /** A file a worker has created, written and given its metadata. */
+  private fastDone(f: FileJob, bytes: number): void {
+    f.created = true;
+    f.remaining--;
+    this.progress.filesDone++;
+    this.progress.bytesDone += bytes;
+    this.progress.currentFile = displayPath(f.path);
+    this.report();
+  }
+
+  private async writeBlob(b: NeededBlob, plain: Buffer, uses: BlobUse[]): Promise<void> {
+    if (uses.length === 0) return;
     const zero = this.isZero(plain);
-    for (const u of b.uses) {
+    for (const u of uses) {
       const f = u.file;
       if (!f.damaged) {
         try {
