@@ -20,7 +20,7 @@ import type { Snapshot } from '../format/snapshot.js';
 import type { PackId } from '../ids.js';
 import type { BlobLocation } from '../cache/index-cache.js';
 import type { OpenItem } from '../worker/tasks.js';
-import type { FileTarget } from '../worker/write-files.js';
+import type { FileTarget, WriteTarget } from '../worker/write-files.js';
 import { platform } from '../platform/native.js';
 import { joinPath, displayPath } from '../util/paths.js';
 import { BufferPool, Semaphore, ownedArrayBuffer } from '../util/semaphore.js';
@@ -182,9 +182,10 @@ interface NeededBlob {
 }
 
 const IS_ROOT = process.getuid?.() === 0;
-const PACKS_AT_ONCE = 2;
-/** Plaintext handed back from the workers per task. */
-const OUT_BYTES = 16 << 20;
+/** Groups of blobs being read and restored at once (local storage; remote: see `tasksAtOnce`). */
+const TASKS_AT_ONCE = 4;
+/** Plaintext handed back from the workers per task (a larger blob gets a buffer of its own). */
+const OUT_BYTES = 4 << 20;
 const MAX_OPEN_FILES = 256;
 /**
  * Writes at least this large go to the thread pool; smaller ones, and the
@@ -217,7 +218,9 @@ export class Restorer {
   private readonly dry: boolean;
   private readonly policy: OverwritePolicy;
   /** Decrypted plaintext buffers, one per pack being restored. */
-  private readonly outputs = new BufferPool(OUT_BYTES, PACKS_AT_ONCE);
+  private readonly outputs: BufferPool;
+  /** Remote storage: more ranged reads in flight (each bounded by OUT_BYTES of plaintext, or one blob). */
+  private readonly tasksAtOnce: number;
 
   constructor(
     private readonly repo: Repository,
@@ -230,6 +233,9 @@ export class Restorer {
     this.mayContain = inc.map(childMayMatch);
     this.dry = opts.dryRun === true;
     this.policy = opts.overwrite ?? 'always';
+    const conns = repo.backend.connections;
+    this.tasksAtOnce = conns ? Math.max(TASKS_AT_ONCE, Math.min(8, conns + 2)) : TASKS_AT_ONCE;
+    this.outputs = new BufferPool(OUT_BYTES, this.tasksAtOnce);
     if (!['always', 'if-changed', 'never'].includes(this.policy)) throw new CofferError('INVALID_ARGUMENT', `overwrite must be always, if-changed or never, not "${this.policy}"`);
   }
 
@@ -553,22 +559,33 @@ export class Restorer {
   private async restoreContents(): Promise<void> {
     // Files without content (empty, or already known damaged) are created now.
     for (const f of this.files) if (f.remaining === 0 || f.damaged) await this.completeFile(f);
-    const sem = new Semaphore(PACKS_AT_ONCE);
+    const sem = new Semaphore(this.tasksAtOnce);
     const running = new Set<Promise<void>>();
     let failure: unknown;
-    for (const [packId, blobs] of [...this.packs].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
-      this.checkAbort();
-      await sem.acquire();
-      if (failure) break;
-      const t = this.restorePack(packId, [...blobs.values()].sort((a, b) => a.offset - b.offset))
-        .catch((e) => {
-          failure ??= e;
-        })
-        .finally(() => {
-          sem.release();
-          running.delete(t);
-        });
-      running.add(t);
+    // Each pack is read once, in order, as consecutive ranges of its needed
+    // blobs (one group each: up to OUT_BYTES of plaintext), several groups in
+    // flight so that both workers stay busy and remote reads overlap.
+    outer: for (const [packId, blobs] of [...this.packs].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+      const sorted = [...blobs.values()].sort((a, b) => a.offset - b.offset);
+      for (let i = 0; i < sorted.length; ) {
+        let raw = sorted[i].rawLength;
+        let j = i + 1;
+        while (j < sorted.length && raw + sorted[j].rawLength <= OUT_BYTES) raw += sorted[j++].rawLength;
+        const group = sorted.slice(i, j);
+        i = j;
+        this.checkAbort();
+        await sem.acquire();
+        if (failure) break outer;
+        const t = this.restoreGroup(packId, group)
+          .catch((e) => {
+            failure ??= e;
+          })
+          .finally(() => {
+            sem.release();
+            running.delete(t);
+          });
+        running.add(t);
+      }
     }
     await Promise.all(running);
     if (failure) throw failure;
@@ -605,7 +622,12 @@ export class Restorer {
     }
   }
 
-  private async restorePack(packId: PackId, blobs: NeededBlob[]): Promise<void> {
+  /**
+   * Reads one group of blobs (one ranged read), has a worker open them and
+   * write them: files created whole by the worker (`fast`), and positional
+   * writes into files opened here; what is left (fallbacks) is written here.
+   */
+  private async restoreGroup(packId: PackId, blobs: NeededBlob[]): Promise<void> {
     const start = blobs[0].offset;
     const end = blobs[blobs.length - 1].offset + blobs[blobs.length - 1].length;
     let data: Buffer;
@@ -622,53 +644,88 @@ export class Restorer {
       blobs = blobs.slice(0, cut);
       if (blobs.length === 0) return;
     }
-    // Workers take whole ArrayBuffers by transfer; copy only if the read shares one
-    // (a small read lives in Node's shared pool at a non-zero offset).
-    let buf = ownedArrayBuffer(data);
-    for (let i = 0; i < blobs.length; ) {
-      let raw = blobs[i].rawLength;
-      let j = i + 1;
-      while (j < blobs.length && raw + blobs[j].rawLength <= this.outputs.size) raw += blobs[j++].rawLength;
-      const group = blobs.slice(i, j);
-      i = j;
-      const pooled = raw <= this.outputs.size;
-      const out = pooled ? await this.outputs.acquire() : Buffer.from(new ArrayBuffer(raw));
-      const items: OpenItem[] = group.map((b) => ({ offset: b.offset - start, length: b.length, type: 'data', id: b.id, rawLength: b.rawLength }));
-      // Files a worker creates itself, right after opening their blob.
-      const fast = group.map((b) => b.uses.filter((u) => u.file.fast && !u.file.damaged));
-      const targets = fast.map((us) => (us.length ? us.map((u) => this.fileTarget(u.file)) : null));
-      const r = targets.some((t) => t)
-        ? await this.repo.workers().openWrite(buf, items, out.buffer as ArrayBuffer, targets)
-        : { ...(await this.repo.workers().open(buf, items, out.buffer as ArrayBuffer)), written: [] };
-      buf = r.buf;
+    const raw = blobs.reduce((n, b) => n + b.rawLength, 0);
+    const pooled = raw <= this.outputs.size;
+    const out = pooled ? await this.outputs.acquire() : Buffer.from(new ArrayBuffer(raw));
+    let outBack: ArrayBuffer = out.buffer as ArrayBuffer;
+    // Files being written by the worker hold their descriptor open (writes > 0).
+    const held: FileJob[] = [];
+    try {
+      const items: OpenItem[] = blobs.map((b) => ({ offset: b.offset - start, length: b.length, type: 'data', id: b.id, rawLength: b.rawLength }));
+      const fast = blobs.map((b) => b.uses.filter((u) => u.file.fast && !u.file.damaged));
+      const positional = blobs.map((b) => b.uses.filter((u) => !u.file.fast && !u.file.damaged && this.holdForWorker(u.file, held)));
+      const targets = blobs.map((_, k): WriteTarget[] | null => {
+        const t: WriteTarget[] = [...fast[k].map((u) => this.fileTarget(u.file)), ...positional[k].map((u) => ({ fd: u.file.fd!, pos: u.offset }))];
+        return t.length ? t : null;
+      });
+      // Workers take whole ArrayBuffers by transfer; copy only if the read shares one.
+      const r = await this.repo.workers().openWrite(ownedArrayBuffer(data), items, out.buffer as ArrayBuffer, targets);
+      outBack = r.out;
+      for (const f of held) f.writes--;
+      held.length = 0;
       const plain = Buffer.from(r.out);
-      try {
-        let off = 0;
-        for (let k = 0; k < group.length; k++) {
-          const b = group[k];
-          const err = r.errors[k];
-          if (err) await this.blobUnusable(b, packId, `data blob ${b.id.slice(0, 12)} in pack ${packId.slice(0, 12)} is damaged (${err})`);
-          else {
-            let uses = b.uses;
-            const written = r.written[k];
-            if (written) {
-              const done = new Set<BlobUse>();
-              fast[k].forEach((u, i) => {
-                if (written[i] === null) done.add(u);
-                else if (written[i] === 'ENOSPC') throw new CofferError('NO_SPACE', `no space left on device while writing ${displayPath(u.file.path)}`);
-                else u.file.fast = false; // restored the ordinary way below
-              });
-              for (const u of done) this.fastDone(u.file, b.rawLength);
-              uses = uses.filter((u) => !done.has(u));
-            }
-            await this.writeBlob(b, plain.subarray(off, off + b.rawLength), uses);
-          }
-          off += b.rawLength;
-        }
-      } finally {
-        if (pooled) this.outputs.release(r.out);
+      let off = 0;
+      for (let k = 0; k < blobs.length; k++) {
+        const b = blobs[k];
+        const err = r.errors[k];
+        if (err) await this.blobUnusable(b, packId, `data blob ${b.id.slice(0, 12)} in pack ${packId.slice(0, 12)} is damaged (${err})`);
+        else await this.blobWritten(b, plain.subarray(off, off + b.rawLength), fast[k], positional[k], r.written[k] ?? []);
+        off += b.rawLength;
       }
+    } finally {
+      for (const f of held) f.writes--;
+      if (pooled) this.outputs.release(outBack);
     }
+  }
+
+  /** Opens `f` (creating it) for positional writes by a worker; false (the file reported) when it cannot be opened. */
+  private holdForWorker(f: FileJob, held: FileJob[]): boolean {
+    try {
+      this.handle(f);
+    } catch (e) {
+      if (errnoCode(e) === 'ENOSPC') throw new CofferError('NO_SPACE', `no space left on device while writing ${displayPath(f.path)}`);
+      f.damaged = true;
+      this.warn(f.path, `cannot write: ${errnoCode(e) ?? (e as Error).message}`);
+      return false;
+    }
+    f.writes++;
+    held.push(f);
+    return true;
+  }
+
+  /**
+   * After a worker opened blob `b` and wrote it to its targets (`codes`: the
+   * fast files first, then the positional writes; null when done): accounts
+   * for each use, and writes here what the worker could not.
+   */
+  private async blobWritten(b: NeededBlob, plain: Buffer, fast: BlobUse[], positional: BlobUse[], codes: (string | null)[]): Promise<void> {
+    const handled = new Set<BlobUse>();
+    const completed: FileJob[] = [];
+    fast.forEach((u, i) => {
+      const code = codes[i];
+      if (code === null) {
+        handled.add(u);
+        this.fastDone(u.file, b.rawLength);
+      } else if (code === 'ENOSPC') throw new CofferError('NO_SPACE', `no space left on device while writing ${displayPath(u.file.path)}`);
+      else u.file.fast = false; // written the ordinary way below
+    });
+    positional.forEach((u, i) => {
+      const code = codes[fast.length + i];
+      const f = u.file;
+      handled.add(u);
+      if (code === 'ENOSPC') throw new CofferError('NO_SPACE', `no space left on device while writing ${displayPath(f.path)}`);
+      if (code === null || code === undefined) {
+        this.progress.bytesDone += b.rawLength;
+        this.progress.currentFile = displayPath(f.path);
+      } else if (!f.damaged) {
+        f.damaged = true;
+        this.warn(f.path, `cannot write: ${code}`);
+      }
+      if (--f.remaining === 0) completed.push(f);
+    });
+    this.report();
+    for (const f of completed) await this.completeFile(f);
+    await this.writeBlob(b, plain, handled.size ? b.uses.filter((u) => !handled.has(u)) : b.uses);
   }
 
   private async blobFailed(b: NeededBlob, why: string): Promise<void> {
@@ -689,7 +746,7 @@ export class Restorer {
 
   private fileTarget(f: FileJob): FileTarget {
     const n = f.node;
-    return { path: f.path, mode: n.mode, chown: IS_ROOT, uid: n.uid, gid: n.gid, mtimeNs: n.mtimeNs };
+    return { path: f.path.toString('latin1'), mode: n.mode, chown: IS_ROOT, uid: n.uid, gid: n.gid, mtimeNs: n.mtimeNs };
   }
 
   /** A file a worker has created, written and given its metadata. */

@@ -6,7 +6,7 @@
 import { Piscina } from 'piscina';
 import os from 'node:os';
 import type { Region, RegionChunks, SealItem, OpenItem, WorkerContext } from './tasks.js';
-import type { FileTarget } from './write-files.js';
+import type { WriteTarget } from './write-files.js';
 
 export interface HashResult {
   buf: ArrayBuffer;
@@ -91,7 +91,7 @@ export class WorkerPool {
    * As `open`, then creates the files in `targets[k]` from item k's plaintext
    * (each the whole content of its file; see write-files.ts).
    */
-  openWrite(buf: ArrayBuffer, items: OpenItem[], out: ArrayBuffer, targets: (FileTarget[] | null)[]): Promise<OpenWriteResult> {
+  openWrite(buf: ArrayBuffer, items: OpenItem[], out: ArrayBuffer, targets: (WriteTarget[] | null)[]): Promise<OpenWriteResult> {
     return this.pool.run({ kind: 'openWrite', buf, out, items, targets }, { transferList: [buf, out] });
   }
 

@@ -2,7 +2,7 @@
 import { readSync } from 'node:fs';
 import { Piscina } from 'piscina';
 import { HotPath, type Region, type SealItem, type OpenItem, type WorkerContext } from './tasks.js';
-import { writeTargets, type FileTarget } from './write-files.js';
+import { writeTargets, type WriteTarget } from './write-files.js';
 
 const hot = new HotPath(Piscina.workerData as WorkerContext);
 
@@ -11,7 +11,7 @@ export type Task =
   | { kind: 'readHash'; buf: ArrayBuffer; fd: number; pos: number; filled: number }
   | { kind: 'seal'; buf: ArrayBuffer; out: ArrayBuffer; items: SealItem[] }
   | { kind: 'open'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[] }
-  | { kind: 'openWrite'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[]; targets: (FileTarget[] | null)[] }
+  | { kind: 'openWrite'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[]; targets: (WriteTarget[] | null)[] }
   | { kind: 'verifyPack'; buf: ArrayBuffer; items: OpenItem[] };
 
 /** Returns `value` to the main thread, transferring `buffers` instead of copying them. */

@@ -1,8 +1,9 @@
 /**
- * Restore's small-file fast path, run in the workers right after they open a
- * group of blobs: a file whose whole content is one blob, in a directory this
- * restore created (or where nothing was found), is created, written and given
- * its metadata here, so the per-file system calls (open, write, chown, chmod,
+ * Restore's writes, run in the workers right after they open a group of
+ * blobs: positional writes into files the main thread has opened (and
+ * sized); and, the small-file fast path, a file whose whole content is one
+ * blob, in a directory this restore created (or where nothing was found), is
+ * created, written and given its metadata here, so the per-file system calls (open, write, chown, chmod,
  * utimensat, close) run on the workers' threads in parallel instead of one
  * after another on the main thread. Anything unexpected (the name exists, a
  * call fails) undoes the file and reports an error code: the main thread then
@@ -13,8 +14,12 @@ import { platform } from '../platform/native.js';
 
 /** One file to create from one blob's plaintext (its whole content). */
 export interface FileTarget {
-  /** Raw path bytes (a Buffer on the sending side). */
-  path: Uint8Array;
+  /**
+   * Raw path bytes as a latin1 string (one char per byte, so names that are
+   * not UTF-8 survive; a Buffer would be cloned with the whole 8 KiB pool
+   * slab it lives in).
+   */
+  path: string;
   mode: number;
   /** Set ownership (restoring as root). */
   chown: boolean;
@@ -22,6 +27,14 @@ export interface FileTarget {
   gid: number;
   mtimeNs: bigint;
 }
+
+/** A positional write into a file the main thread holds open (`fd`), at `pos`; an all-zero blob is skipped (the file is already sized, so it stays a hole). */
+export interface PositionalTarget {
+  fd: number;
+  pos: number;
+}
+
+export type WriteTarget = FileTarget | PositionalTarget;
 
 const CREATE = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
 
@@ -37,7 +50,7 @@ function isZero(b: Buffer): boolean {
 
 /** Creates one file holding `plain` (all-zero content becomes a hole) with its metadata; throws on any failure, leaving nothing behind. */
 async function writeOne(t: FileTarget, plain: Buffer, zero: boolean): Promise<void> {
-  const p = Buffer.from(t.path.buffer, t.path.byteOffset, t.path.byteLength);
+  const p = Buffer.from(t.path, 'latin1');
   const fd = openSync(p, CREATE, 0o600);
   let made = false;
   try {
@@ -64,7 +77,7 @@ async function writeOne(t: FileTarget, plain: Buffer, zero: boolean): Promise<vo
  * when item k authenticated) writes its target files. Returns, per item, an
  * error code per target (null: written) or null for an item without targets.
  */
-export async function writeTargets(rawLengths: number[], errors: (string | null)[], out: Buffer, targets: (FileTarget[] | null)[]): Promise<((string | null)[] | null)[]> {
+export async function writeTargets(rawLengths: number[], errors: (string | null)[], out: Buffer, targets: (WriteTarget[] | null)[]): Promise<((string | null)[] | null)[]> {
   const result: ((string | null)[] | null)[] = [];
   let pos = 0;
   for (let k = 0; k < rawLengths.length; k++) {
@@ -77,7 +90,9 @@ export async function writeTargets(rawLengths: number[], errors: (string | null)
       const codes: (string | null)[] = [];
       for (const t of ts) {
         try {
-          await writeOne(t, plain, zero);
+          if ('fd' in t) {
+            if (!zero) for (let done = 0; done < plain.length; ) done += writeSync(t.fd, plain, done, plain.length - done, t.pos + done);
+          } else await writeOne(t, plain, zero);
           codes.push(null);
         } catch (e) {
           codes.push((e as NodeJS.ErrnoException).code ?? (e as Error).message);
