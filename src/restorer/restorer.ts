@@ -186,6 +186,8 @@ const IS_ROOT = process.getuid?.() === 0;
 const TASKS_AT_ONCE = 4;
 /** Plaintext handed back from the workers per task (a larger blob gets a buffer of its own). */
 const OUT_BYTES = 4 << 20;
+/** Sealed bytes read per task into a reused buffer (where the storage can read into one); a longer range gets a buffer of its own. */
+const IN_BYTES = OUT_BYTES + (256 << 10);
 const MAX_OPEN_FILES = 256;
 /**
  * Writes at least this large go to the thread pool; smaller ones, and the
@@ -219,6 +221,8 @@ export class Restorer {
   private readonly policy: OverwritePolicy;
   /** Decrypted plaintext buffers, one per pack being restored. */
   private readonly outputs: BufferPool;
+  /** Sealed input, reused (storage with `readInto`). */
+  private readonly inputs: BufferPool;
   /** Remote storage: more ranged reads in flight (each bounded by OUT_BYTES of plaintext, or one blob). */
   private readonly tasksAtOnce: number;
 
@@ -236,6 +240,7 @@ export class Restorer {
     const conns = repo.backend.connections;
     this.tasksAtOnce = conns ? Math.max(TASKS_AT_ONCE, Math.min(8, conns + 2)) : TASKS_AT_ONCE;
     this.outputs = new BufferPool(OUT_BYTES, this.tasksAtOnce);
+    this.inputs = new BufferPool(IN_BYTES, this.tasksAtOnce);
     if (!['always', 'if-changed', 'never'].includes(this.policy)) throw new CofferError('INVALID_ARGUMENT', `overwrite must be always, if-changed or never, not "${this.policy}"`);
   }
 
@@ -570,7 +575,8 @@ export class Restorer {
       for (let i = 0; i < sorted.length; ) {
         let raw = sorted[i].rawLength;
         let j = i + 1;
-        while (j < sorted.length && raw + sorted[j].rawLength <= OUT_BYTES) raw += sorted[j++].rawLength;
+        const from = sorted[i].offset;
+        while (j < sorted.length && raw + sorted[j].rawLength <= OUT_BYTES && sorted[j].offset + sorted[j].length - from <= IN_BYTES) raw += sorted[j++].rawLength;
         const group = sorted.slice(i, j);
         i = j;
         this.checkAbort();
@@ -630,10 +636,17 @@ export class Restorer {
   private async restoreGroup(packId: PackId, blobs: NeededBlob[]): Promise<void> {
     const start = blobs[0].offset;
     const end = blobs[blobs.length - 1].offset + blobs[blobs.length - 1].length;
+    const backend = this.repo.backend;
+    const h = { type: 'data', name: packId } as const;
     let data: Buffer;
+    let pooledIn: Buffer | undefined;
     try {
-      data = await this.repo.backend.read({ type: 'data', name: packId }, { offset: start, length: end - start });
+      if (backend.readInto && end - start <= this.inputs.size) {
+        pooledIn = await this.inputs.acquire();
+        data = pooledIn.subarray(0, await backend.readInto(h, pooledIn, { offset: start, length: end - start }));
+      } else data = await backend.read(h, { offset: start, length: end - start });
     } catch (e) {
+      if (pooledIn) this.inputs.release(pooledIn);
       for (const b of blobs) await this.blobUnusable(b, packId, `pack ${packId.slice(0, 12)} cannot be read (${errnoCode(e) ?? (e as Error).message})`);
       return;
     }
@@ -642,12 +655,23 @@ export class Restorer {
       const cut = blobs.findIndex((b) => b.offset + b.length - start > data.length);
       for (const b of blobs.slice(cut)) await this.blobUnusable(b, packId, `data blob ${b.id.slice(0, 12)} is missing from pack ${packId.slice(0, 12)} (pack is truncated)`);
       blobs = blobs.slice(0, cut);
-      if (blobs.length === 0) return;
+      if (blobs.length === 0) {
+        if (pooledIn) this.inputs.release(pooledIn);
+        return;
+      }
     }
     const raw = blobs.reduce((n, b) => n + b.rawLength, 0);
     const pooled = raw <= this.outputs.size;
-    const out = pooled ? await this.outputs.acquire() : Buffer.from(new ArrayBuffer(raw));
+    let out: Buffer;
+    try {
+      out = pooled ? await this.outputs.acquire() : Buffer.from(new ArrayBuffer(raw));
+    } catch (e) {
+      if (pooledIn) this.inputs.release(pooledIn);
+      throw e;
+    }
     let outBack: ArrayBuffer = out.buffer as ArrayBuffer;
+    // The pooled input comes back from the worker; detached (not reusable) if the task failed.
+    let inBack: ArrayBuffer | undefined = pooledIn?.buffer as ArrayBuffer | undefined;
     // Files being written by the worker hold their descriptor open (writes > 0).
     const held: FileJob[] = [];
     try {
@@ -659,8 +683,9 @@ export class Restorer {
         return t.length ? t : null;
       });
       // Workers take whole ArrayBuffers by transfer; copy only if the read shares one.
-      const r = await this.repo.workers().openWrite(ownedArrayBuffer(data), items, out.buffer as ArrayBuffer, targets);
+      const r = await this.repo.workers().openWrite(pooledIn ? (pooledIn.buffer as ArrayBuffer) : ownedArrayBuffer(data), items, out.buffer as ArrayBuffer, targets);
       outBack = r.out;
+      if (pooledIn) inBack = r.buf;
       for (const f of held) f.writes--;
       held.length = 0;
       const plain = Buffer.from(r.out);
@@ -675,6 +700,7 @@ export class Restorer {
     } finally {
       for (const f of held) f.writes--;
       if (pooled) this.outputs.release(outBack);
+      if (inBack) this.inputs.release(inBack);
     }
   }
 
