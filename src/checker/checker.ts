@@ -11,7 +11,7 @@ import type { Repository } from '../repo/repository.js';
 import type { PackId } from '../ids.js';
 import type { OpenItem } from '../worker/tasks.js';
 import { CofferError } from '../errors.js';
-import { ownedArrayBuffer } from '../util/semaphore.js';
+import { BufferPool, ownedArrayBuffer } from '../util/semaphore.js';
 
 /**
  * One problem `check` reports.
@@ -103,6 +103,10 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
   // order as with one pack at a time.
   let done = 0;
   let packsRead = 0;
+  // Whole packs are read into a fixed set of buffers (storage with readInto),
+  // which come back from the workers and are reused: no pack-sized garbage.
+  const largest = indexed.reduce((m, p) => Math.max(m, p.length), 0);
+  const pool = repo.backend.readInto && largest > 0 && largest <= MAX_POOLED_PACK ? new BufferPool(largest, PACKS_IN_FLIGHT + 1) : undefined;
   const inFlight: { problems: [string, string][]; done: Promise<void> }[] = [];
   const flushOne = async () => {
     // Shifted only once done: until then its problems are held in order.
@@ -123,7 +127,7 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
         if (inFlight.length) local.push([o, m]);
         else problem(o, m);
       };
-      const job = await checkPack(repo, id, length, listed.get(id), opts, packProblem);
+      const job = await checkPack(repo, id, length, listed.get(id), opts, packProblem, pool);
       if (job) packsRead++;
       if (job || local.length) inFlight.push({ problems: local, done: job?.done ?? Promise.resolve() });
       while (inFlight.length > PACKS_IN_FLIGHT) await flushOne();
@@ -180,6 +184,8 @@ async function readHeader(repo: Repository, id: PackId, size: number): Promise<P
 
 /** Packs read and verified at once by `check` with readData (each holds one whole pack in memory). */
 const PACKS_IN_FLIGHT = 2;
+/** Packs larger than this (a repository made with a large --pack-size) are read into buffers of their own. */
+const MAX_POOLED_PACK = 64 << 20;
 
 /**
  * Checks one pack's existence, size and header against the index, reporting
@@ -193,6 +199,7 @@ async function checkPack(
   size: number | undefined,
   opts: CheckOptions,
   problem: (o: string, m: string) => void,
+  pool?: BufferPool,
 ): Promise<{ done: Promise<void> } | undefined> {
   const obj = `data/${id}`;
   if (size === undefined) {
@@ -220,14 +227,29 @@ async function checkPack(
   }
   if (!(opts.readData || (opts.readDataSubset && inSubset(id, opts.readDataSubset)))) return undefined;
   // Wrapped: an async function returning a bare promise would wait for it.
-  return { done: readPack(repo, id, entries, problem).catch((e) => problem(obj, `cannot read: ${(e as Error).message}`)) };
+  return { done: readPack(repo, id, size, entries, problem, pool).catch((e) => problem(obj, `cannot read: ${(e as Error).message}`)) };
 }
 
-async function readPack(repo: Repository, id: PackId, entries: PackEntry[], problem: (o: string, m: string) => void): Promise<void> {
+async function readPack(repo: Repository, id: PackId, size: number, entries: PackEntry[], problem: (o: string, m: string) => void, pool?: BufferPool): Promise<void> {
   const obj = `data/${id}`;
-  const whole = await repo.backend.read({ type: 'data', name: id });
+  const h = { type: 'data', name: id } as const;
   const items: OpenItem[] = entries.map((e) => ({ offset: e.offset, length: e.length, type: e.type, id: e.id, rawLength: e.rawLength }));
-  const r = await repo.workers().verifyPack(ownedArrayBuffer(whole), items);
+  let r;
+  if (pool && repo.backend.readInto && size <= pool.size) {
+    const buf = await pool.acquire();
+    // Comes back from the worker; detached (and not reused) if the task failed.
+    let back = buf.buffer as ArrayBuffer;
+    try {
+      const n = await repo.backend.readInto(h, buf);
+      r = await repo.workers().verifyPack(back, items, n);
+      back = r.buf;
+    } finally {
+      pool.release(back);
+    }
+  } else {
+    const whole = await repo.backend.read(h);
+    r = await repo.workers().verifyPack(ownedArrayBuffer(whole), items);
+  }
   if (r.hash !== id) problem(obj, 'pack content does not match its name');
   r.errors.forEach((err, k) => {
     if (err) problem(obj, `${entries[k].type} blob ${entries[k].id.slice(0, 12)}: ${err}`);

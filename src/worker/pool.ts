@@ -95,9 +95,9 @@ export class WorkerPool {
     return this.pool.run({ kind: 'openWrite', buf, out, items, targets }, { transferList: [buf, out] });
   }
 
-  /** Hashes a whole pack and opens and verifies each item, keeping no plaintext. */
-  verifyPack(buf: ArrayBuffer, items: OpenItem[]): Promise<VerifyPackResult> {
-    return this.pool.run({ kind: 'verifyPack', buf, items }, { transferList: [buf] });
+  /** Hashes a whole pack (the first `length` bytes of `buf`) and opens and verifies each item, keeping no plaintext. */
+  verifyPack(buf: ArrayBuffer, items: OpenItem[], length = buf.byteLength): Promise<VerifyPackResult> {
+    return this.pool.run({ kind: 'verifyPack', buf, items, length }, { transferList: [buf] });
   }
 
   async close(): Promise<void> {

@@ -12,7 +12,7 @@ export type Task =
   | { kind: 'seal'; buf: ArrayBuffer; out: ArrayBuffer; items: SealItem[] }
   | { kind: 'open'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[] }
   | { kind: 'openWrite'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[]; targets: (WriteTarget[] | null)[] }
-  | { kind: 'verifyPack'; buf: ArrayBuffer; items: OpenItem[] };
+  | { kind: 'verifyPack'; buf: ArrayBuffer; items: OpenItem[]; length: number };
 
 /** Returns `value` to the main thread, transferring `buffers` instead of copying them. */
 export function moveWith<T extends object>(value: T, buffers: ArrayBuffer[]): T {
@@ -57,7 +57,7 @@ export default function run(task: Task): unknown {
       return moveWith({ buf: task.buf, out: task.out, errors }, [task.buf, task.out]);
     }
     case 'verifyPack': {
-      const { hash, errors } = hot.verifyPack(buf, task.items);
+      const { hash, errors } = hot.verifyPack(buf.subarray(0, task.length), task.items);
       return moveWith({ buf: task.buf, hash, errors }, [task.buf]);
     }
   }
