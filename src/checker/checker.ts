@@ -96,6 +96,60 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
   let unindexedPacks = 0;
   for (const name of listed.keys()) if (!indexedIds.has(name)) unindexedPacks++;
 
+  // Snapshots and the trees they reference: walked on the main thread while
+  // the pack phase below keeps the workers busy (it yields to the event loop
+  // every few milliseconds so that pack reads keep being issued); its
+  // problems are held and reported after the packs', in the same order as
+  // when the phases ran one after the other.
+  const walkProblems: [string, string][] = [];
+  const walkProblem = (o: string, m: string) => void walkProblems.push([o, m]);
+  const walk = async (): Promise<number> => {
+    const snapshots = await repo.listSnapshots().catch((e) => {
+      walkProblem('snapshots', (e as Error).message);
+      return [];
+    });
+    const seenTrees = new Set<string>();
+    const missingData = new Set<string>();
+    let slice = performance.now();
+    let n = 0;
+    for (const s of snapshots) {
+      abort();
+      opts.onProgress?.({ phase: 'snapshots', done: n++, total: snapshots.length });
+      const stack = [s.tree];
+      while (stack.length) {
+        if (performance.now() - slice > WALK_SLICE_MS) {
+          await new Promise((r) => setImmediate(r));
+          abort();
+          slice = performance.now();
+        }
+        const t = stack.pop()!;
+        if (seenTrees.has(t)) continue;
+        seenTrees.add(t);
+        let nodes;
+        try {
+          nodes = decodeTree(await repo.loadBlob('tree', t));
+        } catch (e) {
+          walkProblem(`tree ${t.slice(0, 12)}`, `${(e as Error).message} (snapshot ${s.id.slice(0, 8)})`);
+          continue;
+        }
+        for (const node of nodes) {
+          if (node.subtree) stack.push(node.subtree);
+          for (const id of node.content ?? []) {
+            if (!missingData.has(id) && !repo.cache.has('data', id)) {
+              missingData.add(id);
+              walkProblem(`data blob ${id.slice(0, 12)}`, `is not in the index (file ${node.name.toString()} in snapshot ${s.id.slice(0, 8)})`);
+            }
+          }
+        }
+      }
+    }
+    return snapshots.length;
+  };
+  const walking = walk().then(
+    (n) => ({ n }),
+    (e: unknown) => ({ e }),
+  );
+
   // Packs: existence, size, header vs index. With readData, up to
   // PACKS_IN_FLIGHT packs are read and verified at once (each pack hashed and
   // opened in a worker, the next ones read meanwhile); each pack's problems
@@ -133,45 +187,16 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
       while (inFlight.length > PACKS_IN_FLIGHT) await flushOne();
     }
   } finally {
-    // Also on interruption: no pack verification keeps running unobserved.
+    // Also on interruption: no pack verification (nor the walk) keeps running unobserved.
     await drain();
+    await walking;
   }
+  const walked = await walking;
+  if ('e' in walked) throw walked.e;
+  for (const [o, m] of walkProblems) problem(o, m);
+  const snapshots = walked.n;
 
-  // Snapshots and the trees they reference.
-  const snapshots = await repo.listSnapshots().catch((e) => {
-    problem('snapshots', (e as Error).message);
-    return [];
-  });
-  const seenTrees = new Set<string>();
-  const missingData = new Set<string>();
-  done = 0;
-  for (const s of snapshots) {
-    abort();
-    opts.onProgress?.({ phase: 'snapshots', done: done++, total: snapshots.length });
-    const stack = [s.tree];
-    while (stack.length) {
-      const t = stack.pop()!;
-      if (seenTrees.has(t)) continue;
-      seenTrees.add(t);
-      let nodes;
-      try {
-        nodes = decodeTree(await repo.loadBlob('tree', t));
-      } catch (e) {
-        problem(`tree ${t.slice(0, 12)}`, `${(e as Error).message} (snapshot ${s.id.slice(0, 8)})`);
-        continue;
-      }
-      for (const n of nodes) {
-        if (n.subtree) stack.push(n.subtree);
-        for (const id of n.content ?? []) {
-          if (!missingData.has(id) && !repo.cache.has('data', id)) {
-            missingData.add(id);
-            problem(`data blob ${id.slice(0, 12)}`, `is not in the index (file ${n.name.toString()} in snapshot ${s.id.slice(0, 8)})`);
-          }
-        }
-      }
-    }
-  }
-  return { problems, packs: indexed.length, snapshots: snapshots.length, unindexedPacks, packsRead };
+  return { problems, packs: indexed.length, snapshots, unindexedPacks, packsRead };
 }
 
 async function readHeader(repo: Repository, id: PackId, size: number): Promise<PackEntry[]> {
@@ -181,6 +206,9 @@ async function readHeader(repo: Repository, id: PackId, size: number): Promise<P
   const header = await repo.backend.read({ type: 'data', name: id }, { offset: loc.offset, length: loc.length });
   return decodePackHeader(repo.keys.metaKey, header, loc.offset);
 }
+
+/** The snapshot walk runs this long at a time before letting the pack phase go on. */
+const WALK_SLICE_MS = 5;
 
 /** Packs read and verified at once by `check` with readData (each holds one whole pack in memory). */
 const PACKS_IN_FLIGHT = 2;
