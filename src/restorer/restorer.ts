@@ -339,6 +339,10 @@ export class Restorer {
       this.warn(dir.path, `directory contents cannot be restored: ${(e as Error).message}`);
       return;
     }
+    // The locations of this directory's file chunks, in a few batched queries.
+    const ids: string[] = [];
+    for (const node of nodes) if (node.type === 'file' && node.content) for (const id of node.content) ids.push(id);
+    const locations = ids.length ? this.repo.cache.lookupMany('data', ids) : new Map<string, BlobLocation>();
     for (const node of nodes) {
       const sp = `${snapPath}/${node.name.toString('utf8')}`;
       if (this.excludes.size && this.excludes.matches(sp)) continue;
@@ -346,7 +350,7 @@ export class Restorer {
       if (!selected && (node.type !== 'dir' || !this.mayContain.some((m) => m(sp)))) continue;
       const p = joinPath(dir.path, node.name);
       try {
-        await this.planNode(node, p, sp, selected, dir);
+        await this.planNode(node, p, sp, selected, dir, locations);
       } catch (e) {
         if (e instanceof CofferError) throw e;
         this.warn(p, `cannot restore: ${errnoCode(e) ?? (e as Error).message}`);
@@ -392,7 +396,7 @@ export class Restorer {
     return true;
   }
 
-  private async planNode(node: TreeNode, p: Buffer, sp: string, selected: boolean, parent: DirCtx): Promise<void> {
+  private async planNode(node: TreeNode, p: Buffer, sp: string, selected: boolean, parent: DirCtx, locations: Map<string, BlobLocation>): Promise<void> {
     if (node.type === 'dir') {
       const d: DirCtx = { path: p, node, parent, made: false };
       // A selected directory is restored even when empty; one only on the way to an include, on demand.
@@ -401,7 +405,7 @@ export class Restorer {
       return;
     }
     await this.ensureDir(parent);
-    if (node.type === 'file') return this.planFile(node, p, parent);
+    if (node.type === 'file') return this.planFile(node, p, parent, locations);
     if (node.type === 'socket') return; // only meaningful to the process that bound it; like restic, not recreated
     if (await this.keepExisting(p, node, parent)) return;
     if ((node.type === 'chardev' || node.type === 'blockdev') && !IS_ROOT) {
@@ -487,7 +491,7 @@ export class Restorer {
     return { diff, resize };
   }
 
-  private async planFile(node: TreeNode, p: Buffer, parent: DirCtx): Promise<void> {
+  private async planFile(node: TreeNode, p: Buffer, parent: DirCtx, locations: Map<string, BlobLocation>): Promise<void> {
     const content = node.content ?? [];
     const job: FileJob = { path: p, node, remaining: 0, damaged: false, created: false, writes: 0, fast: false };
     if (node.links > 1) {
@@ -503,7 +507,7 @@ export class Restorer {
     if (await this.keepExisting(p, node, parent)) return;
     const locs: BlobLocation[] = [];
     for (const id of content) {
-      const loc = this.repo.lookupBlob('data', id);
+      const loc = locations.get(id) ?? this.repo.lookupBlob('data', id);
       if (!loc) {
         job.damaged = true;
         this.warn(p, `data blob ${id.slice(0, 12)} is missing from the index; file not restored`);
@@ -573,6 +577,17 @@ export class Restorer {
     // Each pack is read once, in order, as consecutive ranges of its needed
     // blobs (one group each: up to OUT_BYTES of plaintext), several groups in
     // flight so that both workers stay busy and remote reads overlap.
+    try {
+      await this.dispatchGroups(sem, running, () => failure, (e) => (failure ??= e));
+    } finally {
+      // Also on interruption: no worker may still be writing into a descriptor about to be closed.
+      await Promise.all(running);
+    }
+    if (failure) throw failure;
+    await this.retryOtherCopies();
+  }
+
+  private async dispatchGroups(sem: Semaphore, running: Set<Promise<void>>, failed: () => unknown, fail: (e: unknown) => void): Promise<void> {
     outer: for (const [packId, blobs] of [...this.packs].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
       const sorted = [...blobs.values()].sort((a, b) => a.offset - b.offset);
       for (let i = 0; i < sorted.length; ) {
@@ -584,11 +599,9 @@ export class Restorer {
         i = j;
         this.checkAbort();
         await sem.acquire();
-        if (failure) break outer;
+        if (failed()) break outer;
         const t = this.restoreGroup(packId, group)
-          .catch((e) => {
-            failure ??= e;
-          })
+          .catch(fail)
           .finally(() => {
             sem.release();
             running.delete(t);
@@ -596,9 +609,6 @@ export class Restorer {
         running.add(t);
       }
     }
-    await Promise.all(running);
-    if (failure) throw failure;
-    await this.retryOtherCopies();
   }
 
   /**
