@@ -211,6 +211,8 @@ export class Restorer {
   private readonly linkFirst = new Map<string, FileJob>();
   private readonly openFiles = new Set<FileJob>();
   private lastReport = 0;
+  /** The file last written (progress.currentFile when reported). */
+  private current?: Buffer;
   private zero = Buffer.alloc(0);
   private readonly counts = { unchanged: 0, skipped: 0, deleted: 0, verified: 0 };
   private readonly includes: PatternList;
@@ -261,6 +263,8 @@ export class Restorer {
     const now = Date.now();
     if (!force && now - this.lastReport < 100) return;
     this.lastReport = now;
+    // Rendered only when reported: not once per file.
+    if (this.current) this.progress.currentFile = displayPath(this.current);
     this.opts.onProgress({ ...this.progress });
   }
 
@@ -344,7 +348,8 @@ export class Restorer {
     for (const node of nodes) if (node.type === 'file' && node.content) for (const id of node.content) ids.push(id);
     const locations = ids.length ? this.repo.cache.lookupMany('data', ids) : new Map<string, BlobLocation>();
     for (const node of nodes) {
-      const sp = `${snapPath}/${node.name.toString('utf8')}`;
+      // The snapshot path is needed only for patterns (below here: none when everything is selected and nothing excluded).
+      const sp = this.excludes.size || !inside ? `${snapPath}/${node.name.toString('utf8')}` : '';
       if (this.excludes.size && this.excludes.matches(sp)) continue;
       const selected = inside || this.includes.matches(sp);
       if (!selected && (node.type !== 'dir' || !this.mayContain.some((m) => m(sp)))) continue;
@@ -755,7 +760,7 @@ export class Restorer {
       if (code === 'ENOSPC') throw new CofferError('NO_SPACE', `no space left on device while writing ${displayPath(f.path)}`);
       if (code === null || code === undefined) {
         this.progress.bytesDone += b.rawLength;
-        this.progress.currentFile = displayPath(f.path);
+        this.current = f.path;
       } else if (!f.damaged) {
         f.damaged = true;
         this.warn(f.path, `cannot write: ${code}`);
@@ -794,7 +799,7 @@ export class Restorer {
     f.remaining--;
     this.progress.filesDone++;
     this.progress.bytesDone += bytes;
-    this.progress.currentFile = displayPath(f.path);
+    this.current = f.path;
     this.report();
   }
 
@@ -820,7 +825,7 @@ export class Restorer {
             }
           }
           this.progress.bytesDone += plain.length;
-          this.progress.currentFile = displayPath(f.path);
+          this.current = f.path;
           this.report();
         } catch (e) {
           if (errnoCode(e) === 'ENOSPC') throw new CofferError('NO_SPACE', `no space left on device while writing ${displayPath(f.path)}`);
