@@ -43,6 +43,7 @@ export interface CheckOptions {
    */
   readDataSubset?: DataSubset;
   onProblem?(p: CheckProblem): void;
+  /** Progress per phase, "packs" and "snapshots"; the two run at the same time, so their reports interleave. */
   onProgress?(p: { phase: string; done: number; total: number }): void;
   signal?: AbortSignal;
 }
