@@ -151,6 +151,23 @@ for (const s of subjects) {
       expect(await b.read(h, { offset: 200, length: 50, metadata: true })).toEqual(a.data.subarray(200, 250));
     });
 
+    it('readInto (where offered): the same bytes as read, into the caller\'s buffer; short at the end; notFound', async () => {
+      if (!b.readInto) return;
+      const a = obj(1000);
+      const h: Handle = { type: 'data', name: a.name };
+      await b.write(h, a.data);
+      const into = Buffer.alloc(1200, 0xee);
+      expect(await b.readInto(h, into)).toBe(1000);
+      expect(into.subarray(0, 1000)).toEqual(a.data);
+      expect(into[1000]).toBe(0xee);
+      expect(await b.readInto(h, into, { offset: 10, length: 100 })).toBe(100);
+      expect(into.subarray(0, 100)).toEqual(a.data.subarray(10, 110));
+      expect(await b.readInto(h, into, { offset: 990, length: 100 })).toBe(10);
+      expect(into.subarray(0, 10)).toEqual(a.data.subarray(990));
+      await expect(b.readInto(h, Buffer.alloc(10), { offset: 0, length: 100 })).rejects.toThrow(RangeError);
+      expect(await kindOf(b.readInto({ type: 'data', name: 'ab'.repeat(32) }, into))).toBe('notFound');
+    });
+
     it('missing objects: read → notFound, stat → undefined, remove → notFound', async () => {
       const h: Handle = { type: 'snapshots', name: 'ab'.repeat(32) };
       expect(await kindOf(b.read(h))).toBe('notFound');

@@ -70,6 +70,7 @@ export class IndexCache {
       has: db.prepare('SELECT 1 FROM blobs WHERE id = ? AND type = ? LIMIT 1').pluck(),
       // One statement per arity, so a small directory does not pay for 64 lookups.
       knownOf: KNOWN_ARITIES.map((n) => db.prepare(`SELECT DISTINCT id FROM blobs WHERE type = ? AND id IN (${Array(n).fill('?').join(',')})`).pluck()),
+      lookupMany: KNOWN_ARITIES.map((n) => db.prepare(`SELECT id, pack, offset, length, raw_length FROM blobs WHERE type = ? AND id IN (${Array(n).fill('?').join(',')})`)),
       packLength: db.prepare('SELECT length FROM packs WHERE id = ? LIMIT 1').pluck(),
       allPacks: db.prepare('SELECT id, MAX(length) AS length FROM packs GROUP BY id'),
       blobCount: db.prepare('SELECT COUNT(*) FROM blobs').pluck(),
@@ -164,6 +165,30 @@ export class IndexCache {
       | { pack: Buffer; offset: number; length: number; raw_length: number }
       | undefined;
     return r && { packId: r.pack.toString('hex') as PackId, offset: r.offset, length: r.length, rawLength: r.raw_length };
+  }
+
+  /**
+   * Locations of `ids` (hex) of `type`, one copy each, for those the index
+   * lists: one query per up to 64 ids (restore plans a directory's files
+   * with it).
+   */
+  lookupMany(type: BlobType, ids: string[]): Map<string, BlobLocation> {
+    const found = new Map<string, BlobLocation>();
+    for (let i = 0; i < ids.length; ) {
+      const left = ids.length - i;
+      let k = KNOWN_ARITIES.length - 1;
+      while (k > 0 && KNOWN_ARITIES[k] < left) k--;
+      const n = KNOWN_ARITIES[k];
+      const params: Buffer[] = [];
+      for (let j = i; j < Math.min(ids.length, i + n); j++) params.push(Buffer.from(ids[j], 'hex'));
+      while (params.length < n) params.push(params[0]);
+      for (const r of this.stmts.lookupMany[k].all(BLOB_TYPE_CODE[type], ...params) as { id: Buffer; pack: Buffer; offset: number; length: number; raw_length: number }[]) {
+        const id = r.id.toString('hex');
+        if (!found.has(id)) found.set(id, { packId: r.pack.toString('hex') as PackId, offset: r.offset, length: r.length, rawLength: r.raw_length });
+      }
+      i += n;
+    }
+    return found;
   }
 
   /**

@@ -12,7 +12,7 @@ import type { Repository } from '../repo/repository.js';
 import type { PackId } from '../ids.js';
 import type { OpenItem } from '../worker/tasks.js';
 import { CofferError } from '../errors.js';
-import { ownedArrayBuffer } from '../util/semaphore.js';
+import { BufferPool, ownedArrayBuffer } from '../util/semaphore.js';
 
 /**
  * One problem `check` reports.
@@ -44,6 +44,7 @@ export interface CheckOptions {
    */
   readDataSubset?: DataSubset;
   onProblem?(p: CheckProblem): void;
+  /** Progress per phase, "packs" and "snapshots"; the two run at the same time, so their reports interleave. */
   onProgress?(p: { phase: string; done: number; total: number }): void;
   signal?: AbortSignal;
 }
@@ -99,6 +100,60 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
   let unindexedPacks = 0;
   for (const name of listed.keys()) if (!indexedIds.has(name)) unindexedPacks++;
 
+  // Snapshots and the trees they reference: walked on the main thread while
+  // the pack phase below keeps the workers busy (it yields to the event loop
+  // every few milliseconds so that pack reads keep being issued); its
+  // problems are held and reported after the packs', in the same order as
+  // when the phases ran one after the other.
+  const walkProblems: [string, string][] = [];
+  const walkProblem = (o: string, m: string) => void walkProblems.push([o, m]);
+  const walk = async (): Promise<number> => {
+    const snapshots = await repo.listSnapshots().catch((e) => {
+      walkProblem('snapshots', (e as Error).message);
+      return [];
+    });
+    const seenTrees = new Set<string>();
+    const missingData = new Set<string>();
+    let slice = performance.now();
+    let n = 0;
+    for (const s of snapshots) {
+      abort();
+      opts.onProgress?.({ phase: 'snapshots', done: n++, total: snapshots.length });
+      const stack = [s.tree];
+      while (stack.length) {
+        if (performance.now() - slice > WALK_SLICE_MS) {
+          await new Promise((r) => setImmediate(r));
+          abort();
+          slice = performance.now();
+        }
+        const t = stack.pop()!;
+        if (seenTrees.has(t)) continue;
+        seenTrees.add(t);
+        let nodes;
+        try {
+          nodes = decodeTree(await repo.loadBlob('tree', t));
+        } catch (e) {
+          walkProblem(`tree ${t.slice(0, 12)}`, `${(e as Error).message} (snapshot ${s.id.slice(0, 8)})`);
+          continue;
+        }
+        for (const node of nodes) {
+          if (node.subtree) stack.push(node.subtree);
+          for (const id of node.content ?? []) {
+            if (!missingData.has(id) && !repo.cache.has('data', id)) {
+              missingData.add(id);
+              walkProblem(`data blob ${id.slice(0, 12)}`, `is not in the index (file ${node.name.toString()} in snapshot ${s.id.slice(0, 8)})`);
+            }
+          }
+        }
+      }
+    }
+    return snapshots.length;
+  };
+  const walking = walk().then(
+    (n) => ({ n }),
+    (e: unknown) => ({ e }),
+  );
+
   // Packs: existence, size, header vs index. With readData, up to
   // PACKS_IN_FLIGHT packs are read and verified at once (each pack hashed and
   // opened in a worker, the next ones read meanwhile); each pack's problems
@@ -106,6 +161,10 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
   // order as with one pack at a time.
   let done = 0;
   let packsRead = 0;
+  // Whole packs are read into a fixed set of buffers (storage with readInto),
+  // which come back from the workers and are reused: no pack-sized garbage.
+  const largest = indexed.reduce((m, p) => Math.max(m, p.length), 0);
+  const pool = repo.backend.readInto && largest > 0 && largest <= MAX_POOLED_PACK ? new BufferPool(largest, PACKS_IN_FLIGHT + 1) : undefined;
   const inFlight: { problems: [string, string][]; done: Promise<void> }[] = [];
   const flushOne = async () => {
     // Shifted only once done: until then its problems are held in order.
@@ -126,51 +185,22 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
         if (inFlight.length) local.push([o, m]);
         else problem(o, m);
       };
-      const job = await checkPack(repo, id, length, listed.get(id), opts, packProblem);
+      const job = await checkPack(repo, id, length, listed.get(id), opts, packProblem, pool);
       if (job) packsRead++;
       if (job || local.length) inFlight.push({ problems: local, done: job?.done ?? Promise.resolve() });
       while (inFlight.length > PACKS_IN_FLIGHT) await flushOne();
     }
   } finally {
-    // Also on interruption: no pack verification keeps running unobserved.
+    // Also on interruption: no pack verification (nor the walk) keeps running unobserved.
     await drain();
+    await walking;
   }
+  const walked = await walking;
+  if ('e' in walked) throw walked.e;
+  for (const [o, m] of walkProblems) problem(o, m);
+  const snapshots = walked.n;
 
-  // Snapshots and the trees they reference.
-  const snapshots = await repo.listSnapshots().catch((e) => {
-    problem('snapshots', (e as Error).message);
-    return [];
-  });
-  const seenTrees = new Set<string>();
-  const missingData = new Set<string>();
-  done = 0;
-  for (const s of snapshots) {
-    abort();
-    opts.onProgress?.({ phase: 'snapshots', done: done++, total: snapshots.length });
-    const stack = [s.tree];
-    while (stack.length) {
-      const t = stack.pop()!;
-      if (seenTrees.has(t)) continue;
-      seenTrees.add(t);
-      let nodes;
-      try {
-        nodes = decodeTree(await repo.loadBlob('tree', t));
-      } catch (e) {
-        problem(`tree ${t.slice(0, 12)}`, `${(e as Error).message} (snapshot ${s.id.slice(0, 8)})`);
-        continue;
-      }
-      for (const n of nodes) {
-        if (n.subtree) stack.push(n.subtree);
-        for (const id of n.content ?? []) {
-          if (!missingData.has(id) && !repo.cache.has('data', id)) {
-            missingData.add(id);
-            problem(`data blob ${id.slice(0, 12)}`, `is not in the index (file ${n.name.toString()} in snapshot ${s.id.slice(0, 8)})`);
-          }
-        }
-      }
-    }
-  }
-  return { problems, packs: indexed.length, snapshots: snapshots.length, unindexedPacks, packsRead };
+  return { problems, packs: indexed.length, snapshots, unindexedPacks, packsRead };
 }
 
 async function readHeader(repo: Repository, id: PackId, size: number): Promise<PackEntry[]> {
@@ -181,8 +211,13 @@ async function readHeader(repo: Repository, id: PackId, size: number): Promise<P
   return decodePackHeader(repo.keys.metaKey, header, loc.offset);
 }
 
+/** The snapshot walk runs this long at a time before letting the pack phase go on. */
+const WALK_SLICE_MS = 5;
+
 /** Packs read and verified at once by `check` with readData (each holds one whole pack in memory). */
 const PACKS_IN_FLIGHT = 2;
+/** Packs larger than this (a repository made with a large --pack-size) are read into buffers of their own. */
+const MAX_POOLED_PACK = 64 << 20;
 
 /**
  * Checks one pack's existence, size and header against the index, reporting
@@ -196,6 +231,7 @@ async function checkPack(
   size: number | undefined,
   opts: CheckOptions,
   problem: (o: string, m: string) => void,
+  pool?: BufferPool,
 ): Promise<{ done: Promise<void> } | undefined> {
   const obj = `data/${id}`;
   if (size === undefined) {
@@ -223,14 +259,29 @@ async function checkPack(
   }
   if (!(opts.readData || (opts.readDataSubset && inSubset(id, opts.readDataSubset)))) return undefined;
   // Wrapped: an async function returning a bare promise would wait for it.
-  return { done: readPack(repo, id, entries, problem).catch((e) => problem(obj, `cannot read: ${(e as Error).message}`)) };
+  return { done: readPack(repo, id, size, entries, problem, pool).catch((e) => problem(obj, `cannot read: ${(e as Error).message}`)) };
 }
 
-async function readPack(repo: Repository, id: PackId, entries: PackEntry[], problem: (o: string, m: string) => void): Promise<void> {
+async function readPack(repo: Repository, id: PackId, size: number, entries: PackEntry[], problem: (o: string, m: string) => void, pool?: BufferPool): Promise<void> {
   const obj = `data/${id}`;
-  const whole = await repo.backend.read({ type: 'data', name: id });
+  const h = { type: 'data', name: id } as const;
   const items: OpenItem[] = entries.map((e) => ({ offset: e.offset, length: e.length, type: e.type, id: e.id, rawLength: e.rawLength }));
-  const r = await repo.workers().verifyPack(ownedArrayBuffer(whole), items);
+  let r;
+  if (pool && repo.backend.readInto && size <= pool.size) {
+    const buf = await pool.acquire();
+    // Comes back from the worker; detached (and not reused) if the task failed.
+    let back = buf.buffer as ArrayBuffer;
+    try {
+      const n = await repo.backend.readInto(h, buf);
+      r = await repo.workers().verifyPack(back, items, n);
+      back = r.buf;
+    } finally {
+      pool.release(back);
+    }
+  } else {
+    const whole = await repo.backend.read(h);
+    r = await repo.workers().verifyPack(ownedArrayBuffer(whole), items);
+  }
   if (r.hash !== id) problem(obj, 'pack content does not match its name');
   r.errors.forEach((err, k) => {
     if (err) problem(obj, `${entries[k].type} blob ${entries[k].id.slice(0, 12)}: ${err}`);

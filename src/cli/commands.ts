@@ -188,7 +188,8 @@ export async function cmdRestore(
       verify: o.verify,
       signal: AbortSignal.any([signal, lock.signal]),
       onProgress: (p) => (status ? status(p) : progress.update(p)),
-      onItem: (i) => {
+      // Only when something is printed for items (rendering every path costs time on big restores).
+      onItem: !(g.verbose || o.dryRun) ? undefined : (i) => {
         if (out.json) {
           if (g.verbose || o.dryRun) out.emit({ message_type: 'verbose_status', action: i.action, item: i.path, size: i.size });
         } else if (g.verbose || (o.dryRun && !g.quiet)) {

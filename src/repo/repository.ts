@@ -391,15 +391,16 @@ export class Repository {
     return this.cache.lookup(type, id);
   }
 
-  /** Reads, authenticates and decodes one blob (main thread; for trees and small reads). */
   /**
    * Reads, decrypts and verifies a blob. When the index lists several copies
    * (after concurrent backups, or a damaged one saved again), a copy that
    * cannot be read or does not authenticate falls back to the next one; the
-   * first failure is reported when none is good.
+   * first failure is reported when none is good. `accept` limits the copies
+   * tried (restore passes over one it already found damaged).
    */
-  async loadBlob(type: BlobType, id: string): Promise<Buffer> {
-    const locs = this.cache.lookupAll(type, id);
+  async loadBlob(type: BlobType, id: string, accept?: (loc: BlobLocation) => boolean): Promise<Buffer> {
+    let locs = this.cache.lookupAll(type, id);
+    if (accept) locs = locs.filter(accept);
     if (locs.length === 0) throw new CofferError('BLOB_NOT_FOUND', `${type} blob ${id.slice(0, 12)} is not in the index`, { id });
     let first: unknown;
     for (const loc of locs) {

@@ -20,6 +20,7 @@ import type { Snapshot } from '../format/snapshot.js';
 import type { PackId } from '../ids.js';
 import type { BlobLocation } from '../cache/index-cache.js';
 import type { OpenItem } from '../worker/tasks.js';
+import type { FileTarget, WriteTarget } from '../worker/write-files.js';
 import { platform } from '../platform/native.js';
 import { joinPath, displayPath } from '../util/paths.js';
 import { BufferPool, Semaphore, ownedArrayBuffer } from '../util/semaphore.js';
@@ -143,6 +144,8 @@ interface DirCtx {
   node?: TreeNode;
   parent?: DirCtx;
   made: boolean;
+  /** Made by this restore (it was not there): nothing in it can exist yet, so no need to look. */
+  fresh?: boolean;
 }
 
 interface FileJob {
@@ -158,6 +161,11 @@ interface FileJob {
   fd?: number;
   /** Writes in flight on `fd` (it must not be closed meanwhile). */
   writes: number;
+  /**
+   * Nothing is at its path and its content is one blob: a worker creates it
+   * with its metadata right after opening the blob (see worker/write-files.ts).
+   */
+  fast: boolean;
 }
 
 interface BlobUse {
@@ -174,9 +182,12 @@ interface NeededBlob {
 }
 
 const IS_ROOT = process.getuid?.() === 0;
-const PACKS_AT_ONCE = 2;
-/** Plaintext handed back from the workers per task. */
-const OUT_BYTES = 16 << 20;
+/** Groups of blobs being read and restored at once (local storage; remote: see `tasksAtOnce`). */
+const TASKS_AT_ONCE = 4;
+/** Plaintext handed back from the workers per task (a larger blob gets a buffer of its own). */
+const OUT_BYTES = 4 << 20;
+/** Sealed bytes read per task into a reused buffer (where the storage can read into one); a longer range gets a buffer of its own. */
+const IN_BYTES = OUT_BYTES + (256 << 10);
 const MAX_OPEN_FILES = 256;
 /**
  * Writes at least this large go to the thread pool; smaller ones, and the
@@ -200,6 +211,8 @@ export class Restorer {
   private readonly linkFirst = new Map<string, FileJob>();
   private readonly openFiles = new Set<FileJob>();
   private lastReport = 0;
+  /** The file last written (progress.currentFile when reported). */
+  private current?: Buffer;
   private zero = Buffer.alloc(0);
   private readonly counts = { unchanged: 0, skipped: 0, deleted: 0, verified: 0 };
   private readonly includes: PatternList;
@@ -209,7 +222,14 @@ export class Restorer {
   private readonly dry: boolean;
   private readonly policy: OverwritePolicy;
   /** Decrypted plaintext buffers, one per pack being restored. */
-  private readonly outputs = new BufferPool(OUT_BYTES, PACKS_AT_ONCE);
+  private readonly outputs: BufferPool;
+  /** Sealed input, reused (storage with `readInto`). */
+  private readonly inputs: BufferPool;
+  /**
+   * Groups in flight: TASKS_AT_ONCE, or for remote storage one per connection up to 6 (each
+   * bounded by IN_BYTES / OUT_BYTES, or one blob); on loopback 7 cost ~30 MiB more than 4 and were no faster.
+   */
+  private readonly tasksAtOnce: number;
 
   constructor(
     private readonly repo: Repository,
@@ -222,6 +242,10 @@ export class Restorer {
     this.mayContain = inc.map(childMayMatch);
     this.dry = opts.dryRun === true;
     this.policy = opts.overwrite ?? 'always';
+    const conns = repo.backend.connections;
+    this.tasksAtOnce = conns ? Math.max(TASKS_AT_ONCE, Math.min(6, conns)) : TASKS_AT_ONCE;
+    this.outputs = new BufferPool(OUT_BYTES, this.tasksAtOnce);
+    this.inputs = new BufferPool(IN_BYTES, this.tasksAtOnce);
     if (!['always', 'if-changed', 'never'].includes(this.policy)) throw new CofferError('INVALID_ARGUMENT', `overwrite must be always, if-changed or never, not "${this.policy}"`);
   }
 
@@ -239,6 +263,8 @@ export class Restorer {
     const now = Date.now();
     if (!force && now - this.lastReport < 100) return;
     this.lastReport = now;
+    // Rendered only when reported: not once per file.
+    if (this.current) this.progress.currentFile = displayPath(this.current);
     this.opts.onProgress({ ...this.progress });
   }
 
@@ -249,9 +275,10 @@ export class Restorer {
   async run(): Promise<RestoreResult> {
     const target = Buffer.from(path.resolve(this.opts.target));
     const notDir = () => new CofferError('INVALID_ARGUMENT', `the target ${displayPath(target)} is not a directory`);
+    let fresh = false;
     if (!this.dry) {
       try {
-        await fs.mkdir(target, { recursive: true });
+        fresh = (await fs.mkdir(target, { recursive: true })) !== undefined;
       } catch (e) {
         if (errnoCode(e) === 'EEXIST' || errnoCode(e) === 'ENOTDIR') throw notDir();
         throw new CofferError('TARGET_ERROR', `cannot create target ${displayPath(target)}: ${errnoCode(e) ?? String(e)}`);
@@ -260,7 +287,7 @@ export class Restorer {
       const st = await fs.stat(target).catch((e) => (errnoCode(e) === 'ENOTDIR' ? 'file' : undefined));
       if (st === 'file' || (st && !st.isDirectory())) throw notDir();
     }
-    await this.planDir(this.snapshot.tree, { path: target, made: true }, '', this.includes.size === 0);
+    await this.planDir(this.snapshot.tree, { path: target, made: true, fresh }, '', this.includes.size === 0);
     this.report(true);
     if (!this.dry) {
       try {
@@ -292,6 +319,7 @@ export class Restorer {
     if (this.dry) return;
     try {
       mkdirSync(d.path);
+      d.fresh = true;
     } catch (e) {
       if (errnoCode(e) !== 'EEXIST') throw e;
       if (!lstatSync(d.path).isDirectory()) {
@@ -315,14 +343,19 @@ export class Restorer {
       this.warn(dir.path, `directory contents cannot be restored: ${(e as Error).message}`);
       return;
     }
+    // The locations of this directory's file chunks, in a few batched queries.
+    const ids: string[] = [];
+    for (const node of nodes) if (node.type === 'file' && node.content) for (const id of node.content) ids.push(id);
+    const locations = ids.length ? this.repo.cache.lookupMany('data', ids) : new Map<string, BlobLocation>();
     for (const node of nodes) {
-      const sp = `${snapPath}/${node.name.toString('utf8')}`;
+      // The snapshot path is needed only for patterns (below here: none when everything is selected and nothing excluded).
+      const sp = this.excludes.size || !inside ? `${snapPath}/${node.name.toString('utf8')}` : '';
       if (this.excludes.size && this.excludes.matches(sp)) continue;
       const selected = inside || this.includes.matches(sp);
       if (!selected && (node.type !== 'dir' || !this.mayContain.some((m) => m(sp)))) continue;
       const p = joinPath(dir.path, node.name);
       try {
-        await this.planNode(node, p, sp, selected, dir);
+        await this.planNode(node, p, sp, selected, dir, locations);
       } catch (e) {
         if (e instanceof CofferError) throw e;
         this.warn(p, `cannot restore: ${errnoCode(e) ?? (e as Error).message}`);
@@ -356,8 +389,8 @@ export class Restorer {
   }
 
   /** Before replacing a non-file at `p`: with overwrite "never", anything already there is kept. */
-  private async keepExisting(p: Buffer, node: TreeNode): Promise<boolean> {
-    if (this.policy !== 'never') return false;
+  private async keepExisting(p: Buffer, node: TreeNode, parent: DirCtx): Promise<boolean> {
+    if (this.policy !== 'never' || parent.fresh) return false;
     try {
       if (!lstatSync(p, { throwIfNoEntry: false })) return false;
     } catch {
@@ -368,7 +401,7 @@ export class Restorer {
     return true;
   }
 
-  private async planNode(node: TreeNode, p: Buffer, sp: string, selected: boolean, parent: DirCtx): Promise<void> {
+  private async planNode(node: TreeNode, p: Buffer, sp: string, selected: boolean, parent: DirCtx, locations: Map<string, BlobLocation>): Promise<void> {
     if (node.type === 'dir') {
       const d: DirCtx = { path: p, node, parent, made: false };
       // A selected directory is restored even when empty; one only on the way to an include, on demand.
@@ -377,9 +410,9 @@ export class Restorer {
       return;
     }
     await this.ensureDir(parent);
-    if (node.type === 'file') return this.planFile(node, p);
+    if (node.type === 'file') return this.planFile(node, p, parent, locations);
     if (node.type === 'socket') return; // only meaningful to the process that bound it; like restic, not recreated
-    if (await this.keepExisting(p, node)) return;
+    if (await this.keepExisting(p, node, parent)) return;
     if ((node.type === 'chardev' || node.type === 'blockdev') && !IS_ROOT) {
       this.warn(p, 'device files can only be restored as root; skipped');
       return;
@@ -413,12 +446,13 @@ export class Restorer {
   }
 
   /**
-   * Which chunks of an existing file at `p` must be written: undefined when
-   * the file has to be written whole (absent, not a regular file, unreadable),
+   * Which chunks of an existing file at `p` must be written: null when
+   * nothing is there, undefined when the file has to be written whole (not a
+   * regular file, unreadable),
    * otherwise the indexes of the chunks whose content differs (none: the
    * file is already right) and whether its size must change.
    */
-  private async differingChunks(p: Buffer, node: TreeNode, lens: number[], trustMtime: boolean): Promise<{ diff: number[]; resize: boolean } | undefined> {
+  private async differingChunks(p: Buffer, node: TreeNode, lens: number[], trustMtime: boolean): Promise<{ diff: number[]; resize: boolean } | null | undefined> {
     let st;
     try {
       // Synchronous, and no exception for the usual case (nothing there yet):
@@ -427,7 +461,8 @@ export class Restorer {
     } catch {
       return undefined;
     }
-    if (!st || !st.isFile()) return undefined;
+    if (!st) return null;
+    if (!st.isFile()) return undefined;
     const size = Number(st.size);
     const resize = size !== node.size;
     if (trustMtime && !resize && st.mtimeNs === node.mtimeNs) return { diff: [], resize };
@@ -461,9 +496,9 @@ export class Restorer {
     return { diff, resize };
   }
 
-  private async planFile(node: TreeNode, p: Buffer): Promise<void> {
+  private async planFile(node: TreeNode, p: Buffer, parent: DirCtx, locations: Map<string, BlobLocation>): Promise<void> {
     const content = node.content ?? [];
-    const job: FileJob = { path: p, node, remaining: 0, damaged: false, created: false, writes: 0 };
+    const job: FileJob = { path: p, node, remaining: 0, damaged: false, created: false, writes: 0, fast: false };
     if (node.links > 1) {
       const key = `${node.dev}:${node.inode}`;
       const first = this.linkFirst.get(key);
@@ -474,10 +509,10 @@ export class Restorer {
       }
       this.linkFirst.set(key, job);
     }
-    if (await this.keepExisting(p, node)) return;
+    if (await this.keepExisting(p, node, parent)) return;
     const locs: BlobLocation[] = [];
     for (const id of content) {
-      const loc = this.repo.lookupBlob('data', id);
+      const loc = locations.get(id) ?? this.repo.lookupBlob('data', id);
       if (!loc) {
         job.damaged = true;
         this.warn(p, `data blob ${id.slice(0, 12)} is missing from the index; file not restored`);
@@ -488,9 +523,11 @@ export class Restorer {
     // An existing file: write only the chunks that differ (and fix its size).
     let only: Set<number> | undefined;
     let existed = false;
-    if (!job.damaged && node.size > 0) {
+    let absent = parent.fresh === true;
+    if (!job.damaged && node.size > 0 && !absent) {
       const r = await this.differingChunks(p, node, locs.map((l) => l.rawLength), this.policy === 'if-changed');
-      existed = r !== undefined;
+      existed = r !== undefined && r !== null;
+      absent = r === null;
       if (r && r.diff.length < content.length) {
         only = new Set(r.diff);
         job.created = true;
@@ -501,6 +538,7 @@ export class Restorer {
       this.counts.unchanged++;
       this.item('unchanged', p, 'file', node.size);
     } else this.item(only || existed ? 'updated' : 'restored', p, 'file', node.size);
+    job.fast = absent && !this.dry && !job.damaged && content.length === 1 && locs[0].rawLength === node.size && !node.xattrs?.length;
     this.files.push(job);
     this.progress.totalFiles++;
     this.progress.totalBytes += node.size;
@@ -528,7 +566,7 @@ export class Restorer {
       const content = f.node.content ?? [];
       const lens = content.map((id) => this.repo.lookupBlob('data', id)?.rawLength ?? -1);
       const r = lens.includes(-1) ? undefined : await this.differingChunks(f.path, f.node, lens, false);
-      let ok = r !== undefined && r.diff.length === 0 && !r.resize;
+      let ok = !!r && r.diff.length === 0 && !r.resize;
       if (f.node.size === 0) ok = await fs.lstat(f.path).then((st) => st.isFile() && st.size === 0, () => false);
       if (ok) this.counts.verified++;
       else this.warn(f.path, 'verification failed: the restored file does not match the snapshot');
@@ -538,72 +576,200 @@ export class Restorer {
   private async restoreContents(): Promise<void> {
     // Files without content (empty, or already known damaged) are created now.
     for (const f of this.files) if (f.remaining === 0 || f.damaged) await this.completeFile(f);
-    const sem = new Semaphore(PACKS_AT_ONCE);
+    const sem = new Semaphore(this.tasksAtOnce);
     const running = new Set<Promise<void>>();
     let failure: unknown;
-    for (const [packId, blobs] of [...this.packs].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
-      this.checkAbort();
-      await sem.acquire();
-      if (failure) break;
-      const t = this.restorePack(packId, [...blobs.values()].sort((a, b) => a.offset - b.offset))
-        .catch((e) => {
-          failure ??= e;
-        })
-        .finally(() => {
-          sem.release();
-          running.delete(t);
-        });
-      running.add(t);
+    // Each pack is read once, in order, as consecutive ranges of its needed
+    // blobs (one group each: up to OUT_BYTES of plaintext), several groups in
+    // flight so that both workers stay busy and remote reads overlap.
+    try {
+      await this.dispatchGroups(sem, running, () => failure, (e) => (failure ??= e));
+    } finally {
+      // Also on interruption: no worker may still be writing into a descriptor about to be closed.
+      await Promise.all(running);
     }
-    await Promise.all(running);
     if (failure) throw failure;
+    await this.retryOtherCopies();
   }
 
-  private async restorePack(packId: PackId, blobs: NeededBlob[]): Promise<void> {
+  private async dispatchGroups(sem: Semaphore, running: Set<Promise<void>>, failed: () => unknown, fail: (e: unknown) => void): Promise<void> {
+    outer: for (const [packId, blobs] of [...this.packs].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+      const sorted = [...blobs.values()].sort((a, b) => a.offset - b.offset);
+      for (let i = 0; i < sorted.length; ) {
+        let raw = sorted[i].rawLength;
+        let j = i + 1;
+        const from = sorted[i].offset;
+        while (j < sorted.length && raw + sorted[j].rawLength <= OUT_BYTES && sorted[j].offset + sorted[j].length - from <= IN_BYTES) raw += sorted[j++].rawLength;
+        const group = sorted.slice(i, j);
+        i = j;
+        this.checkAbort();
+        await sem.acquire();
+        if (failed()) break outer;
+        const t = this.restoreGroup(packId, group)
+          .catch(fail)
+          .finally(() => {
+            sem.release();
+            running.delete(t);
+          });
+        running.add(t);
+      }
+    }
+  }
+
+  /**
+   * A blob that could not be read or did not authenticate in the pack the
+   * plan chose is held here when the index lists another copy of it (after
+   * concurrent backups, or a damaged blob saved again); its files wait.
+   */
+  private readonly retry: { blob: NeededBlob; packId: PackId; why: string }[] = [];
+
+  /** Reports a blob as lost, unless another copy of it may still be good (then it is retried at the end). */
+  private async blobUnusable(b: NeededBlob, packId: PackId, why: string): Promise<void> {
+    const others = this.repo.cache.lookupAll('data', b.id).some((l) => l.packId !== packId || l.offset !== b.offset);
+    if (others) this.retry.push({ blob: b, packId, why });
+    else await this.blobFailed(b, why);
+  }
+
+  /** The blobs held by `blobUnusable`: each read from another copy (Repository.loadBlob tries them in turn), or reported. */
+  private async retryOtherCopies(): Promise<void> {
+    for (const { blob: b, packId, why } of this.retry.splice(0)) {
+      this.checkAbort();
+      let plain: Buffer;
+      try {
+        plain = await this.repo.loadBlob('data', b.id, (l) => l.packId !== packId || l.offset !== b.offset);
+      } catch {
+        await this.blobFailed(b, why);
+        continue;
+      }
+      if (plain.length !== b.rawLength) await this.blobFailed(b, why);
+      else await this.writeBlob(b, plain, b.uses);
+    }
+  }
+
+  /**
+   * Reads one group of blobs (one ranged read), has a worker open them and
+   * write them: files created whole by the worker (`fast`), and positional
+   * writes into files opened here; what is left (fallbacks) is written here.
+   */
+  private async restoreGroup(packId: PackId, blobs: NeededBlob[]): Promise<void> {
     const start = blobs[0].offset;
     const end = blobs[blobs.length - 1].offset + blobs[blobs.length - 1].length;
+    const backend = this.repo.backend;
+    const h = { type: 'data', name: packId } as const;
     let data: Buffer;
+    let pooledIn: Buffer | undefined;
     try {
-      data = await this.repo.backend.read({ type: 'data', name: packId }, { offset: start, length: end - start });
+      if (backend.readInto && end - start <= this.inputs.size) {
+        pooledIn = await this.inputs.acquire();
+        data = pooledIn.subarray(0, await backend.readInto(h, pooledIn, { offset: start, length: end - start }));
+      } else data = await backend.read(h, { offset: start, length: end - start });
     } catch (e) {
-      for (const b of blobs) await this.blobFailed(b, `pack ${packId.slice(0, 12)} cannot be read (${errnoCode(e) ?? (e as Error).message})`);
+      if (pooledIn) this.inputs.release(pooledIn);
+      for (const b of blobs) await this.blobUnusable(b, packId, `pack ${packId.slice(0, 12)} cannot be read (${errnoCode(e) ?? (e as Error).message})`);
       return;
     }
     if (data.length < end - start) {
       // Truncated pack: the blobs wholly inside what is left are still good.
       const cut = blobs.findIndex((b) => b.offset + b.length - start > data.length);
-      for (const b of blobs.slice(cut)) await this.blobFailed(b, `data blob ${b.id.slice(0, 12)} is missing from pack ${packId.slice(0, 12)} (pack is truncated)`);
+      for (const b of blobs.slice(cut)) await this.blobUnusable(b, packId, `data blob ${b.id.slice(0, 12)} is missing from pack ${packId.slice(0, 12)} (pack is truncated)`);
       blobs = blobs.slice(0, cut);
-      if (blobs.length === 0) return;
-    }
-    // Workers take whole ArrayBuffers by transfer; copy only if the read shares one
-    // (a small read lives in Node's shared pool at a non-zero offset).
-    let buf = ownedArrayBuffer(data);
-    for (let i = 0; i < blobs.length; ) {
-      let raw = blobs[i].rawLength;
-      let j = i + 1;
-      while (j < blobs.length && raw + blobs[j].rawLength <= this.outputs.size) raw += blobs[j++].rawLength;
-      const group = blobs.slice(i, j);
-      i = j;
-      const pooled = raw <= this.outputs.size;
-      const out = pooled ? await this.outputs.acquire() : Buffer.from(new ArrayBuffer(raw));
-      const items: OpenItem[] = group.map((b) => ({ offset: b.offset - start, length: b.length, type: 'data', id: b.id, rawLength: b.rawLength }));
-      const r = await this.repo.workers().open(buf, items, out.buffer as ArrayBuffer);
-      buf = r.buf;
-      const plain = Buffer.from(r.out);
-      try {
-        let off = 0;
-        for (let k = 0; k < group.length; k++) {
-          const b = group[k];
-          const err = r.errors[k];
-          if (err) await this.blobFailed(b, `data blob ${b.id.slice(0, 12)} in pack ${packId.slice(0, 12)} is damaged (${err})`);
-          else await this.writeBlob(b, plain.subarray(off, off + b.rawLength));
-          off += b.rawLength;
-        }
-      } finally {
-        if (pooled) this.outputs.release(r.out);
+      if (blobs.length === 0) {
+        if (pooledIn) this.inputs.release(pooledIn);
+        return;
       }
     }
+    const raw = blobs.reduce((n, b) => n + b.rawLength, 0);
+    const pooled = raw <= this.outputs.size;
+    let out: Buffer;
+    try {
+      out = pooled ? await this.outputs.acquire() : Buffer.from(new ArrayBuffer(raw));
+    } catch (e) {
+      if (pooledIn) this.inputs.release(pooledIn);
+      throw e;
+    }
+    let outBack: ArrayBuffer = out.buffer as ArrayBuffer;
+    // The pooled input comes back from the worker; detached (not reusable) if the task failed.
+    let inBack: ArrayBuffer | undefined = pooledIn?.buffer as ArrayBuffer | undefined;
+    // Files being written by the worker hold their descriptor open (writes > 0).
+    const held: FileJob[] = [];
+    try {
+      const items: OpenItem[] = blobs.map((b) => ({ offset: b.offset - start, length: b.length, type: 'data', id: b.id, rawLength: b.rawLength }));
+      const fast = blobs.map((b) => b.uses.filter((u) => u.file.fast && !u.file.damaged));
+      const positional = blobs.map((b) => b.uses.filter((u) => !u.file.fast && !u.file.damaged && this.holdForWorker(u.file, held)));
+      const targets = blobs.map((_, k): WriteTarget[] | null => {
+        const t: WriteTarget[] = [...fast[k].map((u) => this.fileTarget(u.file)), ...positional[k].map((u) => ({ fd: u.file.fd!, pos: u.offset }))];
+        return t.length ? t : null;
+      });
+      // Workers take whole ArrayBuffers by transfer; copy only if the read shares one.
+      const r = await this.repo.workers().openWrite(pooledIn ? (pooledIn.buffer as ArrayBuffer) : ownedArrayBuffer(data), items, out.buffer as ArrayBuffer, targets);
+      outBack = r.out;
+      if (pooledIn) inBack = r.buf;
+      for (const f of held) f.writes--;
+      held.length = 0;
+      const plain = Buffer.from(r.out);
+      let off = 0;
+      for (let k = 0; k < blobs.length; k++) {
+        const b = blobs[k];
+        const err = r.errors[k];
+        if (err) await this.blobUnusable(b, packId, `data blob ${b.id.slice(0, 12)} in pack ${packId.slice(0, 12)} is damaged (${err})`);
+        else await this.blobWritten(b, plain.subarray(off, off + b.rawLength), fast[k], positional[k], r.written[k] ?? []);
+        off += b.rawLength;
+      }
+    } finally {
+      for (const f of held) f.writes--;
+      if (pooled) this.outputs.release(outBack);
+      if (inBack) this.inputs.release(inBack);
+    }
+  }
+
+  /** Opens `f` (creating it) for positional writes by a worker; false (the file reported) when it cannot be opened. */
+  private holdForWorker(f: FileJob, held: FileJob[]): boolean {
+    try {
+      this.handle(f);
+    } catch (e) {
+      if (errnoCode(e) === 'ENOSPC') throw new CofferError('NO_SPACE', `no space left on device while writing ${displayPath(f.path)}`);
+      f.damaged = true;
+      this.warn(f.path, `cannot write: ${errnoCode(e) ?? (e as Error).message}`);
+      return false;
+    }
+    f.writes++;
+    held.push(f);
+    return true;
+  }
+
+  /**
+   * After a worker opened blob `b` and wrote it to its targets (`codes`: the
+   * fast files first, then the positional writes; null when done): accounts
+   * for each use, and writes here what the worker could not.
+   */
+  private async blobWritten(b: NeededBlob, plain: Buffer, fast: BlobUse[], positional: BlobUse[], codes: (string | null)[]): Promise<void> {
+    const handled = new Set<BlobUse>();
+    const completed: FileJob[] = [];
+    fast.forEach((u, i) => {
+      const code = codes[i];
+      if (code === null) {
+        handled.add(u);
+        this.fastDone(u.file, b.rawLength);
+      } else if (code === 'ENOSPC') throw new CofferError('NO_SPACE', `no space left on device while writing ${displayPath(u.file.path)}`);
+      else u.file.fast = false; // written the ordinary way below
+    });
+    positional.forEach((u, i) => {
+      const code = codes[fast.length + i];
+      const f = u.file;
+      handled.add(u);
+      if (code === 'ENOSPC') throw new CofferError('NO_SPACE', `no space left on device while writing ${displayPath(f.path)}`);
+      if (code === null || code === undefined) {
+        this.progress.bytesDone += b.rawLength;
+        this.current = f.path;
+      } else if (!f.damaged) {
+        f.damaged = true;
+        this.warn(f.path, `cannot write: ${code}`);
+      }
+      if (--f.remaining === 0) completed.push(f);
+    });
+    this.report();
+    for (const f of completed) await this.completeFile(f);
+    await this.writeBlob(b, plain, handled.size ? b.uses.filter((u) => !handled.has(u)) : b.uses);
   }
 
   private async blobFailed(b: NeededBlob, why: string): Promise<void> {
@@ -622,9 +788,25 @@ export class Restorer {
     return b.equals(this.zero.subarray(0, b.length));
   }
 
-  private async writeBlob(b: NeededBlob, plain: Buffer): Promise<void> {
+  private fileTarget(f: FileJob): FileTarget {
+    const n = f.node;
+    return { path: f.path.toString('latin1'), mode: n.mode, chown: IS_ROOT, uid: n.uid, gid: n.gid, mtimeNs: n.mtimeNs };
+  }
+
+  /** A file a worker has created, written and given its metadata. */
+  private fastDone(f: FileJob, bytes: number): void {
+    f.created = true;
+    f.remaining--;
+    this.progress.filesDone++;
+    this.progress.bytesDone += bytes;
+    this.current = f.path;
+    this.report();
+  }
+
+  private async writeBlob(b: NeededBlob, plain: Buffer, uses: BlobUse[]): Promise<void> {
+    if (uses.length === 0) return;
     const zero = this.isZero(plain);
-    for (const u of b.uses) {
+    for (const u of uses) {
       const f = u.file;
       if (!f.damaged) {
         try {
@@ -643,7 +825,7 @@ export class Restorer {
             }
           }
           this.progress.bytesDone += plain.length;
-          this.progress.currentFile = displayPath(f.path);
+          this.current = f.path;
           this.report();
         } catch (e) {
           if (errnoCode(e) === 'ENOSPC') throw new CofferError('NO_SPACE', `no space left on device while writing ${displayPath(f.path)}`);

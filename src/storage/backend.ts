@@ -67,6 +67,14 @@ export interface ReadBackend {
   read(h: Handle, range?: ReadRange): Promise<Buffer>;
   stat(h: Handle): Promise<ObjectInfo | undefined>;
   list(type: FileType): Promise<ObjectInfo[]>;
+  /**
+   * Optional: reads `range` (or the whole object) into `into` from its
+   * start, so engines can reuse a fixed set of buffers instead of a new one
+   * per read; resolves to the bytes read (fewer than asked at the end of the
+   * object). `into` must be large enough. Engines fall back to `read` when a
+   * backend (or a layer around it) does not offer it.
+   */
+  readInto?(h: Handle, into: Uint8Array, range?: ReadRange): Promise<number>;
 }
 
 /**

@@ -13,7 +13,7 @@
  * before their first use. A damaged entry is deleted and fetched again. A
  * failing cache never fails an operation: it is skipped.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, openSync, readSync, closeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { plainHash } from '../crypto/hash.js';
@@ -146,8 +146,29 @@ async function readOrUndefined(p: string): Promise<Buffer | undefined> {
   }
 }
 
+/** Ranges up to this size are read synchronously (tree blobs): three thread-pool round trips per tree cost more than the read. */
+const SYNC_READ_LIMIT = 256 * 1024;
+
 /** A range of a cached file (short at its end), or undefined when the file is gone. */
 async function readRange(p: string, r: ReadRange): Promise<Buffer | undefined> {
+  if (r.length <= SYNC_READ_LIMIT) {
+    let fd: number | undefined;
+    try {
+      fd = openSync(p, 'r');
+      const buf = Buffer.allocUnsafe(r.length);
+      let done = 0;
+      while (done < r.length) {
+        const n = readSync(fd, buf, done, r.length - done, r.offset + done);
+        if (n === 0) break;
+        done += n;
+      }
+      return buf.subarray(0, done);
+    } catch {
+      return undefined;
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+  }
   let fh;
   try {
     fh = await fs.open(p, 'r');

@@ -118,6 +118,31 @@ export class LocalBackend implements Backend {
     }
   }
 
+  async readInto(h: Handle, into: Uint8Array, range?: ReadRange): Promise<number> {
+    const p = this.pathOf(h);
+    try {
+      const fh = await fs.open(p, 'r');
+      try {
+        const offset = range?.offset ?? 0;
+        const length = range ? range.length : (await fh.stat()).size;
+        if (length > into.length) throw new RangeError(`readInto: buffer of ${into.length} bytes for ${length}`);
+        let done = 0;
+        while (done < length) {
+          const { bytesRead } = await fh.read(into, done, length - done, offset + done);
+          if (bytesRead === 0) break;
+          done += bytesRead;
+        }
+        return done;
+      } finally {
+        await fh.close();
+      }
+    } catch (e) {
+      if (e instanceof RangeError) throw e;
+      if (errnoCode(e) === 'ENOTDIR') throw new StorageError('notFound', `${describe(h)} does not exist`, h, { cause: e });
+      throw toStorageError(e, h, 'reading');
+    }
+  }
+
   async stat(h: Handle): Promise<ObjectInfo | undefined> {
     try {
       const st = await fs.stat(this.pathOf(h));

@@ -6,6 +6,7 @@
 import { Piscina } from 'piscina';
 import os from 'node:os';
 import type { Region, RegionChunks, SealItem, OpenItem, WorkerContext } from './tasks.js';
+import type { WriteTarget } from './write-files.js';
 
 export interface HashResult {
   buf: ArrayBuffer;
@@ -28,6 +29,11 @@ export interface OpenResult {
   /** Plaintexts back to back, each of its item's rawLength. */
   out: ArrayBuffer;
   errors: (string | null)[];
+}
+
+export interface OpenWriteResult extends OpenResult {
+  /** Per item: null (no targets, or the item failed), else an error code per target (null: the file was written). */
+  written: ((string | null)[] | null)[];
 }
 
 export interface VerifyPackResult {
@@ -81,9 +87,17 @@ export class WorkerPool {
     return this.pool.run({ kind: 'open', buf, out, items }, { transferList: [buf, out] });
   }
 
-  /** Hashes a whole pack and opens and verifies each item, keeping no plaintext. */
-  verifyPack(buf: ArrayBuffer, items: OpenItem[]): Promise<VerifyPackResult> {
-    return this.pool.run({ kind: 'verifyPack', buf, items }, { transferList: [buf] });
+  /**
+   * As `open`, then creates the files in `targets[k]` from item k's plaintext
+   * (each the whole content of its file; see write-files.ts).
+   */
+  openWrite(buf: ArrayBuffer, items: OpenItem[], out: ArrayBuffer, targets: (WriteTarget[] | null)[]): Promise<OpenWriteResult> {
+    return this.pool.run({ kind: 'openWrite', buf, out, items, targets }, { transferList: [buf, out] });
+  }
+
+  /** Hashes a whole pack (the first `length` bytes of `buf`) and opens and verifies each item, keeping no plaintext. */
+  verifyPack(buf: ArrayBuffer, items: OpenItem[], length = buf.byteLength): Promise<VerifyPackResult> {
+    return this.pool.run({ kind: 'verifyPack', buf, items, length }, { transferList: [buf] });
   }
 
   async close(): Promise<void> {

@@ -2,6 +2,7 @@
 import { readSync } from 'node:fs';
 import { Piscina } from 'piscina';
 import { HotPath, type Region, type SealItem, type OpenItem, type WorkerContext } from './tasks.js';
+import { writeTargets, type WriteTarget } from './write-files.js';
 
 const hot = new HotPath(Piscina.workerData as WorkerContext);
 
@@ -10,7 +11,8 @@ export type Task =
   | { kind: 'readHash'; buf: ArrayBuffer; fd: number; pos: number; filled: number }
   | { kind: 'seal'; buf: ArrayBuffer; out: ArrayBuffer; items: SealItem[] }
   | { kind: 'open'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[] }
-  | { kind: 'verifyPack'; buf: ArrayBuffer; items: OpenItem[] };
+  | { kind: 'openWrite'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[]; targets: (WriteTarget[] | null)[] }
+  | { kind: 'verifyPack'; buf: ArrayBuffer; items: OpenItem[]; length: number };
 
 /** Returns `value` to the main thread, transferring `buffers` instead of copying them. */
 export function moveWith<T extends object>(value: T, buffers: ArrayBuffer[]): T {
@@ -18,6 +20,7 @@ export function moveWith<T extends object>(value: T, buffers: ArrayBuffer[]): T 
 }
 
 export default function run(task: Task): unknown {
+  if (task.kind === 'openWrite') return openWrite(task);
   const buf = new Uint8Array(task.buf);
   switch (task.kind) {
     case 'hash': {
@@ -54,8 +57,20 @@ export default function run(task: Task): unknown {
       return moveWith({ buf: task.buf, out: task.out, errors }, [task.buf, task.out]);
     }
     case 'verifyPack': {
-      const { hash, errors } = hot.verifyPack(buf, task.items);
+      const { hash, errors } = hot.verifyPack(buf.subarray(0, task.length), task.items);
       return moveWith({ buf: task.buf, hash, errors }, [task.buf]);
     }
   }
+}
+
+async function openWrite(task: Extract<Task, { kind: 'openWrite' }>): Promise<unknown> {
+  const out = Buffer.from(task.out);
+  const errors = hot.open(new Uint8Array(task.buf), task.items, out);
+  const written = await writeTargets(
+    task.items.map((it) => it.rawLength),
+    errors,
+    out,
+    task.targets,
+  );
+  return moveWith({ buf: task.buf, out: task.out, errors, written }, [task.buf, task.out]);
 }
