@@ -90,6 +90,8 @@ describe('fixtures/vectors.json', () => {
       chunker: 'coffer 2026-11 chunker gear table v1',
       blobEncryption: 'coffer 2026-11 blob encryption v1',
       metadataEncryption: 'coffer 2026-11 metadata encryption v1',
+      idList: 'coffer 2026-11 index id list v1',
+      lock: 'coffer 2026-11 lock v1',
     });
     expect(hex(deriveKey(V.keys.contexts.blobId, master))).toBe(V.keys.blobIdKey);
     expect(hex(deriveKey(V.keys.contexts.chunker, master))).toBe(V.keys.chunkerKey);

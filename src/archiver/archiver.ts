@@ -24,6 +24,7 @@ import { DataPipeline, type Pending } from './data-pipeline.js';
 import { Semaphore } from '../util/semaphore.js';
 import type { EntryFilter } from './select.js';
 import { VERSION } from '../version.js';
+import { WriteOnlyState } from './write-only-state.js';
 
 /**
  * Progress of a running backup, passed to `onProgress` (at most ten times a second).
@@ -234,6 +235,8 @@ export class Archiver {
   private readonly pendingFiles = new Semaphore(4096);
   /** Parent trees that failed to load: saved again if this backup produces them. */
   private readonly unreadableTrees = new Set<string>();
+  /** With a write-only key: the local state that stands in for the parent snapshot. */
+  private readonly local?: WriteOnlyState;
 
   constructor(
     private readonly repo: Repository,
@@ -241,12 +244,13 @@ export class Archiver {
   ) {
     this.packer = new Packer(
       repo.backend,
-      repo.keys.metaKey,
+      repo.writeKeys(),
       repo.config.packSize,
       // Remote backends take several uploads at once (each in flight holds one pack buffer).
       { maxWrites: Math.min(3, repo.backend.connections ?? 1) },
       { indexWritten: (name, packs) => repo.cache.addIndexFile(name, packs) },
     );
+    if (repo.writeOnly) this.local = new WriteOnlyState(repo.writeOnlyCacheKey!, repo.writeOnlyStateDir);
     this.pipeline = new DataPipeline(repo, this.packer, (n) => {
       this.progress.bytesDone += n;
       this.report();
@@ -348,6 +352,7 @@ export class Archiver {
     // written) must still stop the snapshot from being saved.
     this.checkAbort();
     const id = await this.repo.saveSnapshot(data);
+    this.local?.save(hostname, paths, id, data.time, rootId);
     return { snapshot: { ...data, id }, incomplete: this.progress.errors > 0 };
   }
 
@@ -366,8 +371,19 @@ export class Archiver {
     return [...new Set(out)].sort();
   }
 
-  private async findParent(hostname: string, paths: string[]): Promise<Snapshot | undefined> {
+  /** The key parent nodes are matched by: the name, or (write-only) its keyed hash, as the local state keeps it. */
+  private parentName(name: Buffer): Buffer {
+    return this.local ? this.local.nameKey(name) : name;
+  }
+
+  private async findParent(hostname: string, paths: string[]): Promise<Pick<Snapshot, 'id' | 'tree'> | undefined> {
     if (this.opts.parent === null) return undefined;
+    if (this.local) {
+      // A write-only key cannot read snapshots: its own last backup of these paths, from its local state.
+      if (this.opts.parent !== undefined) throw new CofferError('INVALID_ARGUMENT', 'a write-only key cannot read snapshots: --parent is not available (it uses its own last backup)');
+      this.local.load(hostname, paths);
+      return this.local.parentId && this.local.parentRoot ? { id: this.local.parentId as Snapshot['id'], tree: this.local.parentRoot } : undefined;
+    }
     if (this.opts.parent !== undefined) return this.repo.findSnapshot(this.opts.parent);
     const key = JSON.stringify(paths);
     const all = await this.repo.listSnapshots();
@@ -376,6 +392,7 @@ export class Archiver {
 
   private async loadTree(id: string | undefined): Promise<TreeNode[] | undefined> {
     if (!id) return undefined;
+    if (this.local) return this.local.tree(id);
     try {
       return decodeTree(await this.repo.loadBlob('tree', id));
     } catch {
@@ -393,7 +410,8 @@ export class Archiver {
     for (const [name, child] of [...t.children].sort((a, b) => compareNames(Buffer.from(a[0]), Buffer.from(b[0])))) {
       const nameBuf = Buffer.from(name);
       const p = joinPath(dir, nameBuf);
-      const prev = parentNodes?.find((n) => n.name.equals(nameBuf));
+      const key = this.parentName(nameBuf);
+      const prev = parentNodes?.find((n) => n.name.equals(key));
       if (child.target) {
         entries.push(await this.entry(p, nameBuf, prev, undefined));
         continue;
@@ -443,7 +461,7 @@ export class Archiver {
     const byName = new Map<string, TreeNode>();
     for (const n of parentNodes ?? []) byName.set(n.name.toString('latin1'), n);
     const entries: Done[] = [];
-    for (const name of names) entries.push(await this.entry(joinPath(dir, name), name, byName.get(name.toString('latin1')), targetDev));
+    for (const name of names) entries.push(await this.entry(joinPath(dir, name), name, byName.get(this.parentName(name).toString('latin1')), targetDev));
     this.progress.dirsDone++;
     return this.finishDir(entries, parentNodes && parentId ? { id: parentId, nodes: parentNodes } : undefined);
   }
@@ -593,9 +611,10 @@ export class Archiver {
   private async saveTree(nodes: TreeNode[]): Promise<string> {
     const bytes = encodeTree(nodes);
     const id = computeBlobId(this.repo.keys.blobIdKey, bytes).toString('hex');
+    this.local?.record(id, nodes);
     if (!this.repo.hasBlob('tree', id) || this.unreadableTrees.delete(id)) {
       this.repo.noteSaved('tree', id);
-      const sealed = sealBlob(this.repo.keys.blobKey, 'tree', Buffer.from(id, 'hex'), bytes, this.repo.config.compressionLevel);
+      const sealed = sealBlob(this.repo.writeKeys().pack.blobKey, 'tree', Buffer.from(id, 'hex'), bytes, this.repo.config.compressionLevel);
       await this.packer.add('tree', id, sealed, bytes.length);
       this.counters.treeBlobs++;
       this.counters.treeAdded += bytes.length;

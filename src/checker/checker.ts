@@ -5,7 +5,7 @@
  * it references is indexed. With readData: every pack is read whole, its name
  * checked against its content hash, and every blob decrypted and verified.
  */
-import { decodePackHeader, decodePackTrailer, TRAILER_BYTES, type PackEntry } from '../format/pack.js';
+import type { PackEntry } from '../format/pack.js';
 import { decodeTree } from '../format/tree.js';
 import type { Repository } from '../repo/repository.js';
 import type { PackId } from '../ids.js';
@@ -171,11 +171,10 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
 }
 
 async function readHeader(repo: Repository, id: PackId, size: number): Promise<PackEntry[]> {
-  if (size < TRAILER_BYTES) throw new Error('pack is truncated');
-  const trailer = await repo.backend.read({ type: 'data', name: id }, { offset: size - TRAILER_BYTES, length: TRAILER_BYTES });
-  const loc = decodePackTrailer(repo.keys.metaKey, trailer, size);
-  const header = await repo.backend.read({ type: 'data', name: id }, { offset: loc.offset, length: loc.length });
-  return decodePackHeader(repo.keys.metaKey, header, loc.offset);
+  const { entries, ref } = await repo.readPackHeader(id, size);
+  const indexed = repo.cache.packRef(id);
+  if (!(ref ?? Buffer.alloc(0)).equals(indexed ?? Buffer.alloc(0))) throw new Error('pack is sealed with other keys than the index says');
+  return entries;
 }
 
 /** Packs read and verified at once by `check` with readData (each holds one whole pack in memory). */
@@ -227,7 +226,7 @@ async function readPack(repo: Repository, id: PackId, entries: PackEntry[], prob
   const obj = `data/${id}`;
   const whole = await repo.backend.read({ type: 'data', name: id });
   const items: OpenItem[] = entries.map((e) => ({ offset: e.offset, length: e.length, type: e.type, id: e.id, rawLength: e.rawLength }));
-  const r = await repo.workers().verifyPack(ownedArrayBuffer(whole), items);
+  const r = await repo.workers().verifyPack(ownedArrayBuffer(whole), items, repo.blobKeyFor(id));
   if (r.hash !== id) problem(obj, 'pack content does not match its name');
   r.errors.forEach((err, k) => {
     if (err) problem(obj, `${entries[k].type} blob ${entries[k].id.slice(0, 12)}: ${err}`);

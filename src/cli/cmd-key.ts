@@ -1,4 +1,8 @@
-/** `coffer key …`: list, add (passphrase or --recovery), passwd, remove. Key files only; data is never re-encrypted. */
+/**
+ * `coffer key …`: list, add (passphrase, --recovery or --write-only), passwd,
+ * remove. Key files only; data is never re-encrypted. Every key command holds
+ * the repository lock: shared for list, exclusive for the others.
+ */
 import type { Command } from 'commander';
 import { openBackend } from '../storage/location.js';
 import { KeyAdmin, type KeyListEntry } from '../repo/key-admin.js';
@@ -6,8 +10,12 @@ import { localTime, table } from './format.js';
 import { readNewPassword } from './password.js';
 import { lowCostKdfAllowed } from '../crypto/kdf.js';
 import { Output, readSecret, repoLocation, warnIfWeakKey, wipeSecret, type GlobalOptions } from './context.js';
+import { lockRepository, type RepoLock } from '../repo/lock.js';
+import { CofferError } from '../errors.js';
+import { StorageError } from '../storage/backend.js';
 
-async function withAdmin<T>(g: GlobalOptions, f: (a: KeyAdmin) => Promise<T>): Promise<T> {
+/** Opens the key admin and holds the repository lock (exclusive, or shared) while `f` runs. */
+async function withAdmin<T>(g: GlobalOptions, f: (a: KeyAdmin) => Promise<T>, exclusive = true): Promise<T> {
   const backend = openBackend(repoLocation(g));
   const secret = await readSecret(g);
   let admin: KeyAdmin;
@@ -17,9 +25,20 @@ async function withAdmin<T>(g: GlobalOptions, f: (a: KeyAdmin) => Promise<T>): P
     wipeSecret(secret);
   }
   warnIfWeakKey(g, admin.weakKey);
+  let lock: RepoLock | undefined;
   try {
-    return await f(admin);
+    try {
+      lock = await lockRepository({ backend, keys: admin.lockKeys }, { exclusive });
+    } catch (e) {
+      // Listing keys on read-only storage: go on without a lock.
+      const readOnly = e instanceof CofferError && e.cause instanceof StorageError && e.cause.kind === 'permission';
+      if (exclusive || !readOnly) throw e;
+    }
+    const r = await f(admin);
+    lock?.throwIfLost();
+    return r;
   } finally {
+    await lock?.release();
     admin.close();
   }
 }
@@ -30,7 +49,7 @@ function keyJson(k: KeyListEntry) {
 
 export async function cmdKeyList(g: GlobalOptions): Promise<number> {
   const out = new Output(g);
-  const keys = await withAdmin(g, (a) => a.list());
+  const keys = await withAdmin(g, (a) => a.list(), false);
   if (out.json) {
     out.emit(keys.map(keyJson));
     return 0;
@@ -47,8 +66,27 @@ const RECOVERY_WARNING = [
   'it or a password nobody can - not you, not the storage provider, not the coffer authors.',
 ];
 
-export async function cmdKeyAdd(g: GlobalOptions, o: { label?: string; recovery?: boolean; newPasswordFile?: string }): Promise<number> {
+export async function cmdKeyAdd(g: GlobalOptions, o: { label?: string; recovery?: boolean; writeOnly?: boolean; newPasswordFile?: string }): Promise<number> {
   const out = new Output(g);
+  if (o.recovery && o.writeOnly) throw new CofferError('INVALID_ARGUMENT', '--recovery and --write-only cannot be combined');
+  if (o.writeOnly) {
+    const r = await withAdmin(g, async (a) => {
+      const pw = await readNewPassword(o.newPasswordFile);
+      try {
+        return await a.addWriteOnly(pw, o.label ?? 'write-only key');
+      } finally {
+        pw.fill(0);
+      }
+    });
+    if (lowCostKdfAllowed()) out.warn('COFFER_TEST_LOW_KDF=1: the new key uses the weak test KDF setting; never use it for real data');
+    if (out.json) out.emit({ message_type: 'key_added', id: r.id, kind: 'write-only', upgraded_index_files: r.upgradedIndexFiles });
+    else {
+      out.info(`added write-only key ${r.id.slice(0, 8)}: it can back up, but not read, restore or delete anything`);
+      if (r.upgradedIndexFiles) out.info(`rewrote ${r.upgradedIndexFiles} older index files so that write-only keys can deduplicate against them`);
+      out.info('to keep a host with this key from deleting data, give it storage that only allows adding (e.g. rest-server --append-only)');
+    }
+    return 0;
+  }
   if (o.recovery) {
     const { id, code } = await withAdmin(g, (a) => a.addRecovery(o.label ?? 'recovery key'));
     if (out.json) {
@@ -102,17 +140,21 @@ export function registerKeyCommands(p: Command, globals: (c: Command) => Command
   const g = (cmd: Command) => cmd.optsWithGlobals() as GlobalOptions;
   const key = p
     .command('key')
-    .description('manage the passphrases and recovery keys that open the repository (never re-encrypts data)')
-    .addHelpText('after', '\nExamples:\n  coffer key list\n  coffer key add --label laptop\n  coffer key add --recovery\n  coffer key passwd\n  coffer key remove 1a2b3c4d');
+    .description('manage the passphrases, recovery keys and write-only keys that open the repository (never re-encrypts data)')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  coffer key list\n  coffer key add --label laptop\n  coffer key add --recovery\n  coffer key add --write-only --label web-server\n  coffer key passwd\n  coffer key remove 1a2b3c4d',
+    );
   const newPw = '--new-password-file <file>';
   const newPwHelp = 'read the new password from a file (env: COFFER_NEW_PASSWORD; default: prompt twice)';
   globals(key.command('list').description('list key slots: id, kind, creation time, label')).action((o, cmd) => run(cmdKeyList(g(cmd))));
   globals(
     key
       .command('add')
-      .description('add a passphrase (or, with --recovery, a generated recovery key)')
+      .description('add a passphrase (or, with --recovery, a generated recovery key; with --write-only, a backup-only key)')
       .option('--label <text>', 'label stored encrypted with the key')
       .option('--recovery', 'generate a recovery key instead, and print it once')
+      .option('--write-only', 'add a write-only key: it can only back up (it cannot read, restore, list or delete anything)')
       .option(newPw, newPwHelp),
   ).action((o, cmd) => run(cmdKeyAdd(g(cmd), o)));
   globals(

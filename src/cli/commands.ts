@@ -62,7 +62,13 @@ export async function cmdBackup(
 ): Promise<number> {
   const out = new Output(g);
   const sel = buildSelection(paths, o);
-  const repo = await openRepo(g);
+  const repo = await openRepo(g, true);
+  if (repo.legacyIndexFiles) {
+    out.warn(
+      `${repo.legacyIndexFiles} index files were written by an older coffer: a write-only key cannot see their blobs and stores them again; ` +
+        'upgrade them with a full key ("coffer key add --write-only" or "coffer prune" does it)',
+    );
+  }
   const progress = new ProgressLine(!g.quiet && !g.json);
   // --json --quiet prints the summary only (as restic does), so nothing needs the totals scan.
   const status = out.json && !g.quiet ? jsonStatus(out) : undefined;

@@ -126,7 +126,8 @@ export function openRepoBackend(g: GlobalOptions): Backend {
   });
 }
 
-export async function openRepo(g: GlobalOptions): Promise<Repository> {
+/** `allowWriteOnly`: only `backup` accepts a write-only key; every other command fails with WRITE_ONLY_KEY (exit 12). */
+export async function openRepo(g: GlobalOptions, allowWriteOnly = false): Promise<Repository> {
   const backend = openRepoBackend(g);
   let repo: Repository;
   try {
@@ -136,6 +137,7 @@ export async function openRepo(g: GlobalOptions): Promise<Repository> {
         cacheDir: g.cacheDir ?? process.env.COFFER_CACHE_DIR,
         noCache: g.cache === false || envFlag('COFFER_NO_CACHE') === true,
         threads: threadCount(g.threads),
+        allowWriteOnly,
       });
     } finally {
       wipeSecret(secret);

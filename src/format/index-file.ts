@@ -13,6 +13,12 @@ export interface IndexedPack {
   id: PackId;
   length: number;
   blobs: PackEntry[];
+  /**
+   * Which keys seal the pack: undefined (or empty) for the repository's own
+   * keys; the 32-byte ephemeral public key of the write-only session that
+   * wrote it otherwise (resolved with the owner's secret).
+   */
+  ref?: Buffer;
 }
 
 const BLOB_BYTES = 1 + 32 + 12;
@@ -24,16 +30,27 @@ export class IndexCorruptError extends Error {
   }
 }
 
-export function encodeIndex(packs: IndexedPack[]): Buffer {
+/**
+ * Version 1 (legacy, read only in practice) or version 2, which adds per pack
+ * `u8 refLength (0 or 32) ‖ ref` between packLength and blobCount.
+ */
+export function encodeIndex(packs: IndexedPack[], version: 1 | 2 = 1): Buffer {
   let size = 8;
-  for (const p of packs) size += 44 + p.blobs.length * BLOB_BYTES;
+  for (const p of packs) size += 44 + p.blobs.length * BLOB_BYTES + (version === 2 ? 1 + (p.ref?.length ?? 0) : 0);
   const b = Buffer.allocUnsafe(size);
-  b.writeUInt32LE(1, 0);
+  b.writeUInt32LE(version, 0);
   b.writeUInt32LE(packs.length, 4);
   let pos = 8;
   for (const p of packs) {
     b.write(p.id, pos, 32, 'hex');
     b.writeBigUInt64LE(BigInt(p.length), pos + 32);
+    if (version === 2) {
+      const ref = p.ref ?? Buffer.alloc(0);
+      if (ref.length !== 0 && ref.length !== 32) throw new RangeError('pack key reference must be 0 or 32 bytes');
+      b[pos + 40] = ref.length;
+      ref.copy(b, pos + 41);
+      pos += 1 + ref.length;
+    } else if (p.ref?.length) throw new RangeError('a version 1 index cannot name pack keys');
     b.writeUInt32LE(p.blobs.length, pos + 40);
     pos += 44;
     for (const e of p.blobs) {
@@ -62,7 +79,8 @@ function decodeIndexUnchecked(b: Buffer): IndexedPack[] {
     if (pos + n > b.length) throw new IndexCorruptError('index is truncated');
   };
   need(8, 0);
-  if (b.readUInt32LE(0) !== 1) throw new IndexCorruptError('index has an unknown version');
+  const version = b.readUInt32LE(0);
+  if (version !== 1 && version !== 2) throw new IndexCorruptError('index has an unknown version');
   const count = b.readUInt32LE(4);
   const packs: IndexedPack[] = [];
   let pos = 8;
@@ -70,6 +88,14 @@ function decodeIndexUnchecked(b: Buffer): IndexedPack[] {
     need(44, pos);
     const id = b.toString('hex', pos, pos + 32) as PackId;
     const length = Number(b.readBigUInt64LE(pos + 32));
+    let ref: Buffer | undefined;
+    if (version === 2) {
+      const r = b[pos + 40];
+      if (r !== 0 && r !== 32) throw new IndexCorruptError('index has a bad pack key reference');
+      need(45 + r, pos);
+      if (r) ref = Buffer.from(b.subarray(pos + 41, pos + 41 + r));
+      pos += 1 + r;
+    }
     const n = b.readUInt32LE(pos + 40);
     pos += 44;
     need(n * BLOB_BYTES, pos);
@@ -83,7 +109,7 @@ function decodeIndexUnchecked(b: Buffer): IndexedPack[] {
         rawLength: b.readUInt32LE(pos + 41),
       });
     }
-    packs.push({ id, length, blobs });
+    packs.push(ref ? { id, length, blobs, ref } : { id, length, blobs });
   }
   if (pos !== b.length) throw new IndexCorruptError('index has trailing bytes');
   return packs;

@@ -14,7 +14,7 @@ import { decodeJsonFile, encodeJsonFile } from './file.js';
 export interface KeyMeta {
   label: string;
   created: string;
-  kind: 'passphrase' | 'recovery';
+  kind: 'passphrase' | 'recovery' | 'write-only';
 }
 
 /** 4 GiB: more than any sane key, less than a denial of service. */
@@ -48,11 +48,17 @@ function kdfAad(kdf: KeyKdf): Buffer {
   return Buffer.concat([Buffer.from('coffer-key-v1'), Buffer.from(canon)]);
 }
 
-export function encodeKeyFile(kek: Uint8Array, kdf: KeyKdf, master: Uint8Array, metaKey: Uint8Array, meta: KeyMeta): Buffer {
+/** Associated data of a write-only slot's wrapped bundle (so a bundle can never be taken for a master secret). */
+function writeOnlyAad(kdf: KeyKdf): Buffer {
+  return Buffer.concat([Buffer.from('coffer-key-wo-v1'), kdfAad(kdf).subarray('coffer-key-v1'.length)]);
+}
+
+/** `writeOnly`: `master` is a write-only bundle (section 6.3 of FORMAT.md), not the master secret. */
+export function encodeKeyFile(kek: Uint8Array, kdf: KeyKdf, master: Uint8Array, metaKey: Uint8Array, meta: KeyMeta, writeOnly = false): Buffer {
   const k: KeyFileJson = {
     coffer_key: 1,
     kdf,
-    wrapped: seal(kek, master, kdfAad(kdf)).toString('base64'),
+    wrapped: seal(kek, master, writeOnly ? writeOnlyAad(kdf) : kdfAad(kdf)).toString('base64'),
     meta: encodeJsonFile(metaKey, 'keymeta', meta).toString('base64'),
   };
   return Buffer.from(JSON.stringify(k));
@@ -104,6 +110,18 @@ export function parseKeyFile(stored: Buffer): KeyFileJson {
 export function unwrapMaster(kek: Uint8Array, k: KeyFileJson): Buffer | undefined {
   try {
     return open(kek, Buffer.from(k.wrapped, 'base64'), kdfAad(k.kdf));
+  } catch (e) {
+    if (e instanceof AuthenticationError) return undefined;
+    throw e;
+  }
+}
+
+/** What a slot wraps: the master secret, or (write-only slots) a bundle; undefined when the kek is wrong. */
+export function unwrapSlot(kek: Uint8Array, k: KeyFileJson): { master: Buffer } | { bundle: Buffer } | undefined {
+  const master = unwrapMaster(kek, k);
+  if (master) return { master };
+  try {
+    return { bundle: open(kek, Buffer.from(k.wrapped, 'base64'), writeOnlyAad(k.kdf)) };
   } catch (e) {
     if (e instanceof AuthenticationError) return undefined;
     throw e;

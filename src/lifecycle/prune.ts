@@ -23,6 +23,7 @@ import { decodeTree } from '../format/tree.js';
 import type { IndexedPack } from '../format/index-file.js';
 import { Packer } from '../repo/packer.js';
 import { writeIndexFile } from '../repo/index-files.js';
+import { sealBlob } from '../format/blob.js';
 import { storageFailure, type Repository } from '../repo/repository.js';
 import { StorageError, type ObjectInfo } from '../storage/backend.js';
 import { ownedArrayBuffer } from '../util/semaphore.js';
@@ -243,7 +244,7 @@ export async function executePrune(repo: Repository, plan: PrunePlan, opts: Prun
     if (planIsEmpty(plan)) return;
     await opts.onPhase?.('planned');
     // 1. Repack.
-    const packer = new Packer(repo.backend, repo.keys.metaKey, repo.config.packSize);
+    const packer = new Packer(repo.backend, repo.writeKeys(), repo.config.packSize);
     let done = 0;
     for (const p of plan.repack) {
       abortCheck(opts.signal);
@@ -264,7 +265,7 @@ export async function executePrune(repo: Repository, plan: PrunePlan, opts: Prun
     const flush = async () => {
       if (!batch.length) return;
       try {
-        await writeIndexFile(repo.backend, repo.keys.metaKey, batch);
+        await writeIndexFile(repo.backend, repo.keys, batch);
       } catch (e) {
         throw storageFailure(e);
       }
@@ -273,7 +274,8 @@ export async function executePrune(repo: Repository, plan: PrunePlan, opts: Prun
     };
     for (const p of plan.keep) {
       const entries = cache.blobsInPack(p.id).sort((a, b) => a.offset - b.offset);
-      batch.push({ id: p.id, length: p.length, blobs: entries });
+      const ref = cache.packRef(p.id);
+      batch.push({ id: p.id, length: p.length, blobs: entries, ...(ref ? { ref } : {}) });
       blobs += entries.length;
       if (blobs >= BLOBS_PER_INDEX_FILE) await flush();
     }
@@ -337,7 +339,9 @@ async function repackOne(repo: Repository, packer: Packer, id: PackId): Promise<
     for (const e of group) {
       if (e.offset + e.length > buf.byteLength) throw integrityError(`pack ${id.slice(0, 12)} is shorter than its index says; prune stopped before deleting anything`, { pack: id });
     }
-    const r = await repo.workers().open(buf, items, new ArrayBuffer(raw));
+    // A write-only key's pack: its blobs are opened with that pack's keys and sealed again under the repository's.
+    const foreignKey = repo.blobKeyFor(id);
+    const r = await repo.workers().open(buf, items, new ArrayBuffer(raw), foreignKey);
     buf = r.buf;
     const bad = r.errors.findIndex((e) => e !== null);
     if (bad >= 0) {
@@ -346,9 +350,15 @@ async function repackOne(repo: Repository, packer: Packer, id: PackId): Promise<
         id: group[bad].id,
       });
     }
+    const plain = Buffer.from(r.out);
+    let off = 0;
     for (const e of group) {
+      const sealed = foreignKey
+        ? sealBlob(repo.keys.blobKey, e.type, Buffer.from(e.id, 'hex'), plain.subarray(off, off + e.rawLength), repo.config.compressionLevel)
+        : new Uint8Array(buf, e.offset, e.length);
+      off += e.rawLength;
       try {
-        await packer.add(e.type, e.id, new Uint8Array(buf, e.offset, e.length), e.rawLength);
+        await packer.add(e.type, e.id, sealed, e.rawLength);
       } catch (err) {
         throw storageFailure(err);
       }

@@ -6,7 +6,7 @@
  * left out (their blobs are lost to the index; `check` then names the
  * snapshots that needed them). The caller holds an exclusive lock.
  */
-import { decodePackHeader, decodePackTrailer, TRAILER_BYTES, type PackEntry } from '../format/pack.js';
+import type { PackEntry } from '../format/pack.js';
 import type { IndexedPack } from '../format/index-file.js';
 import { storageFailure, type Repository } from '../repo/repository.js';
 import { writeIndexFile } from '../repo/index-files.js';
@@ -29,14 +29,6 @@ export interface RepairIndexOptions {
 
 const BLOBS_PER_INDEX_FILE = 50_000;
 
-/** Reads a pack's header (trailer first); throws with a readable message. */
-export async function readPackHeader(repo: Pick<Repository, 'backend' | 'keys'>, id: string, size: number): Promise<PackEntry[]> {
-  if (size < TRAILER_BYTES) throw new Error('pack is truncated');
-  const trailer = await repo.backend.read({ type: 'data', name: id }, { offset: size - TRAILER_BYTES, length: TRAILER_BYTES });
-  const loc = decodePackTrailer(repo.keys.metaKey, trailer, size);
-  const header = await repo.backend.read({ type: 'data', name: id }, { offset: loc.offset, length: loc.length });
-  return decodePackHeader(repo.keys.metaKey, header, loc.offset);
-}
 
 /**
  * Rebuilds the index from the encrypted headers of all packs in storage.
@@ -60,7 +52,7 @@ export async function repairIndex(repo: Repository, opts: RepairIndexOptions = {
   const flush = async () => {
     if (!batch.length) return;
     try {
-      await writeIndexFile(repo.backend, repo.keys.metaKey, batch);
+      await writeIndexFile(repo.backend, repo.keys, batch);
     } catch (e) {
       throw storageFailure(e);
     }
@@ -73,14 +65,15 @@ export async function repairIndex(repo: Repository, opts: RepairIndexOptions = {
     if (opts.signal?.aborted) throw new CofferError('INTERRUPTED', 'repair interrupted; the old index files are still in place');
     opts.onProgress?.({ done: done++, total: packs.length });
     let entries: PackEntry[];
+    let ref: Buffer | undefined;
     try {
-      entries = await readPackHeader(repo, p.name, p.size);
+      ({ entries, ref } = await repo.readPackHeader(p.name, p.size));
     } catch (e) {
       if (e instanceof StorageError && e.kind !== 'notFound') throw storageFailure(e);
       result.damaged.push({ pack: p.name, message: (e as Error).message });
       continue;
     }
-    batch.push({ id: p.name as PackId, length: p.size, blobs: entries });
+    batch.push({ id: p.name as PackId, length: p.size, blobs: entries, ...(ref ? { ref } : {}) });
     result.packs++;
     result.blobs += entries.length;
     inBatch += entries.length;

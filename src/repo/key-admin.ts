@@ -3,12 +3,19 @@
  * recovery), change the passphrase of the key in use, remove. Only key files
  * are written or removed; no data is ever re-encrypted.
  */
-import { deriveRepoKeys, wipeRepoKeys, type RepoKeys } from '../crypto/keys.js';
+import { randomBytes } from 'node:crypto';
+import { chunkerKeyFrom, deriveRepoKeys, wipeRepoKeys, type RepoKeys } from '../crypto/keys.js';
+import { plainHash } from '../crypto/hash.js';
+import { encodeBundle } from '../format/write-only-bundle.js';
+import { decodeIndex } from '../format/index-file.js';
+import { decodeFile } from '../format/file.js';
+import type { IndexedPack } from '../format/index-file.js';
+import { readIndexIds, writeIndexFile } from './index-files.js';
 import { newRecoveryCode } from '../crypto/recovery.js';
 import { decodeConfig } from '../format/config.js';
 import { CofferError, integrityError } from '../errors.js';
 import type { Backend } from '../storage/backend.js';
-import { configOpens, readConfig, storageFailure } from './repository.js';
+import { configOpens, readConfig, storageFailure, writeOnlyError } from './repository.js';
 import { addKeyFile, addRecoveryKeyFile, listKeys, openMaster, verifyKeyFile, type KeyInfo, type RepoSecret } from './keyring.js';
 
 /**
@@ -41,13 +48,96 @@ export class KeyAdmin {
     private readonly keys: RepoKeys,
     /** Name of the key file that opened the repository. */
     readonly keyName: string,
+    private readonly configHash: string,
+    private readonly config: ReturnType<typeof decodeConfig>,
   ) {}
+
+  /** The keys, for taking a lock on the repository this admin works on. */
+  get lockKeys(): { lockKey: Buffer; metaKey: Buffer } {
+    return this.keys;
+  }
+
+  /**
+   * Adds a write-only slot: its passphrase wraps a bundle (owner public key,
+   * blob-id and chunker keys, id-list and lock keys, a fresh local-cache key,
+   * the config) — never the master secret, blobKey or metaKey. Returns its id.
+   * Then rewrites index files older than version 2 (whose blob ids a
+   * write-only key cannot read) as version 2; call it under an exclusive lock.
+   */
+  async addWriteOnly(passphrase: Buffer, label: string): Promise<{ id: string; upgradedIndexFiles: number }> {
+    if (passphrase.length === 0) throw new CofferError('NO_PASSWORD', 'an empty password is not allowed');
+    const meta = { label, created: new Date().toISOString(), kind: 'write-only' as const };
+    const chunkerKey = chunkerKeyFrom(this.master);
+    const cacheKey = randomBytes(32);
+    const bundle = encodeBundle({
+      ownerPub: this.keys.ownerPub,
+      blobIdKey: this.keys.blobIdKey,
+      chunkerKey,
+      idListKey: this.keys.idListKey,
+      lockKey: this.keys.lockKey,
+      cacheKey,
+      config: this.config,
+      configHash: this.configHash,
+    });
+    chunkerKey.fill(0);
+    cacheKey.fill(0);
+    let id: string;
+    try {
+      id = await addKeyFile(this.backend, passphrase, bundle, this.keys.metaKey, meta, true);
+      if (!(await verifyKeyFile(this.backend, id, { kind: 'passphrase', passphrase }, bundle, true))) {
+        throw integrityError(`keys/${id} did not read back correctly`);
+      }
+    } catch (e) {
+      throw storageFailure(e);
+    } finally {
+      bundle.fill(0);
+    }
+    return { id, upgradedIndexFiles: await this.upgradeIndexFiles() };
+  }
+
+  /**
+   * Rewrites version 1 index files as version 2 (new files first, then the
+   * old ones removed, as prune does), so write-only keys see their blob ids.
+   */
+  async upgradeIndexFiles(): Promise<number> {
+    try {
+      const names = (await this.backend.list('index')).map((f) => f.name).filter((n) => /^[0-9a-f]{64}$/.test(n));
+      const old: string[] = [];
+      let packs: IndexedPack[] = [];
+      for (const name of names) {
+        const stored = await this.backend.read({ type: 'index', name });
+        if (plainHash(stored).toString('hex') !== name) throw integrityError(`index/${name} does not match its name (damaged or truncated)`);
+        if (readIndexIds(this.keys.idListKey, stored)) continue;
+        try {
+          packs.push(...decodeIndex(decodeFile(this.keys.metaKey, 'index', stored)));
+        } catch {
+          throw integrityError(`index/${name} is damaged`, { file: `index/${name}` });
+        }
+        old.push(name);
+        if (packs.length >= 1000) {
+          await writeIndexFile(this.backend, this.keys, packs);
+          packs = [];
+        }
+      }
+      if (packs.length) await writeIndexFile(this.backend, this.keys, packs);
+      for (const name of old) await this.backend.remove({ type: 'index', name });
+      return old.length;
+    } catch (e) {
+      throw storageFailure(e);
+    }
+  }
 
   static async open(backend: Backend, secret: Buffer | RepoSecret): Promise<KeyAdmin> {
     const stored = await readConfig(backend);
-    const { master, keyName, weak } = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored)).catch((e) => {
+    const got = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored)).catch((e) => {
       throw storageFailure(e);
     });
+    const { keyName, weak } = got;
+    if (!got.master) {
+      got.bundle.fill(0);
+      throw writeOnlyError();
+    }
+    const master = got.master;
     const keys = deriveRepoKeys(master);
     try {
       decodeConfig(keys.metaKey, stored);
@@ -56,7 +146,7 @@ export class KeyAdmin {
       wipeRepoKeys(keys);
       throw integrityError('the config file is damaged', { file: 'config' });
     }
-    const admin = new KeyAdmin(backend, master, keys, keyName);
+    const admin = new KeyAdmin(backend, master, keys, keyName, plainHash(stored).toString('hex'), decodeConfig(keys.metaKey, stored));
     admin.weakKey = weak;
     return admin;
   }
@@ -135,6 +225,7 @@ export class KeyAdmin {
     const k = await this.resolve(ref);
     if (k.current) throw new CofferError('INVALID_ARGUMENT', `key ${k.id.slice(0, 8)} is the key in use; open the repository with another key to remove it`);
     const readers = (await this.list()).filter((x) => x.kind === 'passphrase' || x.kind === 'recovery');
+    // (write-only slots cannot open the repository for reading, so they never count as readers.)
     if (k.kind !== 'unreadable' && readers.filter((x) => x.id !== k.id).length === 0) {
       throw new CofferError('INVALID_ARGUMENT', `key ${k.id.slice(0, 8)} is the last key that can open the repository`);
     }

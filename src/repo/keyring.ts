@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { calibrate, checkKdfStrength, deriveKek, MIN_PARAMS } from '../crypto/kdf.js';
 import { forgetKey, plainHash } from '../crypto/hash.js';
 import { recoveryKek } from '../crypto/recovery.js';
-import { decodeKeyMeta, encodeKeyFile, isRecoveryKdf, parseKeyFile, unwrapMaster, type KeyFileJson, type KeyMeta } from '../format/keyfile.js';
+import { decodeKeyMeta, encodeKeyFile, isRecoveryKdf, parseKeyFile, unwrapSlot, type KeyFileJson, type KeyMeta } from '../format/keyfile.js';
 import type { Backend, ReadBackend } from '../storage/backend.js';
 import { CofferError, integrityError } from '../errors.js';
 
@@ -31,11 +31,12 @@ async function writeKeyFile(backend: Backend, stored: Buffer): Promise<string> {
   return name;
 }
 
-export async function addKeyFile(backend: Backend, passphrase: Buffer, master: Buffer, metaKey: Buffer, meta: KeyMeta): Promise<string> {
+/** Adds a passphrase slot wrapping `master` (or, with `writeOnly`, a write-only bundle). */
+export async function addKeyFile(backend: Backend, passphrase: Buffer, master: Buffer, metaKey: Buffer, meta: KeyMeta, writeOnly = false): Promise<string> {
   const kdf = await calibrate(randomBytes(16));
   checkKdfStrength(kdf);
   const kek = await deriveKek(passphrase, kdf);
-  const stored = encodeKeyFile(kek, kdf, master, metaKey, meta);
+  const stored = encodeKeyFile(kek, kdf, master, metaKey, meta, writeOnly);
   forgetKey(kek);
   kek.fill(0);
   return writeKeyFile(backend, stored);
@@ -57,8 +58,11 @@ async function readKeyFile(backend: ReadBackend, name: string): Promise<KeyFileJ
   return parseKeyFile(stored);
 }
 
-/** The master secret if `secret` opens key file `k`, else undefined (wrong secret, or a slot of the other kind). */
-async function tryKeyFile(k: KeyFileJson, secret: RepoSecret): Promise<Buffer | undefined> {
+/** What a slot opened to: the master secret, or a write-only bundle. */
+export type SlotSecret = { master: Buffer; bundle?: undefined } | { bundle: Buffer; master?: undefined };
+
+/** What `secret` opens in key file `k`, else undefined (wrong secret, or a slot of the other kind). */
+async function tryKeyFile(k: KeyFileJson, secret: RepoSecret): Promise<SlotSecret | undefined> {
   let kek: Buffer;
   if (isRecoveryKdf(k.kdf)) {
     if (secret.kind !== 'recovery') return undefined;
@@ -67,10 +71,10 @@ async function tryKeyFile(k: KeyFileJson, secret: RepoSecret): Promise<Buffer | 
     if (secret.kind !== 'passphrase') return undefined;
     kek = await deriveKek(secret.passphrase, k.kdf);
   }
-  const master = unwrapMaster(kek, k);
+  const got = unwrapSlot(kek, k);
   forgetKey(kek);
   kek.fill(0);
-  return master;
+  return got as SlotSecret | undefined;
 }
 
 /**
@@ -83,9 +87,9 @@ export async function openMaster(
   backend: ReadBackend,
   secretOrPassphrase: Buffer | RepoSecret,
   preferred?: string,
-  /** Checks a candidate master against this repository (its config); a slot whose master fails is skipped. */
-  belongs?: (master: Buffer) => boolean,
-): Promise<{ master: Buffer; keyName: string; weak: boolean }> {
+  /** Checks a candidate master (or bundle) against this repository (its config); a slot that fails is skipped. */
+  belongs?: (got: SlotSecret) => boolean,
+): Promise<SlotSecret & { keyName: string; weak: boolean }> {
   const secret = asSecret(secretOrPassphrase);
   const names = (await backend.list('keys')).map((k) => k.name).filter((n) => /^[0-9a-f]{64}$/.test(n)).sort();
   if (names.length === 0) throw new CofferError('REPO_INVALID', `${backend.location} has no key files`);
@@ -102,19 +106,19 @@ export async function openMaster(
       continue;
     }
     if (isRecoveryKdf(k.kdf) === (secret.kind === 'recovery')) ofKind++;
-    let master;
+    let got;
     try {
-      master = await tryKeyFile(k, secret);
+      got = await tryKeyFile(k, secret);
     } catch {
       damaged++; // parameters the KDF refuses (e.g. a salt too short)
       continue;
     }
-    if (master && belongs && !belongs(master)) {
-      master.fill(0);
+    if (got && belongs && !belongs(got)) {
+      (got.master ?? got.bundle).fill(0);
       foreign++;
       continue;
     }
-    if (master) return { master, keyName: name, weak: isWeak(k) };
+    if (got) return { ...got, keyName: name, weak: isWeak(k) };
   }
   if (foreign > 0) {
     throw integrityError('the config file is damaged, or the key file that opened belongs to another repository', { file: 'config' });
@@ -154,7 +158,7 @@ export async function listKeys(backend: ReadBackend, metaKey: Buffer): Promise<K
     try {
       const k = await readKeyFile(backend, id);
       const m = decodeKeyMeta(metaKey, k);
-      const kind = isRecoveryKdf(k.kdf) ? 'recovery' : 'passphrase';
+      const kind = isRecoveryKdf(k.kdf) ? 'recovery' : m.kind === 'write-only' ? 'write-only' : 'passphrase';
       out.push({ id, label: String(m.label ?? ''), created: String(m.created ?? ''), kind });
     } catch {
       out.push({ id, label: '', created: '', kind: 'unreadable' });
@@ -164,10 +168,11 @@ export async function listKeys(backend: ReadBackend, metaKey: Buffer): Promise<K
 }
 
 /** Checks that key file `name` opens with `secret` and yields `master` (read back from storage). */
-export async function verifyKeyFile(backend: ReadBackend, name: string, secret: RepoSecret, master: Buffer): Promise<boolean> {
+export async function verifyKeyFile(backend: ReadBackend, name: string, secret: RepoSecret, master: Buffer, writeOnly = false): Promise<boolean> {
   const k = await readKeyFile(backend, name);
   const got = await tryKeyFile(k, secret);
-  const ok = got !== undefined && got.equals(master);
-  got?.fill(0);
+  const value = writeOnly ? got?.bundle : got?.master;
+  const ok = value !== undefined && value.equals(master);
+  (got?.master ?? got?.bundle)?.fill(0);
   return ok;
 }

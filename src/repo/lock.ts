@@ -58,7 +58,8 @@ export interface LockEntry {
 /** What locks need from a repository (a Repository satisfies it). */
 export interface LockRepo {
   readonly backend: Backend;
-  readonly keys: { readonly metaKey: Buffer };
+  /** Locks are sealed under lockKey (write-only keys hold it too); files of older versions, under metaKey, are still read. */
+  readonly keys: { readonly lockKey: Buffer; readonly metaKey: Buffer };
 }
 
 function pidAlive(pid: number): boolean {
@@ -95,9 +96,18 @@ function validLock(v: unknown): LockData {
   return d;
 }
 
+function decodeLock(repo: LockRepo, stored: Buffer): unknown {
+  try {
+    return decodeJsonFile(repo.keys.lockKey, 'lock', stored);
+  } catch (e) {
+    if (repo.keys.metaKey.length !== 32) throw e;
+    return decodeJsonFile(repo.keys.metaKey, 'lock', stored);
+  }
+}
+
 /** Writes one lock file; returns its name. Exported for tests and tools. */
 export async function writeLockFile(repo: LockRepo, data: LockData): Promise<string> {
-  const stored = encodeJsonFile(repo.keys.metaKey, 'lock', data);
+  const stored = encodeJsonFile(repo.keys.lockKey, 'lock', data);
   const name = plainHash(stored).toString('hex');
   try {
     await repo.backend.write({ type: 'locks', name }, stored);
@@ -142,7 +152,7 @@ export async function listLocks(repo: LockRepo, staleAfterMs = STALE_AFTER_MS): 
     let data: LockData | undefined;
     try {
       if (plainHash(stored).toString('hex') !== name) throw new Error('name mismatch');
-      data = validLock(decodeJsonFile(repo.keys.metaKey, 'lock', stored));
+      data = validLock(decodeLock(repo, stored));
     } catch {
       out.push({ name, ageMs: 0, stale: 'the lock file is damaged' });
       continue;

@@ -588,7 +588,7 @@ export class Restorer {
       const pooled = raw <= this.outputs.size;
       const out = pooled ? await this.outputs.acquire() : Buffer.from(new ArrayBuffer(raw));
       const items: OpenItem[] = group.map((b) => ({ offset: b.offset - start, length: b.length, type: 'data', id: b.id, rawLength: b.rawLength }));
-      const r = await this.repo.workers().open(buf, items, out.buffer as ArrayBuffer);
+      const r = await this.repo.workers().open(buf, items, out.buffer as ArrayBuffer, this.repo.blobKeyFor(packId));
       buf = r.buf;
       const plain = Buffer.from(r.out);
       try {

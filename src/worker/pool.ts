@@ -77,13 +77,14 @@ export class WorkerPool {
     return this.pool.run({ kind: 'seal', buf, out, items }, { transferList: [buf, out] });
   }
 
-  open(buf: ArrayBuffer, items: OpenItem[], out: ArrayBuffer): Promise<OpenResult> {
-    return this.pool.run({ kind: 'open', buf, out, items }, { transferList: [buf, out] });
+  /** `key`: the pack's blob key when it is not the repository's own (a write-only key's pack). */
+  open(buf: ArrayBuffer, items: OpenItem[], out: ArrayBuffer, key?: Uint8Array): Promise<OpenResult> {
+    return this.pool.run({ kind: 'open', buf, out, items, key }, { transferList: [buf, out] });
   }
 
   /** Hashes a whole pack and opens and verifies each item, keeping no plaintext. */
-  verifyPack(buf: ArrayBuffer, items: OpenItem[]): Promise<VerifyPackResult> {
-    return this.pool.run({ kind: 'verifyPack', buf, items }, { transferList: [buf] });
+  verifyPack(buf: ArrayBuffer, items: OpenItem[], key?: Uint8Array): Promise<VerifyPackResult> {
+    return this.pool.run({ kind: 'verifyPack', buf, items, key }, { transferList: [buf] });
   }
 
   async close(): Promise<void> {

@@ -9,8 +9,8 @@ export type Task =
   | { kind: 'hash'; buf: ArrayBuffer; regions: Region[] }
   | { kind: 'readHash'; buf: ArrayBuffer; fd: number; pos: number; filled: number }
   | { kind: 'seal'; buf: ArrayBuffer; out: ArrayBuffer; items: SealItem[] }
-  | { kind: 'open'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[] }
-  | { kind: 'verifyPack'; buf: ArrayBuffer; items: OpenItem[] };
+  | { kind: 'open'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[]; key?: Uint8Array }
+  | { kind: 'verifyPack'; buf: ArrayBuffer; items: OpenItem[]; key?: Uint8Array };
 
 /** Returns `value` to the main thread, transferring `buffers` instead of copying them. */
 export function moveWith<T extends object>(value: T, buffers: ArrayBuffer[]): T {
@@ -50,11 +50,11 @@ export default function run(task: Task): unknown {
       return moveWith({ buf: task.buf, out: task.out, lengths }, [task.buf, task.out]);
     }
     case 'open': {
-      const errors = hot.open(buf, task.items, Buffer.from(task.out));
+      const errors = hot.open(buf, task.items, Buffer.from(task.out), task.key);
       return moveWith({ buf: task.buf, out: task.out, errors }, [task.buf, task.out]);
     }
     case 'verifyPack': {
-      const { hash, errors } = hot.verifyPack(buf, task.items);
+      const { hash, errors } = hot.verifyPack(buf, task.items, task.key);
       return moveWith({ buf: task.buf, hash, errors }, [task.buf]);
     }
   }
