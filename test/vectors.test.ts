@@ -24,6 +24,10 @@ import { validateSnapshot } from '../dist/src/format/snapshot.js';
 import { FastCdc, chunkLengths } from '../dist/src/chunker/fastcdc.js';
 import { gearFromBytes } from '../dist/src/chunker/gear.js';
 import { ROOT } from './helpers.js';
+import { OWNER_CONTEXTS, openFromOwner, x25519, x25519Public } from '../dist/src/crypto/owner.js';
+import { decodeFileFromOwner } from '../dist/src/format/owner-file.js';
+import { decodeAnyPackTrailer } from '../dist/src/format/pack.js';
+import { decodeIndexFile, readIndexIds } from '../dist/src/repo/index-files.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const V: any = JSON.parse(readFileSync(path.join(ROOT, 'fixtures', 'vectors.json'), 'utf8'));
@@ -303,6 +307,59 @@ describe('fixtures/vectors.json', () => {
       expect(l).toBeGreaterThan(c.params.minSize);
       expect(l).toBeLessThanOrEqual(c.params.maxSize);
     }
+  });
+});
+
+describe('fixtures/vectors.json: write-only objects (sections 2, 9, 10, 16)', () => {
+  const W = V.writeOnly;
+  it('owner key pair, ephemeral key, K and its keys', () => {
+    expect(W.ownerContexts).toEqual(OWNER_CONTEXTS);
+    expect(hex(deriveKey(CONTEXTS.idList, master))).toBe(W.idListKey);
+    expect(hex(deriveKey(CONTEXTS.lock, master))).toBe(W.lockKey);
+    expect(hex(keys.ownerSecret)).toBe(W.ownerSecret);
+    expect(hex(x25519Public(hx(W.ownerSecret)))).toBe(W.ownerPub);
+    expect(hex(keys.wrapKey)).toBe(W.wrapKey);
+    expect(hex(deriveKey(W.ownerContexts.wrap, hx(W.ownerPub)))).toBe(W.wrapKey);
+    expect(hex(x25519Public(hx(W.ephSecret)))).toBe(W.ephPub);
+    expect(hex(x25519(hx(W.ephSecret), hx(W.ownerPub)))).toBe(W.shared);
+    expect(hex(x25519(hx(W.ownerSecret), hx(W.ephPub)))).toBe(W.shared);
+    expect(hex(deriveKey(W.ownerContexts.object, Buffer.concat([hx(W.shared), hx(W.ephPub), hx(W.ownerPub)])))).toBe(W.K);
+    const k = openFromOwner(keys.ownerSecret, keys.ownerPub, hx(W.ephPub));
+    expect(hex(k.blobKey)).toBe(W.blobKey);
+    expect(hex(k.metaKey)).toBe(W.metaKey);
+    expect(hex(seal(hx(W.wrapKey), hx(W.ephPub), Buffer.from('coffer-wo-eph-v1'), hx(W.ephBoxNonce)))).toBe(W.ephBox);
+  });
+
+  it('snapshot file sealed to the owner', () => {
+    const stored = hx(W.snapshot.stored);
+    expect(padme(stored.length)).toBe(stored.length);
+    expect(hex(stored.subarray(0, 72))).toBe(W.ephBox);
+    expect(hex(open(hx(W.metaKey), stored.subarray(72), Buffer.from('coffer-file-v1:snapshot')))).toBe(W.snapshot.plaintext);
+    expect(decodeFileFromOwner(keys, 'snapshot', stored).toString()).toBe(W.snapshot.body);
+  });
+
+  it('pack with the 88-byte trailer', () => {
+    const pack = hx(W.pack.pack);
+    expect(hex(plainHash(pack))).toBe(W.pack.id);
+    expect(padme(pack.length)).toBe(pack.length);
+    expect(hex(open(hx(W.wrapKey), pack.subarray(pack.length - 88), Buffer.from('coffer-pack-trailer-wo-v1')))).toBe(W.pack.trailerPlaintext);
+    const t = decodeAnyPackTrailer(keys, pack.subarray(pack.length - 88), pack.length);
+    expect(hex(t.ephPub!)).toBe(W.ephPub);
+    const [e] = decodePackHeader(hx(W.metaKey), pack.subarray(t.offset, t.offset + t.length), t.offset);
+    expect(e.id).toBe(W.pack.blobId);
+    expect(openBlob({ blobKey: hx(W.blobKey), blobIdKey: keys.blobIdKey }, 'data', e.id, pack.subarray(0, e.length), e.rawLength).toString()).toBe(W.pack.blobPlaintext);
+  });
+
+  it('index file version 2 (id list outside, packs with key references inside)', () => {
+    const stored = hx(W.indexV2.stored);
+    const plain = open(hx(W.idListKey), stored, Buffer.from('coffer-file-v1:idlist'));
+    const n = plain.readUInt32LE(1);
+    expect(hex(plain.subarray(5, 5 + n))).toBe(W.indexV2.outerBody);
+    expect(readIndexIds(hx(W.idListKey), stored)!.map((b) => b.id)).toEqual([...V.index.packs[0].blobs.map((b: { id: string }) => b.id), W.pack.blobId]);
+    const packs = decodeIndexFile(keys, stored);
+    expect(hex(encodeIndex(packs, 2))).toBe(W.indexV2.body);
+    expect(hex(packs[1].ref!)).toBe(W.ephPub);
+    expect(packs[0].ref).toBeUndefined();
   });
 });
 
