@@ -127,11 +127,11 @@ export function openRepoBackend(g: GlobalOptions): Backend {
 }
 
 /** `allowWriteOnly`: only `backup` accepts a write-only key; every other command fails with WRITE_ONLY_KEY (exit 12). */
-export async function openRepo(g: GlobalOptions, allowWriteOnly = false): Promise<Repository> {
+export async function openRepo(g: GlobalOptions, allowWriteOnly = false, given?: RepoSecret): Promise<Repository> {
   const backend = openRepoBackend(g);
   let repo: Repository;
   try {
-    const secret = await readSecret(g);
+    const secret = given ?? (await readSecret(g));
     try {
       repo = await Repository.open(backend, secret, {
         cacheDir: g.cacheDir ?? process.env.COFFER_CACHE_DIR,

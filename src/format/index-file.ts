@@ -14,9 +14,9 @@ export interface IndexedPack {
   length: number;
   blobs: PackEntry[];
   /**
-   * Which keys seal the pack: undefined (or empty) for the repository's own
-   * keys; the 32-byte ephemeral public key of the write-only session that
-   * wrote it otherwise (resolved with the owner's secret).
+   * Which keys seal the pack (a key reference, repo/key-ref.ts): undefined
+   * for the repository's own keys of epoch 0; else the epoch (1 byte) and/or
+   * the 32-byte ephemeral public key of the write-only session that wrote it.
    */
   ref?: Buffer;
 }
@@ -46,7 +46,7 @@ export function encodeIndex(packs: IndexedPack[], version: 1 | 2 = 1): Buffer {
     b.writeBigUInt64LE(BigInt(p.length), pos + 32);
     if (version === 2) {
       const ref = p.ref ?? Buffer.alloc(0);
-      if (ref.length !== 0 && ref.length !== 32) throw new RangeError('pack key reference must be 0 or 32 bytes');
+      if (![0, 1, 32, 33].includes(ref.length)) throw new RangeError('pack key reference must be 0, 1, 32 or 33 bytes');
       b[pos + 40] = ref.length;
       ref.copy(b, pos + 41);
       pos += 1 + ref.length;
@@ -91,7 +91,7 @@ function decodeIndexUnchecked(b: Buffer): IndexedPack[] {
     let ref: Buffer | undefined;
     if (version === 2) {
       const r = b[pos + 40];
-      if (r !== 0 && r !== 32) throw new IndexCorruptError('index has a bad pack key reference');
+      if (r !== 0 && r !== 1 && r !== 32 && r !== 33) throw new IndexCorruptError('index has a bad pack key reference');
       need(45 + r, pos);
       if (r) ref = Buffer.from(b.subarray(pos + 41, pos + 41 + r));
       pos += 1 + r;

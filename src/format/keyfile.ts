@@ -53,12 +53,21 @@ function writeOnlyAad(kdf: KeyKdf): Buffer {
   return Buffer.concat([Buffer.from('coffer-key-wo-v1'), kdfAad(kdf).subarray('coffer-key-v1'.length)]);
 }
 
-/** `writeOnly`: `master` is a write-only bundle (section 6.3 of FORMAT.md), not the master secret. */
-export function encodeKeyFile(kek: Uint8Array, kdf: KeyKdf, master: Uint8Array, metaKey: Uint8Array, meta: KeyMeta, writeOnly = false): Buffer {
+/** Associated data of a slot that wraps a key chain M_0 ‖ … ‖ M_n (after key rotations). */
+function chainAad(kdf: KeyKdf): Buffer {
+  return Buffer.concat([Buffer.from('coffer-key-chain-v1'), kdfAad(kdf).subarray('coffer-key-v1'.length)]);
+}
+
+/** What a slot wraps: the master secret (M_0), a key chain (after rotations), or a write-only bundle. */
+export type SlotPayload = 'master' | 'chain' | 'write-only';
+
+/** `payload` says what `master` holds: the master secret, the chain M_0 ‖ … ‖ M_n, or a write-only bundle (FORMAT.md §6.3, §6.4). */
+export function encodeKeyFile(kek: Uint8Array, kdf: KeyKdf, master: Uint8Array, metaKey: Uint8Array, meta: KeyMeta, payload: SlotPayload = 'master'): Buffer {
+  const aad = payload === 'write-only' ? writeOnlyAad(kdf) : payload === 'chain' ? chainAad(kdf) : kdfAad(kdf);
   const k: KeyFileJson = {
     coffer_key: 1,
     kdf,
-    wrapped: seal(kek, master, writeOnly ? writeOnlyAad(kdf) : kdfAad(kdf)).toString('base64'),
+    wrapped: seal(kek, master, aad).toString('base64'),
     meta: encodeJsonFile(metaKey, 'keymeta', meta).toString('base64'),
   };
   return Buffer.from(JSON.stringify(k));
@@ -117,11 +126,22 @@ export function unwrapMaster(kek: Uint8Array, k: KeyFileJson): Buffer | undefine
 }
 
 /** What a slot wraps: the master secret, or (write-only slots) a bundle; undefined when the kek is wrong. */
-export function unwrapSlot(kek: Uint8Array, k: KeyFileJson): { master: Buffer } | { bundle: Buffer } | undefined {
+export function unwrapSlot(kek: Uint8Array, k: KeyFileJson): { master: Buffer; older?: Buffer[] } | { bundle: Buffer } | undefined {
   const master = unwrapMaster(kek, k);
   if (master) return { master };
+  const wrapped = Buffer.from(k.wrapped, 'base64');
   try {
-    return { bundle: open(kek, Buffer.from(k.wrapped, 'base64'), writeOnlyAad(k.kdf)) };
+    const chain = open(kek, wrapped, chainAad(k.kdf));
+    if (chain.length < 64 || chain.length % 32 !== 0) throw new AuthenticationError();
+    const all: Buffer[] = [];
+    for (let i = 0; i < chain.length; i += 32) all.push(Buffer.from(chain.subarray(i, i + 32)));
+    chain.fill(0);
+    return { master: all.pop()!, older: all };
+  } catch (e) {
+    if (!(e instanceof AuthenticationError)) throw e;
+  }
+  try {
+    return { bundle: open(kek, wrapped, writeOnlyAad(k.kdf)) };
   } catch (e) {
     if (e instanceof AuthenticationError) return undefined;
     throw e;

@@ -63,17 +63,34 @@ export function decodeFileFromOwner(k: OwnerKeys, kind: FileKind, stored: Uint8A
   }
 }
 
-/** A small file written by either kind of key: sealed under metaKey, else sealed to the owner. */
-export function decodeAnyFile(k: OwnerKeys & { metaKey: Uint8Array }, kind: FileKind, stored: Uint8Array): Buffer {
-  try {
-    return decodeFile(k.metaKey, kind, stored);
-  } catch (e) {
-    if (!(e instanceof FileCorruptError) || stored.length < EPH_BOX_BYTES + SEAL_OVERHEAD) throw e;
-    return decodeFileFromOwner(k, kind, stored);
+type EpochLike = OwnerKeys & { metaKey: Uint8Array };
+
+/**
+ * A small file written by either kind of key, in any key epoch: sealed under
+ * metaKey, else sealed to the owner; `k.past` holds earlier epochs' keys
+ * (after key rotations), tried newest first.
+ */
+export function decodeAnyFile(k: EpochLike & { past?: readonly EpochLike[] }, kind: FileKind, stored: Uint8Array): Buffer {
+  const epochs = [k, ...[...(k.past ?? [])].reverse()];
+  let first: unknown;
+  for (const e of epochs) {
+    try {
+      return decodeFile(e.metaKey, kind, stored);
+    } catch (err) {
+      if (!(err instanceof FileCorruptError)) throw err;
+      first ??= err;
+    }
+    if (stored.length < EPH_BOX_BYTES + SEAL_OVERHEAD) continue;
+    try {
+      return decodeFileFromOwner(e, kind, stored);
+    } catch (err) {
+      if (!(err instanceof FileCorruptError)) throw err;
+    }
   }
+  throw first;
 }
 
-export function decodeAnyJsonFile(k: OwnerKeys & { metaKey: Uint8Array }, kind: FileKind, stored: Uint8Array): unknown {
+export function decodeAnyJsonFile(k: EpochLike & { past?: readonly EpochLike[] }, kind: FileKind, stored: Uint8Array): unknown {
   const body = decodeAnyFile(k, kind, stored);
   try {
     return JSON.parse(body.toString('utf8'));

@@ -99,10 +99,26 @@ export function decodePackTrailer(metaKey: Uint8Array, trailer: Uint8Array, pack
  * (then `ephPub` names the keys of the header and blobs).
  */
 export function decodeAnyPackTrailer(
-  keys: { metaKey: Uint8Array; wrapKey: Uint8Array },
+  keys: { metaKey: Uint8Array; wrapKey: Uint8Array } | readonly { metaKey: Uint8Array; wrapKey: Uint8Array }[],
   tail: Uint8Array,
   packLength: number,
-): { offset: number; length: number; ephPub?: Buffer } {
+): { offset: number; length: number; ephPub?: Buffer; epoch: number } {
+  // Several key epochs (after key rotations): newest first; `epoch` says which one opened it.
+  if (Array.isArray(keys)) {
+    let first: unknown;
+    for (let e = keys.length - 1; e >= 0; e--) {
+      try {
+        return { ...decodeAnyPackTrailer(keys[e], tail, packLength), epoch: e };
+      } catch (err) {
+        first ??= err;
+      }
+    }
+    throw first;
+  }
+  return { ...decodeOneEpochTrailer(keys as { metaKey: Uint8Array; wrapKey: Uint8Array }, tail, packLength), epoch: 0 };
+}
+
+function decodeOneEpochTrailer(keys: { metaKey: Uint8Array; wrapKey: Uint8Array }, tail: Uint8Array, packLength: number): { offset: number; length: number; ephPub?: Buffer } {
   if (tail.length < TRAILER_BYTES) throw new PackCorruptError('pack is truncated');
   try {
     return decodePackTrailer(keys.metaKey, tail.subarray(tail.length - TRAILER_BYTES), packLength);

@@ -17,12 +17,14 @@ export interface WriteOnlyBundle {
   config: RepoConfig;
   /** hex(H(stored config file)): the slot belongs to the repository whose config hashes to this. */
   configHash: string;
+  /** Key epoch of ownerPub, idListKey and lockKey (0 until a key rotation). */
+  epoch?: number;
 }
 
 const KEYS = ['ownerPub', 'blobIdKey', 'chunkerKey', 'idListKey', 'lockKey', 'cacheKey'] as const;
 
 export function encodeBundle(b: WriteOnlyBundle): Buffer {
-  const o: Record<string, unknown> = { v: 1, config: b.config, configHash: b.configHash };
+  const o: Record<string, unknown> = { v: 1, config: b.config, configHash: b.configHash, ...(b.epoch ? { epoch: b.epoch } : {}) };
   for (const k of KEYS) o[k] = b[k].toString('base64');
   return Buffer.from(JSON.stringify(o));
 }
@@ -32,7 +34,9 @@ export function decodeBundle(bytes: Buffer): WriteOnlyBundle {
   if (o?.v !== 1 || typeof o.configHash !== 'string' || !/^[0-9a-f]{64}$/.test(o.configHash) || typeof o.config !== 'object' || !o.config) {
     throw new RangeError('write-only key has unsupported contents');
   }
-  const out: Partial<WriteOnlyBundle> = { config: o.config as RepoConfig, configHash: o.configHash };
+  const epoch = o.epoch ?? 0;
+  if (!Number.isInteger(epoch) || (epoch as number) < 0 || (epoch as number) > 255) throw new RangeError('write-only key has unsupported contents');
+  const out: Partial<WriteOnlyBundle> = { config: o.config as RepoConfig, configHash: o.configHash, epoch: epoch as number };
   for (const k of KEYS) {
     const v = typeof o[k] === 'string' ? Buffer.from(o[k] as string, 'base64') : undefined;
     if (!v || v.length !== 32) throw new RangeError('write-only key has unsupported contents');

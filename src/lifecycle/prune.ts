@@ -92,6 +92,8 @@ export interface PruneOptions {
   maxUnused?: MaxUnused;
   signal?: AbortSignal;
   onProgress?(p: { phase: string; done: number; total: number }): void;
+  /** Also repack every pack sealed with keys of an older key epoch (after `key rotate`), used blobs only. */
+  reencrypt?: boolean;
   /** Called (and awaited) between the steps; `throwIfLost` style checks go here. */
   onPhase?(phase: PrunePhase): Promise<void> | void;
 }
@@ -204,6 +206,14 @@ export async function planPrune(repo: Repository, opts: PruneOptions = {}): Prom
         repack.push(p);
         unusedAfter -= p.unusedBytes;
       } else keep.push(p);
+    }
+    if (opts.reencrypt) {
+      for (let i = keep.length - 1; i >= 0; i--) {
+        if (repo.packEpoch(keep[i].id) < repo.keys.epoch) {
+          unusedAfter -= keep[i].unusedBytes;
+          repack.push(...keep.splice(i, 1));
+        }
+      }
     }
     const repackBytes = repack.reduce((a, p) => a + p.usedBytes, 0);
     const deleted = [...remove, ...repack].reduce((a, p) => a + p.length, 0) + unindexed.reduce((a, o) => a + o.size, 0);

@@ -16,7 +16,7 @@ import { openFromOwner, sealToOwner, wipeSealedKeys } from '../crypto/owner.js';
 import { decodeFile, encodeFile, FileCorruptError } from '../format/file.js';
 import { decodeIndex, encodeIndex, IndexCorruptError, type IndexedPack } from '../format/index-file.js';
 import { BLOB_TYPE_CODE, blobTypeFromCode, type BlobType } from '../ids.js';
-import type { RepoKeys } from '../crypto/keys.js';
+import { allEpochs, type RepoKeys } from '../crypto/keys.js';
 import { plainHash } from '../crypto/hash.js';
 import { StorageError, type Backend } from '../storage/backend.js';
 
@@ -79,10 +79,24 @@ export function readIndexIds(idListKey: Buffer, stored: Buffer): { type: BlobTyp
   return decodeOuter(idListKey, stored)?.ids;
 }
 
-/** The packs an index file lists (either version, either writer). Throws IndexCorruptError or FileCorruptError when damaged. */
-export function decodeIndexFile(keys: RepoKeys, stored: Buffer): IndexedPack[] {
-  const outer = decodeOuter(keys.idListKey, stored);
-  if (!outer) return decodeIndex(decodeFile(keys.metaKey, 'index', stored));
+/** The key epoch of an index file (version 2), or undefined for version 1 or a file no epoch's key opens. */
+export function indexFileEpoch(keys: RepoKeys, stored: Buffer): number | undefined {
+  const epochs = allEpochs(keys);
+  for (let e = epochs.length - 1; e >= 0; e--) if (decodeOuter(epochs[e].idListKey, stored)) return e;
+  return undefined;
+}
+
+/** The packs an index file lists (either version, either writer, any key epoch). Throws IndexCorruptError or FileCorruptError when damaged. */
+export function decodeIndexFile(allKeys: RepoKeys, stored: Buffer): IndexedPack[] {
+  const epochs = allEpochs(allKeys);
+  let outer: Outer | undefined;
+  let keys = epochs[epochs.length - 1];
+  for (let e = epochs.length - 1; e >= 0 && !outer; e--) {
+    outer = decodeOuter(epochs[e].idListKey, stored);
+    keys = epochs[e];
+  }
+  // Version 1 files predate key rotation: always epoch 0.
+  if (!outer) return decodeIndex(decodeFile(epochs[0].metaKey, 'index', stored));
   let body: Buffer;
   try {
     if (outer.innerKind === 0) body = open(keys.metaKey, outer.inner, INNER_AAD);

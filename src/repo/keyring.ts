@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { calibrate, checkKdfStrength, deriveKek, MIN_PARAMS } from '../crypto/kdf.js';
 import { forgetKey, plainHash } from '../crypto/hash.js';
 import { recoveryKek } from '../crypto/recovery.js';
-import { decodeKeyMeta, encodeKeyFile, isRecoveryKdf, parseKeyFile, unwrapSlot, type KeyFileJson, type KeyMeta } from '../format/keyfile.js';
+import { decodeKeyMeta, encodeKeyFile, isRecoveryKdf, parseKeyFile, unwrapSlot, type KeyFileJson, type KeyMeta, type SlotPayload } from '../format/keyfile.js';
 import type { Backend, ReadBackend } from '../storage/backend.js';
 import { CofferError, integrityError } from '../errors.js';
 
@@ -32,21 +32,21 @@ async function writeKeyFile(backend: Backend, stored: Buffer): Promise<string> {
 }
 
 /** Adds a passphrase slot wrapping `master` (or, with `writeOnly`, a write-only bundle). */
-export async function addKeyFile(backend: Backend, passphrase: Buffer, master: Buffer, metaKey: Buffer, meta: KeyMeta, writeOnly = false): Promise<string> {
+export async function addKeyFile(backend: Backend, passphrase: Buffer, master: Buffer, metaKey: Buffer, meta: KeyMeta, payload: SlotPayload = 'master'): Promise<string> {
   const kdf = await calibrate(randomBytes(16));
   checkKdfStrength(kdf);
   const kek = await deriveKek(passphrase, kdf);
-  const stored = encodeKeyFile(kek, kdf, master, metaKey, meta, writeOnly);
+  const stored = encodeKeyFile(kek, kdf, master, metaKey, meta, payload);
   forgetKey(kek);
   kek.fill(0);
   return writeKeyFile(backend, stored);
 }
 
 /** Writes a recovery slot for `entropy` (the decoded recovery code). */
-export async function addRecoveryKeyFile(backend: Backend, entropy: Buffer, master: Buffer, metaKey: Buffer, meta: KeyMeta): Promise<string> {
+export async function addRecoveryKeyFile(backend: Backend, entropy: Buffer, master: Buffer, metaKey: Buffer, meta: KeyMeta, payload: SlotPayload = 'master'): Promise<string> {
   const salt = randomBytes(16);
   const kek = recoveryKek(entropy, salt);
-  const stored = encodeKeyFile(kek, { algorithm: 'recovery-v1', salt: salt.toString('base64') }, master, metaKey, meta);
+  const stored = encodeKeyFile(kek, { algorithm: 'recovery-v1', salt: salt.toString('base64') }, master, metaKey, meta, payload);
   forgetKey(kek);
   kek.fill(0);
   return writeKeyFile(backend, stored);
@@ -59,7 +59,7 @@ async function readKeyFile(backend: ReadBackend, name: string): Promise<KeyFileJ
 }
 
 /** What a slot opened to: the master secret, or a write-only bundle. */
-export type SlotSecret = { master: Buffer; bundle?: undefined } | { bundle: Buffer; master?: undefined };
+export type SlotSecret = { master: Buffer; older?: Buffer[]; bundle?: undefined } | { bundle: Buffer; master?: undefined; older?: undefined };
 
 /** What `secret` opens in key file `k`, else undefined (wrong secret, or a slot of the other kind). */
 async function tryKeyFile(k: KeyFileJson, secret: RepoSecret): Promise<SlotSecret | undefined> {
@@ -115,6 +115,7 @@ export async function openMaster(
     }
     if (got && belongs && !belongs(got)) {
       (got.master ?? got.bundle).fill(0);
+      for (const m of got.older ?? []) m.fill(0);
       foreign++;
       continue;
     }
@@ -151,13 +152,23 @@ export interface KeyInfo {
  * parse or whose metadata does not open under `metaKey` is listed as
  * "unreadable" (damaged, or planted by someone without the master secret).
  */
-export async function listKeys(backend: ReadBackend, metaKey: Buffer): Promise<KeyInfo[]> {
+export async function listKeys(backend: ReadBackend, metaKeys: Buffer | Buffer[]): Promise<KeyInfo[]> {
+  const candidates = Array.isArray(metaKeys) ? metaKeys : [metaKeys];
   const names = (await backend.list('keys')).map((k) => k.name).filter((n) => /^[0-9a-f]{64}$/.test(n));
   const out: KeyInfo[] = [];
   for (const id of names) {
     try {
       const k = await readKeyFile(backend, id);
-      const m = decodeKeyMeta(metaKey, k);
+      let m: KeyMeta | undefined;
+      for (const key of candidates) {
+        try {
+          m = decodeKeyMeta(key, k);
+          break;
+        } catch {
+          // sealed under another epoch's metaKey
+        }
+      }
+      if (!m) throw new Error('unreadable');
       const kind = isRecoveryKdf(k.kdf) ? 'recovery' : m.kind === 'write-only' ? 'write-only' : 'passphrase';
       out.push({ id, label: String(m.label ?? ''), created: String(m.created ?? ''), kind });
     } catch {
@@ -167,12 +178,14 @@ export async function listKeys(backend: ReadBackend, metaKey: Buffer): Promise<K
   return out.sort((a, b) => a.created.localeCompare(b.created) || a.id.localeCompare(b.id));
 }
 
-/** Checks that key file `name` opens with `secret` and yields `master` (read back from storage). */
-export async function verifyKeyFile(backend: ReadBackend, name: string, secret: RepoSecret, master: Buffer, writeOnly = false): Promise<boolean> {
+/** Checks that key file `name` opens with `secret` and yields `payload` (the master, the chain M_0 ‖ … ‖ M_n, or a bundle), read back from storage. */
+export async function verifyKeyFile(backend: ReadBackend, name: string, secret: RepoSecret, payload: Buffer, kind: SlotPayload = 'master'): Promise<boolean> {
   const k = await readKeyFile(backend, name);
   const got = await tryKeyFile(k, secret);
-  const value = writeOnly ? got?.bundle : got?.master;
-  const ok = value !== undefined && value.equals(master);
+  const value = kind === 'write-only' ? got?.bundle : kind === 'chain' ? (got?.older ? Buffer.concat([...got.older, got.master!]) : undefined) : got?.older ? undefined : got?.master;
+  const ok = value !== undefined && value.equals(payload);
+  value?.fill(0);
   (got?.master ?? got?.bundle)?.fill(0);
+  for (const m of got?.older ?? []) m.fill(0);
   return ok;
 }

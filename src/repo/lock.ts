@@ -59,7 +59,7 @@ export interface LockEntry {
 export interface LockRepo {
   readonly backend: Backend;
   /** Locks are sealed under lockKey (write-only keys hold it too); files of older versions, under metaKey, are still read. */
-  readonly keys: { readonly lockKey: Buffer; readonly metaKey: Buffer };
+  readonly keys: { readonly lockKey: Buffer; readonly metaKey: Buffer; readonly past?: readonly { readonly lockKey: Buffer; readonly metaKey: Buffer }[] };
 }
 
 function pidAlive(pid: number): boolean {
@@ -96,13 +96,19 @@ function validLock(v: unknown): LockData {
   return d;
 }
 
+/** A lock of any key epoch (newest first), or of an older version (under metaKey). */
 function decodeLock(repo: LockRepo, stored: Buffer): unknown {
-  try {
-    return decodeJsonFile(repo.keys.lockKey, 'lock', stored);
-  } catch (e) {
-    if (repo.keys.metaKey.length !== 32) throw e;
-    return decodeJsonFile(repo.keys.metaKey, 'lock', stored);
+  const epochs = [repo.keys, ...[...(repo.keys.past ?? [])].reverse()];
+  const candidates = [...epochs.map((e) => e.lockKey), ...epochs.map((e) => e.metaKey).filter((k) => k.length === 32)];
+  let first: unknown;
+  for (const key of candidates) {
+    try {
+      return decodeJsonFile(key, 'lock', stored);
+    } catch (e) {
+      first ??= e;
+    }
   }
+  throw first;
 }
 
 /** Writes one lock file; returns its name. Exported for tests and tools. */

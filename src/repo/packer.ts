@@ -27,6 +27,8 @@ export interface PackWriteKeys {
   blobKey: Buffer;
   metaKey: Buffer;
   ref?: Buffer;
+  /** Write-only session: its ephemeral public key (carried in the trailer, sealed under wrapKey). */
+  ephPub?: Buffer;
   wrapKey?: Buffer;
 }
 
@@ -172,7 +174,7 @@ export class Packer {
     try {
       const body = p.buf.subarray(0, p.size);
       const k = this.keys.pack;
-      const tail = encodePackTail(k.metaKey, p.entries, p.size, k.ref && k.wrapKey ? { wrapKey: k.wrapKey, ephPub: k.ref } : undefined);
+      const tail = encodePackTail(k.metaKey, p.entries, p.size, k.ephPub && k.wrapKey ? { wrapKey: k.wrapKey, ephPub: k.ephPub } : undefined);
       const id = new Blake3Hasher().update(body).update(tail).digest('hex');
       await this.backend.write({ type: 'data', name: id }, [body, tail]);
       const pack: IndexedPack = { id: id as PackId, length: p.size + tail.length, blobs: p.entries, ...(k.ref ? { ref: k.ref } : {}) };

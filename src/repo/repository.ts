@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { CofferError, integrityError } from '../errors.js';
-import { canRead, deriveRepoKeys, newMasterSecret, wipeRepoKeys, writeOnlyRepoKeys, type RepoKeys } from '../crypto/keys.js';
+import { allEpochs, canRead, deriveRepoKeys, epochKeys, newMasterSecret, wipeRepoKeys, writeOnlyRepoKeys, type RepoKeys } from '../crypto/keys.js';
+import { decodeKeyRef, encodeKeyRef } from './key-ref.js';
 import { openFromOwner, sealToOwner, wipeSealedKeys, type SealedKeys } from '../crypto/owner.js';
 import { decodeBundle, type WriteOnlyBundle } from '../format/write-only-bundle.js';
 import { decodeAnyJsonFile, encodeFileToOwner } from '../format/owner-file.js';
@@ -125,7 +126,7 @@ export async function readConfig(backend: Backend): Promise<Buffer> {
 }
 
 /** True if what a slot opened to belongs to this repository: the master opens the config, or the bundle names its hash. */
-export function configOpens(got: { master?: Buffer; bundle?: Buffer }, stored: Buffer): boolean {
+export function configOpens(got: { master?: Buffer; older?: Buffer[]; bundle?: Buffer }, stored: Buffer): boolean {
   if (got.bundle) {
     try {
       return decodeBundle(got.bundle).configHash === plainHash(stored).toString('hex');
@@ -133,7 +134,8 @@ export function configOpens(got: { master?: Buffer; bundle?: Buffer }, stored: B
       return false;
     }
   }
-  const keys = deriveRepoKeys(got.master!);
+  // The config is sealed under epoch 0's metaKey for good (it is never rewritten).
+  const keys = deriveRepoKeys(got.older?.[0] ?? got.master!);
   try {
     decodeConfig(keys.metaKey, stored);
     return true;
@@ -190,23 +192,32 @@ export class Repository {
 
   /** What new packs and index files are sealed with. */
   writeKeys(): WriteKeys {
-    if (!this.writeOnly) return { pack: { blobKey: this.keys.blobKey, metaKey: this.keys.metaKey }, repo: this.keys };
+    const epoch = this.keys.epoch;
+    if (!this.writeOnly) return { pack: { blobKey: this.keys.blobKey, metaKey: this.keys.metaKey, ref: encodeKeyRef({ epoch }) }, repo: this.keys };
     if (!this.session) {
       const { ephPub, keys } = sealToOwner(this.keys.ownerPub);
-      this.session = { blobKey: keys.blobKey, metaKey: keys.metaKey, ref: ephPub, wrapKey: this.keys.wrapKey };
+      this.session = { blobKey: keys.blobKey, metaKey: keys.metaKey, ref: encodeKeyRef({ epoch, ephPub }), ephPub, wrapKey: this.keys.wrapKey };
     }
     return { pack: this.session, repo: this.keys };
   }
 
   /** The keys that open a pack's blobs and header, from its key reference (undefined: the repository's own). */
   keysForRef(ref: Buffer | undefined): { blobKey: Buffer; metaKey: Buffer } {
-    if (!ref || ref.length === 0) return this.keys;
     this.requireReadable();
-    const hex = ref.toString('hex');
+    let r;
+    try {
+      r = decodeKeyRef(ref);
+    } catch {
+      throw integrityError('a pack key reference is malformed');
+    }
+    const ek = epochKeys(this.keys, r.epoch);
+    if (!ek) throw integrityError(`a pack is sealed with keys of epoch ${r.epoch}, which this key does not hold`);
+    if (!r.ephPub) return ek;
+    const hex = ref!.toString('hex');
     let k = this.ownerKeys.get(hex);
     if (!k) {
       try {
-        k = openFromOwner(this.keys.ownerSecret, this.keys.ownerPub, ref);
+        k = openFromOwner(ek.ownerSecret, ek.ownerPub, r.ephPub);
       } catch {
         throw integrityError(`a pack key reference (${hex.slice(0, 12)}) is not a valid public key`);
       }
@@ -217,8 +228,8 @@ export class Repository {
 
   /** A pack's blob key for the workers: undefined for the repository's own (the workers hold it). */
   blobKeyFor(packId: string): Buffer | undefined {
-    const ref = this.cache.packRef(packId);
-    return ref ? this.keysForRef(ref).blobKey : undefined;
+    const k = this.keysForPack(packId).blobKey;
+    return k === this.keys.blobKey ? undefined : k;
   }
 
   /**
@@ -230,10 +241,20 @@ export class Repository {
     if (size < TRAILER_BYTES) throw new PackCorruptError('pack is truncated');
     const n = Math.min(size, OWNER_TRAILER_BYTES);
     const tail = await this.backend.read({ type: 'data', name: id }, { offset: size - n, length: n });
-    const loc = decodeAnyPackTrailer(this.keys, tail, size);
-    const keys = this.keysForRef(loc.ephPub);
+    const loc = decodeAnyPackTrailer(allEpochs(this.keys), tail, size);
+    const ref = encodeKeyRef({ epoch: loc.epoch, ephPub: loc.ephPub });
+    const keys = this.keysForRef(ref);
     const header = await this.backend.read({ type: 'data', name: id }, { offset: loc.offset, length: loc.length });
-    return { entries: decodePackHeader(keys.metaKey, header, loc.offset), ...(loc.ephPub ? { ref: loc.ephPub } : {}) };
+    return { entries: decodePackHeader(keys.metaKey, header, loc.offset), ...(ref ? { ref } : {}) };
+  }
+
+  /** The key epoch a pack was sealed in. */
+  packEpoch(packId: string): number {
+    try {
+      return decodeKeyRef(this.cache.packRef(packId)).epoch;
+    } catch {
+      return -1;
+    }
   }
 
   /** The keys that open a pack's blobs and header. */
@@ -287,12 +308,12 @@ export class Repository {
       }
       return Repository.openWriteOnly(backend, got.bundle, keyName, weak, opts);
     }
-    const master = got.master;
-    const keys = deriveRepoKeys(master);
-    master.fill(0);
+    const chain = [...(got.older ?? []), got.master];
+    const keys = deriveRepoKeys(chain);
+    for (const m of chain) m.fill(0);
     let config: RepoConfig;
     try {
-      config = decodeConfig(keys.metaKey, stored);
+      config = decodeConfig(epochKeys(keys, 0)!.metaKey, stored);
       validateChunkerParams(config.chunker);
     } catch {
       wipeRepoKeys(keys);
