@@ -32,7 +32,7 @@ const { decodeConfig } = await lib('format/config.js');
 const { parseKeyFile, unwrapMaster, decodeKeyMeta } = await lib('format/keyfile.js');
 const { encodeRecoveryCode, decodeRecoveryCode, recoveryKek } = await lib('crypto/recovery.js');
 const { decodePackHeader, decodePackTrailer, TRAILER_BYTES } = await lib('format/pack.js');
-const { decodeIndex, encodeIndex } = await lib('format/index-file.js');
+const { decodeIndex, encodeIndex, encodeIndexV2 } = await lib('format/index-file.js');
 const { encodeTree, decodeTree } = await lib('format/tree.js');
 const { validateSnapshot } = await lib('format/snapshot.js');
 const { compressIfSmaller } = await lib('compress.js');
@@ -286,16 +286,26 @@ const woPackId = plainHash(woPack);
 }
 // Index file version 2 (full key, innerKind 0) listing the normal pack and the write-only pack.
 const idx2Packs = [...indexPacks, { id: hex(woPackId), length: woPack.length, blobs: [{ type: 'data', id: hex(woBlobId), offset: 0, length: woBlob.length, rawLength: woBlobPlain.length }], ref: ephPub }];
-const idx2Body = encodeIndex(idx2Packs, 2);
-const idx2Inner = seal(keys.metaKey, idx2Body, Buffer.from('coffer-index-v2'), nonce(35));
-const idx2Ids = idx2Packs.flatMap((p) => p.blobs.map((b) => Buffer.concat([Buffer.from([b.type === 'data' ? 0 : 1]), Buffer.from(b.id, 'hex')])));
-const idx2OuterBody = Buffer.concat([u32(2), u32(idx2Ids.length), ...idx2Ids, Buffer.from([0]), idx2Inner]);
+const idx2IdEntries = idx2Packs.flatMap((p) => p.blobs.map((b) => Buffer.concat([Buffer.from([b.type === 'data' ? 0 : 1]), Buffer.from(b.id, 'hex')])));
+const idx2Ids = Buffer.concat([u32(2), u32(idx2IdEntries.length), ...idx2IdEntries]);
+const idx2Body = Buffer.concat([
+  u32(2),
+  u32(idx2Packs.length),
+  ...idx2Packs.map((p) =>
+    Buffer.concat([Buffer.from(p.id, 'hex'), u64(p.length), Buffer.from([p.ref ? p.ref.length : 0]), p.ref ?? Buffer.alloc(0), u32(p.blobs.length), ...p.blobs.map((e) => Buffer.concat([u32(e.offset), u32(e.length), u32(e.rawLength)]))]),
+  ),
+]);
+assert.deepEqual(encodeIndexV2(idx2Packs), { ids: idx2Ids, body: idx2Body });
+// Encoding 0 (raw body); a writer may also use 1 (zstd) when smaller.
+const idx2InnerAad = Buffer.concat([Buffer.from('coffer-index-v2'), plainHash(idx2Ids)]);
+const idx2Inner = seal(keys.metaKey, Buffer.concat([Buffer.from([0]), idx2Body]), idx2InnerAad, nonce(35));
+const idx2OuterBody = Buffer.concat([idx2Ids, Buffer.from([0]), idx2Inner]);
 const idx2Plain = Buffer.alloc(padme(5 + idx2OuterBody.length + 40) - 40);
 idx2Plain.writeUInt32LE(idx2OuterBody.length, 1);
 idx2OuterBody.copy(idx2Plain, 5);
 const idx2File = seal(keys.idListKey, idx2Plain, Buffer.from('coffer-file-v1:idlist'), nonce(36));
 assert.deepEqual(decodeIndexFile(keys, idx2File).map((p) => p.id), idx2Packs.map((p) => p.id));
-assert.equal(readIndexIds(keys.idListKey, idx2File).length, idx2Ids.length);
+assert.equal(readIndexIds(keys.idListKey, idx2File).length, idx2IdEntries.length);
 
 // --- chunking (section 7) ---------------------------------------------------
 const CHUNK_BLOCKS = 8192; // input = H(u32le(0)) || H(u32le(1)) || ... || H(u32le(8191)): 262144 bytes
@@ -390,7 +400,7 @@ const vectors = {
     ephBox: hex(ephBox),
     snapshot: { body: woSnapBody.toString('utf8'), nonce: hex(nonce(31)), plaintext: hex(woSnapPlain), stored: hex(woSnapshot) },
     pack: { blobPlaintext: woBlobPlain.toString('utf8'), blobId: hex(woBlobId), blobNonce: hex(nonce(32)), headerNonce: hex(nonce(33)), trailerNonce: hex(nonce(34)), trailerPlaintext: hex(woTrailerPlain), pack: hex(woPack), id: hex(woPackId) },
-    indexV2: { body: hex(idx2Body), innerNonce: hex(nonce(35)), outerBody: hex(idx2OuterBody), nonce: hex(nonce(36)), stored: hex(idx2File) },
+    indexV2: { ids: hex(idx2Ids), body: hex(idx2Body), innerAad: hex(idx2InnerAad), innerNonce: hex(nonce(35)), outerBody: hex(idx2OuterBody), nonce: hex(nonce(36)), stored: hex(idx2File) },
   },
   chunking: {
     gear: 'keys.gearBytes read as 256 u32le',

@@ -1,55 +1,53 @@
 /**
  * Index files: the one place that seals a pack list and stores it, and that
- * reads one back. Version 2 (written by every current client) has two layers:
+ * reads one back. Version 2 (written by every current client) has two layers
+ * (FORMAT.md §10):
  *
- *   stored = small file (kind "idlist") under idListKey with body
- *            u32 2 ‖ u32 n ‖ n × (u8 type ‖ id[32]) ‖ u8 innerKind ‖ inner
- *   inner  = seal(metaKey, index body v2, "coffer-index-v2")                 (innerKind 0, full keys)
- *          = ephPub[32] ‖ seal(metaKey(K), index body v2, "coffer-index-v2")   (innerKind 1, write-only keys)
+ *   stored = small file (kind "idlist") under idListKey with body  ids ‖ u8 innerKind ‖ inner
+ *   ids    = u32 2 ‖ u32 n ‖ n × (u8 type ‖ id[32])
+ *   inner  = seal(metaKey, z, "coffer-index-v2" ‖ H(ids))                  (innerKind 0, full keys)
+ *          = ephPub[32] ‖ seal(metaKey(K), z, "coffer-index-v2" ‖ H(ids))  (innerKind 1, write-only keys)
+ *   z      = u8 0 ‖ body  or  u8 1 ‖ zstd frame of body (when smaller)
  *
  * The outer layer (blob ids only) is what a write-only key reads to
- * deduplicate; offsets, lengths and packs are only in the inner layer.
+ * deduplicate; packs, offsets and lengths are only in the inner layer, which
+ * takes each blob's type and id from the outer list (bound by H(ids)).
  * Version 1 files (sealed under metaKey, kind "index") are still read.
  */
 import { open, seal, AuthenticationError } from '../crypto/aead.js';
 import { openFromOwner, sealToOwner, wipeSealedKeys } from '../crypto/owner.js';
+import { compressIfSmaller, decompressExact, frameContentSize } from '../compress.js';
 import { decodeFile, encodeFile, FileCorruptError } from '../format/file.js';
-import { decodeIndex, encodeIndex, IndexCorruptError, type IndexedPack } from '../format/index-file.js';
-import { BLOB_TYPE_CODE, blobTypeFromCode, type BlobType } from '../ids.js';
+import { decodeIndex, decodeIndexIds, decodeIndexV2, encodeIndexV2, IndexCorruptError, type IndexedPack } from '../format/index-file.js';
+import type { BlobType } from '../ids.js';
 import { allEpochs, type RepoKeys } from '../crypto/keys.js';
 import { plainHash } from '../crypto/hash.js';
 import { StorageError, type Backend } from '../storage/backend.js';
 
 const INNER_AAD = Buffer.from('coffer-index-v2');
+const MAX_BODY = 1 << 30;
+
+function innerAad(ids: Buffer): Buffer {
+  return Buffer.concat([INNER_AAD, plainHash(ids)]);
+}
 
 /** Seals an index file for `packs`: under metaKey with full keys, to the owner (fresh ephemeral key) with a write-only key. */
 export function encodeIndexFile(keys: RepoKeys, packs: IndexedPack[]): Buffer {
-  const body = encodeIndex(packs, 2);
+  const { ids, body } = encodeIndexV2(packs);
+  const zstd = compressIfSmaller(body, 3);
+  const z = zstd ? [Buffer.from([1]), zstd] : [Buffer.from([0]), body];
   let inner: Buffer[];
-  if (keys.metaKey.length === 32) inner = [Buffer.from([0]), seal(keys.metaKey, body, INNER_AAD)];
+  if (keys.metaKey.length === 32) inner = [Buffer.from([0]), seal(keys.metaKey, z, innerAad(ids))];
   else {
     const { ephPub, keys: k } = sealToOwner(keys.ownerPub);
-    inner = [Buffer.from([1]), ephPub, seal(k.metaKey, body, INNER_AAD)];
+    inner = [Buffer.from([1]), ephPub, seal(k.metaKey, z, innerAad(ids))];
     wipeSealedKeys(k);
-  }
-  let n = 0;
-  for (const p of packs) n += p.blobs.length;
-  const ids = Buffer.allocUnsafe(8 + n * 33);
-  ids.writeUInt32LE(2, 0);
-  ids.writeUInt32LE(n, 4);
-  let pos = 8;
-  for (const p of packs) {
-    for (const b of p.blobs) {
-      ids[pos] = BLOB_TYPE_CODE[b.type];
-      ids.write(b.id, pos + 1, 32, 'hex');
-      pos += 33;
-    }
   }
   return encodeFile(keys.idListKey, 'idlist', Buffer.concat([ids, ...inner]));
 }
 
 interface Outer {
-  ids: { type: BlobType; id: string }[];
+  ids: Buffer;
   innerKind: number;
   inner: Buffer;
 }
@@ -64,19 +62,19 @@ function decodeOuter(idListKey: Buffer, stored: Buffer): Outer | undefined {
   }
   if (body.length < 9 || body.readUInt32LE(0) !== 2) throw new IndexCorruptError('index id list has an unknown version');
   const n = body.readUInt32LE(4);
-  if (8 + n * 33 + 1 > body.length) throw new IndexCorruptError('index id list is truncated');
-  const ids: Outer['ids'] = [];
-  for (let i = 0, pos = 8; i < n; i++, pos += 33) ids.push({ type: blobTypeFromCode(body[pos]), id: body.toString('hex', pos + 1, pos + 33) });
   const at = 8 + n * 33;
-  return { ids, innerKind: body[at], inner: body.subarray(at + 1) };
+  if (at + 1 > body.length) throw new IndexCorruptError('index id list is truncated');
+  return { ids: body.subarray(0, at), innerKind: body[at], inner: body.subarray(at + 1) };
 }
 
 /**
  * The blob ids an index file lists, as a write-only key sees them; undefined
- * for a version 1 file (sealed under metaKey, which a write-only key lacks).
+ * for a version 1 file (sealed under metaKey, which a write-only key lacks)
+ * or one of another key epoch.
  */
 export function readIndexIds(idListKey: Buffer, stored: Buffer): { type: BlobType; id: string }[] | undefined {
-  return decodeOuter(idListKey, stored)?.ids;
+  const outer = decodeOuter(idListKey, stored);
+  return outer && decodeIndexIds(outer.ids);
 }
 
 /** The key epoch of an index file (version 2), or undefined for version 1 or a file no epoch's key opens. */
@@ -84,6 +82,19 @@ export function indexFileEpoch(keys: RepoKeys, stored: Buffer): number | undefin
   const epochs = allEpochs(keys);
   for (let e = epochs.length - 1; e >= 0; e--) if (decodeOuter(epochs[e].idListKey, stored)) return e;
   return undefined;
+}
+
+function unframe(z: Buffer): Buffer {
+  if (z.length < 1) throw new IndexCorruptError('index is truncated');
+  if (z[0] === 0) return z.subarray(1);
+  if (z[0] !== 1) throw new IndexCorruptError('index has an unknown encoding');
+  const size = frameContentSize(z.subarray(1));
+  if (size === null || size > MAX_BODY) throw new IndexCorruptError('index has a bad compressed body');
+  try {
+    return decompressExact(z.subarray(1), size);
+  } catch {
+    throw new IndexCorruptError('index does not decompress');
+  }
 }
 
 /** The packs an index file lists (either version, either writer, any key epoch). Throws IndexCorruptError or FileCorruptError when damaged. */
@@ -97,13 +108,13 @@ export function decodeIndexFile(allKeys: RepoKeys, stored: Buffer): IndexedPack[
   }
   // Version 1 files predate key rotation: always epoch 0.
   if (!outer) return decodeIndex(decodeFile(epochs[0].metaKey, 'index', stored));
-  let body: Buffer;
+  let z: Buffer;
   try {
-    if (outer.innerKind === 0) body = open(keys.metaKey, outer.inner, INNER_AAD);
+    if (outer.innerKind === 0) z = open(keys.metaKey, outer.inner, innerAad(outer.ids));
     else if (outer.innerKind === 1 && outer.inner.length >= 32) {
       const k = openFromOwner(keys.ownerSecret, keys.ownerPub, outer.inner.subarray(0, 32));
       try {
-        body = open(k.metaKey, outer.inner.subarray(32), INNER_AAD);
+        z = open(k.metaKey, outer.inner.subarray(32), innerAad(outer.ids));
       } finally {
         wipeSealedKeys(k);
       }
@@ -112,17 +123,7 @@ export function decodeIndexFile(allKeys: RepoKeys, stored: Buffer): IndexedPack[
     if (e instanceof AuthenticationError || e instanceof RangeError) throw new IndexCorruptError('index does not authenticate');
     throw e;
   }
-  const packs = decodeIndex(body);
-  // The id list and the packs must agree: a full reader checks what write-only readers trust.
-  let i = 0;
-  for (const p of packs) {
-    for (const b of p.blobs) {
-      const o = outer.ids[i++];
-      if (!o || o.id !== b.id || o.type !== b.type) throw new IndexCorruptError('index id list does not match its packs');
-    }
-  }
-  if (i !== outer.ids.length) throw new IndexCorruptError('index id list does not match its packs');
-  return packs;
+  return decodeIndexV2(outer.ids, unframe(z));
 }
 
 /**
