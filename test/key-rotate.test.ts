@@ -14,7 +14,7 @@ import { deriveKek } from '../dist/src/crypto/kdf.js';
 import { deriveRepoKeys } from '../dist/src/crypto/keys.js';
 import { decodeAnyFile } from '../dist/src/format/owner-file.js';
 import { decodeAnyPackTrailer } from '../dist/src/format/pack.js';
-import { decodeIndexFile } from '../dist/src/repo/index-files.js';
+import { decodeIndexFile, indexFileEpoch } from '../dist/src/repo/index-files.js';
 import { KeyAdmin } from '../dist/src/repo/key-admin.js';
 import { Repository } from '../dist/src/repo/repository.js';
 import { reencrypt } from '../dist/src/lifecycle/reencrypt.js';
@@ -259,6 +259,11 @@ describe('key rotate and reencrypt, crashed at every step', () => {
           await repoB.close();
           ok(coffer(['key', 'reencrypt', '-q'], e));
           ok(coffer(['check', '--read-data', '-q'], e));
+          // Every index file is of the new epoch now, also those an interrupted rotation left behind.
+          const slot = names(copy, 'keys').map((n) => readFileSync(path.join(copy, 'keys', n)));
+          let keysB;
+          for (const f of slot) keysB ??= await keysOf(f, B).catch(() => undefined);
+          for (const n of names(copy, 'index')) expect(indexFileEpoch(keysB!, readFileSync(objectPath(copy, 'index', n)))).toBe(1);
         }
       }
       rmSync(copy, { recursive: true, force: true });

@@ -13,6 +13,7 @@ import { decodeFileFromOwner } from '../format/owner-file.js';
 import { StorageError } from '../storage/backend.js';
 import { storageFailure, type Repository } from '../repo/repository.js';
 import { executePrune, planPrune, type PrunePlan, type PruneOptions } from './prune.js';
+import { rewriteIndexFiles } from '../repo/index-files.js';
 
 /**
  * What `reencrypt` did: the prune plan it carried out and how many snapshot files it rewrote.
@@ -50,6 +51,12 @@ export async function reencrypt(repo: Repository, opts: Omit<PruneOptions, 'reen
   repo.requireReadable();
   const plan = await planPrune(repo, { ...opts, maxUnused: 'unlimited', reencrypt: true });
   await executePrune(repo, plan, opts);
+  // Index files of older epochs left by an interrupted rotation (prune rewrites them only when it has work).
+  try {
+    if (await rewriteIndexFiles(repo.backend, repo.keys)) await repo.syncIndex();
+  } catch (e) {
+    throw storageFailure(e);
+  }
   let snapshots = 0;
   for (const s of await repo.listSnapshots()) {
     const stored = await repo.readVerified({ type: 'snapshots', name: s.id });

@@ -23,6 +23,7 @@ import type { BlobType } from '../ids.js';
 import { allEpochs, type RepoKeys } from '../crypto/keys.js';
 import { plainHash } from '../crypto/hash.js';
 import { StorageError, type Backend } from '../storage/backend.js';
+import { integrityError } from '../errors.js';
 
 const INNER_AAD = Buffer.from('coffer-index-v2');
 const MAX_BODY = 1 << 30;
@@ -124,6 +125,47 @@ export function decodeIndexFile(allKeys: RepoKeys, stored: Buffer): IndexedPack[
     throw e;
   }
   return decodeIndexV2(outer.ids, unframe(z));
+}
+
+/**
+ * Rewrites index files of version 1 or of an older key epoch in the current
+ * one: new files first, then the old ones removed (as prune does), so a crash
+ * leaves both generations, each complete. Returns how many were replaced.
+ * The caller holds an exclusive lock.
+ */
+export async function rewriteIndexFiles(backend: Backend, keys: RepoKeys): Promise<number> {
+  const names = (await backend.list('index')).map((f) => f.name).filter((n) => /^[0-9a-f]{64}$/.test(n));
+  const old: string[] = [];
+  let packs: IndexedPack[] = [];
+  let blobs = 0;
+  for (const name of names) {
+    const stored = await backend.read({ type: 'index', name });
+    if (plainHash(stored).toString('hex') !== name) throw integrityError(`index/${name} does not match its name (damaged or truncated)`, { file: `index/${name}` });
+    if (indexFileEpoch(keys, stored) === keys.epoch) continue;
+    let listed: IndexedPack[];
+    try {
+      listed = decodeIndexFile(keys, stored);
+    } catch {
+      throw integrityError(`index/${name} is damaged`, { file: `index/${name}` });
+    }
+    packs.push(...listed);
+    for (const p of listed) blobs += p.blobs.length;
+    old.push(name);
+    if (blobs >= 50_000) {
+      await writeIndexFile(backend, keys, packs);
+      packs = [];
+      blobs = 0;
+    }
+  }
+  if (packs.length) await writeIndexFile(backend, keys, packs);
+  for (const name of old) {
+    try {
+      await backend.remove({ type: 'index', name });
+    } catch (e) {
+      if (!(e instanceof StorageError && e.kind === 'notFound')) throw e;
+    }
+  }
+  return old.length;
 }
 
 /**

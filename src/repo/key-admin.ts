@@ -8,9 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { allEpochs, chunkerKeyFrom, deriveRepoKeys, epochKeys, newMasterSecret, wipeRepoKeys, type RepoKeys } from '../crypto/keys.js';
 import { plainHash } from '../crypto/hash.js';
 import { encodeBundle } from '../format/write-only-bundle.js';
-import type { IndexedPack } from '../format/index-file.js';
 import type { SlotPayload } from '../format/keyfile.js';
-import { decodeIndexFile, indexFileEpoch, writeIndexFile } from './index-files.js';
+import { rewriteIndexFiles } from './index-files.js';
 import { newRecoveryCode } from '../crypto/recovery.js';
 import { decodeConfig } from '../format/config.js';
 import { CofferError, integrityError } from '../errors.js';
@@ -32,7 +31,8 @@ export interface KeyListEntry extends KeyInfo {
 
 /**
  * Key-slot management: list, add passwords and recovery keys, change the
- * password in use, remove slots. Never re-encrypts data.
+ * password in use, remove slots, rotate the master secret (key slots and
+ * index files only; `reencrypt` re-encrypts pack data).
  * @example
  * ```ts
  * const admin = await KeyAdmin.open(backend, Buffer.from(pw));
@@ -202,27 +202,7 @@ export class KeyAdmin {
    */
   async upgradeIndexFiles(keys: RepoKeys = this.keys): Promise<number> {
     try {
-      const names = (await this.backend.list('index')).map((f) => f.name).filter((n) => /^[0-9a-f]{64}$/.test(n));
-      const old: string[] = [];
-      let packs: IndexedPack[] = [];
-      for (const name of names) {
-        const stored = await this.backend.read({ type: 'index', name });
-        if (plainHash(stored).toString('hex') !== name) throw integrityError(`index/${name} does not match its name (damaged or truncated)`);
-        if (indexFileEpoch(keys, stored) === keys.epoch) continue;
-        try {
-          packs.push(...decodeIndexFile(keys, stored));
-        } catch {
-          throw integrityError(`index/${name} is damaged`, { file: `index/${name}` });
-        }
-        old.push(name);
-        if (packs.length >= 1000) {
-          await writeIndexFile(this.backend, keys, packs);
-          packs = [];
-        }
-      }
-      if (packs.length) await writeIndexFile(this.backend, keys, packs);
-      for (const name of old) await this.backend.remove({ type: 'index', name });
-      return old.length;
+      return await rewriteIndexFiles(this.backend, keys);
     } catch (e) {
       throw storageFailure(e);
     }
