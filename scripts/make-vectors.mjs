@@ -29,7 +29,7 @@ const { padme } = await lib('format/padding.js');
 const { computeBlobId, openBlob } = await lib('format/blob.js');
 const { decodeFile, decodeJsonFile } = await lib('format/file.js');
 const { decodeConfig } = await lib('format/config.js');
-const { parseKeyFile, unwrapMaster, decodeKeyMeta } = await lib('format/keyfile.js');
+const { parseKeyFile, unwrapMaster, unwrapSlot, decodeKeyMeta } = await lib('format/keyfile.js');
 const { encodeRecoveryCode, decodeRecoveryCode, recoveryKek } = await lib('crypto/recovery.js');
 const { decodePackHeader, decodePackTrailer, TRAILER_BYTES } = await lib('format/pack.js');
 const { decodeIndex, encodeIndex, encodeIndexV2 } = await lib('format/index-file.js');
@@ -307,6 +307,19 @@ const idx2File = seal(keys.idListKey, idx2Plain, Buffer.from('coffer-file-v1:idl
 assert.deepEqual(decodeIndexFile(keys, idx2File).map((p) => p.id), idx2Packs.map((p) => p.id));
 assert.equal(readIndexIds(keys.idListKey, idx2File).length, idx2IdEntries.length);
 
+// --- key chain after one rotation (section 6.4) ------------------------------
+const master1 = Buffer.from(Array.from({ length: 32 }, (_, i) => 0x20 + i)); // M_1 = 20 21 .. 3f
+const chainKeys = deriveRepoKeys([master, master1]);
+const chainAad = Buffer.concat([Buffer.from('coffer-key-chain-v1'), Buffer.from(kdfCanon)]);
+const chainWrapped = seal(kek, Buffer.concat([master, master1]), chainAad, nonce(37));
+{
+  const got = unwrapSlot(kek, { coffer_key: 1, kdf, wrapped: chainWrapped.toString('base64'), meta: '' });
+  assert.deepEqual(got.master, master1);
+  assert.deepEqual(got.older, [master]);
+  assert.deepEqual(chainKeys.blobIdKey, keys.blobIdKey);
+  assert.deepEqual(chainKeys.metaKey, deriveKey(CONTEXTS.metadataEncryption, master1));
+}
+
 // --- chunking (section 7) ---------------------------------------------------
 const CHUNK_BLOCKS = 8192; // input = H(u32le(0)) || H(u32le(1)) || ... || H(u32le(8191)): 262144 bytes
 const chunkInput = Buffer.concat(Array.from({ length: CHUNK_BLOCKS }, (_, i) => plainHash(u32(i))));
@@ -383,6 +396,15 @@ const vectors = {
     id: hex(packId),
   },
   index: { packs: indexPacks, body: hex(indexBody), file: smallJson(indexFile) },
+  keyChain: {
+    master1: hex(master1),
+    kek: hex(kek),
+    wrapAad: chainAad.toString('utf8'),
+    wrapNonce: hex(nonce(37)),
+    wrapped: chainWrapped.toString('base64'),
+    epoch1: { blobKey: hex(chainKeys.blobKey), metaKey: hex(chainKeys.metaKey), idListKey: hex(chainKeys.idListKey), lockKey: hex(chainKeys.lockKey), ownerPub: hex(chainKeys.ownerPub) },
+    epoch1PackRef: '01',
+  },
   writeOnly: {
     ownerContexts: OWNER_CONTEXTS,
     idListKey: hex(keys.idListKey),

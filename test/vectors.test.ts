@@ -16,7 +16,7 @@ import { padme } from '../dist/src/format/padding.js';
 import { computeBlobId, openBlob } from '../dist/src/format/blob.js';
 import { decodeFile, decodeJsonFile } from '../dist/src/format/file.js';
 import { decodeConfig } from '../dist/src/format/config.js';
-import { decodeKeyMeta, parseKeyFile, unwrapMaster } from '../dist/src/format/keyfile.js';
+import { decodeKeyMeta, parseKeyFile, unwrapMaster, unwrapSlot } from '../dist/src/format/keyfile.js';
 import { decodePackHeader, decodePackTrailer, encodePackTail, TRAILER_BYTES } from '../dist/src/format/pack.js';
 import { decodeIndex, encodeIndex, encodeIndexV2, type IndexedPack } from '../dist/src/format/index-file.js';
 import { decodeTree, encodeTree, type TreeNode } from '../dist/src/format/tree.js';
@@ -307,6 +307,31 @@ describe('fixtures/vectors.json', () => {
       expect(l).toBeGreaterThan(c.params.minSize);
       expect(l).toBeLessThanOrEqual(c.params.maxSize);
     }
+  });
+});
+
+describe('fixtures/vectors.json: key chain after a rotation (section 6.4)', () => {
+  it('a slot wrapping M_0 ‖ M_1 opens to both; epoch 1 keys come from M_1, blob ids stay M_0', async () => {
+    const C = V.keyChain;
+    const kdf = V.keyFile.kdf as KdfParams;
+    expect(hex(await deriveKek(Buffer.from(V.keyFile.passphrase), kdf))).toBe(C.kek);
+    const canon = JSON.stringify({ algorithm: kdf.algorithm, memoryKiB: kdf.memoryKiB, iterations: kdf.iterations, parallelism: kdf.parallelism, salt: kdf.salt });
+    expect(C.wrapAad).toBe('coffer-key-chain-v1' + canon);
+    const opened = open(hx(C.kek), Buffer.from(C.wrapped, 'base64'), Buffer.from(C.wrapAad));
+    expect(hex(opened)).toBe(V.keys.master + C.master1);
+    const got = unwrapSlot(hx(C.kek), { coffer_key: 1, kdf, wrapped: C.wrapped, meta: '' }) as { master: Buffer; older: Buffer[] };
+    expect(hex(got.master)).toBe(C.master1);
+    expect(got.older.map(hex)).toEqual([V.keys.master]);
+    const k = deriveRepoKeys([master, hx(C.master1)]);
+    expect(k.epoch).toBe(1);
+    expect(hex(k.blobIdKey)).toBe(V.keys.blobIdKey);
+    expect(hex(k.blobKey)).toBe(C.epoch1.blobKey);
+    expect(hex(k.metaKey)).toBe(C.epoch1.metaKey);
+    expect(hex(k.idListKey)).toBe(C.epoch1.idListKey);
+    expect(hex(k.lockKey)).toBe(C.epoch1.lockKey);
+    expect(hex(k.ownerPub)).toBe(C.epoch1.ownerPub);
+    expect(hex(deriveKey(CONTEXTS.metadataEncryption, hx(C.master1)))).toBe(C.epoch1.metaKey);
+    expect(hex(k.past[0].metaKey)).toBe(V.keys.metaKey);
   });
 });
 

@@ -258,7 +258,7 @@ describe('write-only keys', () => {
     expect(key).not.toContain('write-only');
   });
 
-  it('a write-only backup waits for an exclusive lock like any other', async () => {
+  it('a write-only backup waits for an exclusive lock like any other; key commands take the lock', async () => {
     const slot = parseKeyFile(readFileSync(path.join(repo, 'keys', names('keys').find((n) => n !== woKeyId)!)));
     const master = (unwrapSlot(await deriveKek(Buffer.from(OWNER), slot.kdf as never), slot) as { master: Buffer }).master;
     const backend = openBackend(repo);
@@ -269,6 +269,17 @@ describe('write-only keys', () => {
       expect(r.stderr).toMatch(/exclusive lock/);
     } finally {
       await backend.remove({ type: 'locks', name: lock });
+    }
+    // Key commands take the lock too: a shared one (a backup running) lets `key list` through, not `key add`.
+    const shared = await writeLockFile({ backend, keys: deriveRepoKeys(master) }, { version: 1, time: new Date().toISOString(), exclusive: false, hostname: os.hostname(), username: 'x', pid: process.pid });
+    try {
+      ok(coffer(['key', 'list'], owner()));
+      const r = coffer(['key', 'add', '--label', 'x'], owner({ COFFER_NEW_PASSWORD: 'another' }));
+      expect(r.code, r.stderr).toBe(11);
+      expect(r.stderr).toMatch(/needs the repository alone/);
+      expect(coffer(['key', 'passwd'], owner({ COFFER_NEW_PASSWORD: 'another' })).code).toBe(11);
+    } finally {
+      await backend.remove({ type: 'locks', name: shared });
     }
   });
 
