@@ -276,7 +276,8 @@ export async function lockRepository(repo: LockRepo, options: LockOptions): Prom
     for (const e of await listLocks(repo, opts.staleAfterMs)) {
       if (e.name === own) continue;
       if (e.stale) {
-        if (e.data) await removeQuietly(repo, e.name);
+        // A write-only key (no metaKey) removes nothing but its own locks.
+        if (e.data && repo.keys.metaKey.length === 32) await removeQuietly(repo, e.name);
         continue;
       }
       if (e.data && (opts.exclusive || e.data.exclusive)) return e as LockEntry & { data: LockData };
