@@ -354,22 +354,34 @@ describe('damaged repository', () => {
     expect(restored.get(key('docs'))?.type).toBe('dir');
   });
 
-  it('a flipped byte in an index file: exit 13 naming index/…', () => {
+  it('a flipped byte in an index file: the open skips it with a warning naming index/…; restore reports what it lacks (3); check 13', () => {
     const { repo, run } = freshRepo();
     const idx = only(repo, 'index');
     flipByte(idx, Math.floor(lstatSync(idx).size / 2));
     const target = path.join(dir, 'index-target');
-    const line = expectCleanError(run(['restore', 'latest', '--target', target]), 13, /index\/[0-9a-f]{64}/);
-    expect(line).toContain(path.basename(idx));
-    expect(existsSync(target)).toBe(false);
-    expectCleanError(run(['snapshots']), 13, /index\/[0-9a-f]{64}/);
+    const r = run(['restore', 'latest', '--target', target]);
+    expectNoStack(r);
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toMatch(new RegExp(`^warning: index/${path.basename(idx)} .*was skipped`, 'm'));
+    expect(r.stderr).toMatch(/tree blob [0-9a-f]{12} is not in the index/);
+    const s = run(['snapshots']);
+    expect(s.code, s.stderr).toBe(0);
+    expect(s.stderr).toMatch(new RegExp(`^warning: index/${path.basename(idx)} `));
+    const c = run(['check']);
+    expect(c.code, c.stderr).toBe(13);
+    expect(c.stderr).toMatch(new RegExp(`^error: index/${path.basename(idx)}: `, 'm'));
   });
 
-  it('a truncated index file: exit 13 naming it', () => {
+  it('a truncated index file: skipped with a warning; repair index brings everything back', () => {
     const { repo, run } = freshRepo();
     const idx = only(repo, 'index');
     truncateSync(idx, 10);
-    expectCleanError(run(['restore', 'latest', '--target', path.join(dir, 'index-trunc-target')]), 13, /index\/[0-9a-f]{64}/);
+    const r = run(['restore', 'latest', '--target', path.join(dir, 'index-trunc-target')]);
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toMatch(new RegExp(`^warning: index/${path.basename(idx)} does not match its name \\(damaged or truncated\\) and was skipped`, 'm'));
+    expect(run(['repair', 'index']).code).toBe(0);
+    const again = run(['restore', 'latest', '--target', path.join(dir, 'index-trunc-target-2')]);
+    expect([again.code, again.stderr]).toEqual([0, '']);
   });
 
   it('a flipped byte or truncation in a snapshot file: exit 13 naming snapshots/…', () => {
@@ -421,7 +433,10 @@ describe('damaged repository', () => {
     expect(c.stderr).toContain(`snapshots/${path.basename(snap)}`);
     const idx = only(repo, 'index');
     flipByte(idx, 40);
-    expectCleanError(run(['check']), 13, new RegExp(`index/${path.basename(idx)}`));
+    const c2 = run(['check']);
+    expectNoStack(c2);
+    expect(c2.code, c2.stderr).toBe(13);
+    expect(c2.stderr).toMatch(new RegExp(`^error: index/${path.basename(idx)}: `, 'm'));
   });
 
   it('the only key file replaced by garbage: a clear error, not "wrong password" with a stack', () => {

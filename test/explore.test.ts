@@ -3,7 +3,7 @@
  * and tar), tag, cat, and the ambiguous-prefix message.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, linkSync, mkdirSync, statSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, linkSync, mkdirSync, statSync, readFileSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, coffer, cofferSpawn, scratch } from './helpers.js';
@@ -41,6 +41,9 @@ beforeAll(() => {
   writeFileSync(path.join(src, 'a'.repeat(120) + '-é.txt'), 'long name');
   symlinkSync('docs/report.pdf', path.join(src, 'link'));
   linkSync(path.join(src, 'docs/sub/notes.txt'), path.join(src, 'docs/sub/hardlink.txt'));
+  // An old modification time (for find --oldest/--newest); the hard link shares it.
+  const notesTime = new Date('2020-06-15T12:00:00Z');
+  utimesSync(path.join(src, 'docs/sub/notes.txt'), notesTime, notesTime);
   run(['init']);
   run(['backup', '-q', src, '--tag', 'first']);
   writeFileSync(path.join(src, 'docs/report.pdf'), 'pdf v2!');
@@ -90,6 +93,28 @@ describe('find', () => {
     expect(none).toEqual([]);
     const ci = JSON.parse(run(['find', '-i', 'NEW.TXT', '--json']).stdout);
     expect(ci.map((s: { snapshot: string }) => s.snapshot)).toEqual([snap2]);
+  });
+
+  it('--oldest/--newest keep only entries modified in that range, both ends inclusive (restic)', () => {
+    const paths = (args: string[]) =>
+      (JSON.parse(run(['find', ...args, '--json']).stdout) as { matches: { path: string }[] }[]).map((s) => s.matches.map((m) => m.path.slice(src.length)).sort());
+    const old = ['/docs/sub/hardlink.txt', '/docs/sub/notes.txt'];
+    expect(paths(['*.txt', '--oldest', '2020-06-15T12:00:00Z', '--newest', '2020-06-15 12:00:00 +0000'])).toEqual([old, old]);
+    expect(paths(['*.txt', '-N', '15.06.2020 13:00:00 +0100'])).toEqual([old, old]);
+    expect(paths(['*.txt', '-N', '2020-06-15 11:59:59 +0000'])).toEqual([]);
+    // Entries modified after 2020-06-16: everything but the old ones (the pattern matches files only).
+    const recent = paths(['*.txt', '--oldest', '2020-06-16']);
+    expect(recent).toHaveLength(2);
+    for (const r of recent) expect(r.some((p) => old.includes(p))).toBe(false);
+    expect(recent[1]).toEqual(['/' + 'a'.repeat(120) + '-é.txt', '/docs/same.txt', '/new.txt']);
+    for (const [args, says] of [
+      [['x', '--oldest', '2026-02-30'], /--oldest: "2026-02-30" is not a date\/time/],
+      [['x', '--newest', 'yesterday'], /--newest: "yesterday" is not a date\/time/],
+      [['x', '--oldest', '2026-02-01', '--newest', '2026-01-01'], /--oldest is later than --newest/],
+    ] as const) {
+      const r = coffer(['find', ...args], env);
+      expect([r.code, r.stderr]).toEqual([2, expect.stringMatching(says)]);
+    }
   });
 });
 

@@ -6,11 +6,11 @@
  * truncated reads are always detected (check reports them, restore fails or
  * reports errors).
  */
-import { mkdirSync, writeFileSync, readdirSync } from 'node:fs';
+import { writeFileSync, readdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { scratch } from './helpers.js';
+import { randomFiles, scratch, SMALL_REPO } from './helpers.js';
 import { compareScans, key, removeTree, scanTree, subScan } from './tree-fixture.js';
 import { Repository, LocalBackend, backup, restore, isCofferError } from '../dist/src/index.js';
 import { RetryBackend } from '../dist/src/storage/retry.js';
@@ -31,12 +31,8 @@ afterAll(() => {
   if (dir) removeTree(dir);
 });
 
-const small = { packSize: 64 * 1024, chunker: { minSize: 8 * 1024, avgSize: 16 * 1024, maxSize: 32 * 1024 } };
-
-function tree(root: string, files: number, size: number): void {
-  mkdirSync(root, { recursive: true });
-  for (let i = 0; i < files; i++) writeFileSync(path.join(root, `f${i}`), randomBytes(size + i * 101));
-}
+const small = SMALL_REPO;
+const tree = randomFiles;
 
 async function openWith(repoDir: string, wrap: (b: LocalBackend) => import('../dist/src/index.js').Backend) {
   return Repository.open(wrap(new LocalBackend(repoDir)), Buffer.from(PW), { noCache: true, threads: 1 });

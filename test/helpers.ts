@@ -1,5 +1,6 @@
 /** Shared test helpers: scratch directories and running the real CLI. */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,4 +35,13 @@ export function coffer(args: string[], env: Record<string, string | undefined> =
 /** Starts `coffer ARGS` in the background (for kill tests). */
 export function cofferSpawn(args: string[], env: Record<string, string | undefined> = {}) {
   return spawn(process.execPath, [BIN, ...args], { env: { ...process.env, COFFER_TEST_LOW_KDF: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** Repository options with small chunks and packs: a few hundred KB make several packs. */
+export const SMALL_REPO = { packSize: 64 * 1024, chunker: { minSize: 8 * 1024, avgSize: 16 * 1024, maxSize: 32 * 1024 } };
+
+/** Writes `files` files f0, f1, … of random bytes (`size` + 101·i bytes) into `root`. */
+export function randomFiles(root: string, files: number, size: number): void {
+  mkdirSync(root, { recursive: true });
+  for (let i = 0; i < files; i++) writeFileSync(path.join(root, `f${i}`), randomBytes(size + i * 101));
 }

@@ -54,6 +54,15 @@ describe('forget and prune', () => {
     expect(human).toMatch(/2 snapshots kept, 2 would be removed/);
   });
 
+  it('forget --keep-within-hourly: the newest of each hour within the duration, and the oldest (restic)', () => {
+    const r = lastJson(ok(['forget', '--keep-within-hourly', '1d', '--dry-run', '--json']).stdout);
+    const keep = r.groups[0].keep as { id: string; reasons: string[] }[];
+    expect(keep[0]).toMatchObject({ id: ids[3], reasons: ['hourly within 1d'] });
+    expect(keep.at(-1)!.id).toBe(ids[0]); // the oldest, in range
+    for (const k of keep) expect(k.reasons.join()).toMatch(/^(oldest )?hourly within 1d$/);
+    expect(snapshotIds()).toHaveLength(4);
+  });
+
   it('forget with a policy removes the rest; keep-tag keeps tagged snapshots', () => {
     const r = lastJson(ok(['forget', '--keep-last', '1', '--keep-tag', 'keepme', '--json']).stdout);
     const kept = r.groups[0].keep;
@@ -125,6 +134,7 @@ describe('forget and prune', () => {
       ['forget', '--keep-last', '1', last],
       ['forget', '--keep-daily', 'x'],
       ['forget', '--keep-within', '3w'],
+      ['forget', '--keep-within-daily', '3w'],
       ['forget', '--keep-last', '1', '--group-by', 'color'],
       ['forget', 'not-hex'],
       ['prune', '--max-unused', 'lots'],

@@ -300,14 +300,17 @@ describe('tampering by the storage (swap, rename, replay)', () => {
     }
   });
 
-  it('an old index file replayed under a new name: exit 13 naming it', () => {
+  it('an old index file replayed under a new name: skipped with a warning naming it; check exits 13 naming it', () => {
     const t = damaged('replay-index');
     const idx = files(t.repo, 'index')[0];
     const fake = randomBytes(32).toString('hex');
     cpSync(path.join(t.repo, idx.rel), path.join(t.repo, 'index', fake));
     const r = oneLine(coffer(['snapshots'], t.env));
-    expect(r.code).toBe(13);
-    expect(r.stderr).toContain(`index/${fake}`);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`^warning: index/${fake} does not match its name .*was skipped`, 'm'));
+    const c = oneLine(coffer(['check'], t.env));
+    expect(c.code).toBe(13);
+    expect(c.stderr).toMatch(new RegExp(`^error: index/${fake}: `, 'm'));
   });
 
   it('an old snapshot replayed under a new name, or a snapshot renamed: exit 13 naming it', () => {

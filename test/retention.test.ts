@@ -1,6 +1,10 @@
 /** The retention policy module over hand-made time series (UTC calendar). */
 import { describe, expect, it } from 'vitest';
-import { applyPolicy, applyPolicyGrouped, isEmptyPolicy, parseDuration, parseGroupBy } from '../dist/src/lifecycle/retention.js';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { applyPolicy, applyPolicyGrouped, isEmptyPolicy, parseDuration, parseGroupBy, type RetentionPolicy } from '../dist/src/lifecycle/retention.js';
+import { policyFrom, type ForgetOptions } from '../dist/src/cli/cmd-forget.js';
+import { ROOT } from './helpers.js';
 
 let n = 0;
 function snap(time: string, extra: { hostname?: string; paths?: string[]; tags?: string[] } = {}) {
@@ -104,6 +108,83 @@ describe('retention policy', () => {
     expect(() => parseGroupBy('host,color')).toThrow(/group-by/);
   });
 
+  it('keep-within-daily (and -hourly, -weekly…): the newest of each period within the duration of the newest snapshot, no count', () => {
+    const s = daily(10); // 31st 20:00 and 12:00, 30th, 29th, 28th 20:00 and 12:00, …
+    const d = applyPolicy(s, { withinDaily: parseDuration('3d') }, { utc: true });
+    // From March 28 20:00 (exclusive): the 31st (newest of the day), the 30th and the 29th.
+    expect(kept(d)).toEqual(['2026-03-31T20:00', '2026-03-30T12:00', '2026-03-29T12:00']);
+    expect(d[0].reasons).toEqual(['daily within 3d']);
+    expect(kept(applyPolicy(s, { withinDaily: parseDuration('3d1h') }, { utc: true }))).toEqual(['2026-03-31T20:00', '2026-03-30T12:00', '2026-03-29T12:00', '2026-03-28T20:00']);
+    const h = applyPolicy(s, { withinHourly: parseDuration('1d') }, { utc: true });
+    expect(kept(h)).toEqual(['2026-03-31T20:00', '2026-03-31T12:00']);
+    expect(h.map((x) => x.reasons.join())).toContain('hourly within 1d');
+    // Weekly, monthly, yearly: one per period, however many snapshots.
+    expect(kept(applyPolicy(daily(60), { withinMonthly: parseDuration('1y') }, { utc: true }))).toEqual(['2026-03-31T20:00', '2026-02-28T12:00', '2026-01-31T12:00']);
+    // Yearly: the newest of 2026, and the oldest (in range, so kept as well).
+    expect(applyPolicy(daily(60), { withinYearly: parseDuration('10y') }, { utc: true }).filter((x) => x.keep).map((x) => x.reasons)).toEqual([['yearly within 10y'], ['oldest yearly within 10y']]);
+    expect(kept(applyPolicy(daily(20), { withinWeekly: parseDuration('10d') }, { utc: true }))).toEqual(['2026-03-31T20:00', '2026-03-29T12:00', '2026-03-22T20:00']);
+  });
+
+  it('keep-within-*: the oldest snapshot is kept too when it lies within the duration (restic ≥ 0.16)', () => {
+    const s = [snap('2026-01-05T10:00:00Z'), snap('2026-01-05T09:00:00Z')];
+    expect(applyPolicy(s, { withinDaily: parseDuration('2d') }, { utc: true }).map((x) => x.reasons)).toEqual([['daily within 2d'], ['oldest daily within 2d']]);
+    // Outside the duration it goes.
+    expect(kept(applyPolicy([snap('2026-01-05T10:00:00Z'), snap('2026-01-05T08:00:00Z')], { withinDaily: parseDuration('1h') }, { utc: true }))).toEqual(['2026-01-05T10:00']);
+    expect(kept(applyPolicy([...s, snap('2025-01-05T09:00:00Z')], { withinDaily: parseDuration('2d') }, { utc: true }))).toEqual(['2026-01-05T10:00']);
+  });
+
+  it('with `now`, a snapshot in the future is not the reference of the within rules (restic)', () => {
+    const s = [snap('2026-06-01T00:00:00Z'), snap('2026-01-05T10:00:00Z'), snap('2026-01-04T10:00:00Z'), snap('2026-01-01T10:00:00Z')];
+    const now = new Date('2026-02-01T00:00:00Z');
+    // The reference is January 5: within 2d keeps the 4th and 5th (and the future one, which is after it).
+    expect(kept(applyPolicy(s, { within: parseDuration('2d') }, { utc: true, now }))).toEqual(['2026-06-01T00:00', '2026-01-05T10:00', '2026-01-04T10:00']);
+    expect(kept(applyPolicy(s, { withinDaily: parseDuration('2d') }, { utc: true, now }))).toEqual(['2026-06-01T00:00', '2026-01-05T10:00', '2026-01-04T10:00']);
+    // Without `now` the newest is the reference.
+    expect(kept(applyPolicy(s, { within: parseDuration('2d') }, { utc: true }))).toEqual(['2026-06-01T00:00']);
+    // Everything in the future: everything is within (the newest of 2026, and the oldest).
+    expect(kept(applyPolicy(s, { withinYearly: parseDuration('1d') }, { utc: true, now: new Date('2020-01-01T00:00:00Z') }))).toEqual(['2026-06-01T00:00', '2026-01-01T10:00']);
+  });
+
+  it('agrees with restic forget on recorded vectors (keep-within-hourly/daily/weekly/monthly/yearly, alone and combined)', () => {
+    const v = JSON.parse(readFileSync(path.join(ROOT, 'test', 'fixtures', 'restic-forget-within.json'), 'utf8')) as {
+      restic: string;
+      times: string[];
+      policies: { args: string; keep: { time: string; reasons: string[] }[] }[];
+    };
+    expect(v.policies.length).toBeGreaterThanOrEqual(10);
+    const snaps = v.times.map((t) => snap(t));
+    const oldest = [...v.times].sort().at(0)!;
+    const camel = (flag: string) => flag.replace(/^--/, '').replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+    for (const p of v.policies) {
+      const o: Record<string, unknown> = {};
+      const words = p.args.split(' ');
+      for (let i = 0; i < words.length; i += 2) o[camel(words[i])] = words[i] === '--keep-tag' ? [words[i + 1]] : words[i + 1];
+      const policy: RetentionPolicy = policyFrom(o as ForgetOptions);
+      const got = applyPolicy(snaps, policy, { utc: true, now: new Date('2026-01-01T00:00:00Z') })
+        .filter((d) => d.keep)
+        .map((d) => ({ time: d.snapshot.time, reasons: d.reasons }));
+      // restic 0.14 predates "keep the oldest snapshot too" for the within
+      // rules (restic PR 4366, 0.16): coffer follows today's restic, so the
+      // oldest snapshot, when a within rule's range holds it, is kept with
+      // "oldest … within …" in addition to what 0.14 kept.
+      const want = p.keep.map((k) => ({ time: k.time, reasons: [...k.reasons] }));
+      const from = (d: string) => {
+        const ref = new Date(Date.parse(v.times.at(-1)!));
+        const x = parseDuration(d);
+        ref.setUTCFullYear(ref.getUTCFullYear() - x.years, ref.getUTCMonth() - x.months, ref.getUTCDate() - x.days);
+        return ref.getTime() - x.hours * 3600_000;
+      };
+      for (let i = 0; i < words.length; i += 2) {
+        const m = /^--keep-within-(hourly|daily|weekly|monthly|yearly)$/.exec(words[i]);
+        if (!m || !(Date.parse(oldest) > from(words[i + 1]))) continue;
+        let w = want.find((k) => k.time === oldest);
+        if (!w) want.push((w = { time: oldest, reasons: [] }));
+        if (!w.reasons.includes(`${m[1]} within ${words[i + 1]}`)) w.reasons.push(`oldest ${m[1]} within ${words[i + 1]}`);
+      }
+      expect(got, `restic ${v.restic} forget ${p.args}`).toEqual(want);
+    }
+  });
+
   it('parses durations and detects an empty policy', () => {
     expect(parseDuration('1y2m3d4h')).toEqual({ years: 1, months: 2, days: 3, hours: 4 });
     expect(parseDuration('36h')).toEqual({ years: 0, months: 0, days: 0, hours: 36 });
@@ -111,5 +192,7 @@ describe('retention policy', () => {
     expect(isEmptyPolicy({})).toBe(true);
     expect(isEmptyPolicy({ within: parseDuration('0d') })).toBe(true);
     expect(isEmptyPolicy({ last: 1 })).toBe(false);
+    expect(isEmptyPolicy({ withinDaily: parseDuration('0d') })).toBe(true);
+    expect(isEmptyPolicy({ withinWeekly: parseDuration('1d') })).toBe(false);
   });
 });

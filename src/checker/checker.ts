@@ -1,5 +1,6 @@
 /**
- * Repository check. Structure (always): every index file decodes, every
+ * Repository check. Structure (always): every index file decodes (a damaged
+ * one, which opening skips, is a problem), every
  * indexed pack exists with the indexed size, every pack's encrypted header
  * agrees with the index, every snapshot decodes and every tree and data blob
  * it references is indexed. With readData: every pack is read whole, its name
@@ -90,6 +91,8 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
   };
 
   await repo.syncIndex();
+  // Opening skips a damaged index file; check reports it.
+  for (const d of repo.damagedIndexFiles) problem(`index/${d.name}`, `${d.message}; run "coffer repair index"`);
   const listed = new Map((await repo.backend.list('data')).map((o) => [o.name, o.size]));
   const indexed = repo.cache.packs();
   const indexedIds = new Set(indexed.map((p) => p.id as string));

@@ -38,7 +38,7 @@ export async function cmdCopy(g: GlobalOptions, refs: string[], o: CopyFlags, si
   try {
     const pw = await sourcePassword(o);
     try {
-      src = await Repository.open(srcBackend, pw, { cacheDir, noCache }).catch((e) => {
+      src = await Repository.open(srcBackend, pw, { cacheDir, noCache, onWarning: (w) => out.warn(`source repository: ${w.message}`) }).catch((e) => {
         // Two repositories are in play: say which one refused the password.
         if (e instanceof CofferError && e.code === 'WRONG_PASSWORD') throw new CofferError(e.code, `source repository ${from}: ${e.message}`, e.data);
         throw e;

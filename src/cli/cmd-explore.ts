@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import picomatch from 'picomatch';
 import { CofferError } from '../errors.js';
+import { parseTimeArg } from './time-arg.js';
 import type { Repository } from '../repo/repository.js';
 import type { Snapshot } from '../format/snapshot.js';
 import type { TreeNode } from '../format/tree.js';
@@ -118,8 +119,17 @@ export async function cmdLs(gl: GlobalOptions, ref: string, dir: string | undefi
   });
 }
 
-export async function cmdFind(gl: GlobalOptions, patterns: string[], o: { snapshot?: string[]; ignoreCase?: boolean; long?: boolean } & SnapFilter): Promise<number> {
+export async function cmdFind(
+  gl: GlobalOptions,
+  patterns: string[],
+  o: { snapshot?: string[]; ignoreCase?: boolean; long?: boolean; oldest?: string; newest?: string } & SnapFilter,
+): Promise<number> {
   if (patterns.some((pat) => pat === '')) throw new CofferError('INVALID_ARGUMENT', 'an empty pattern matches nothing; give a name or a glob such as "*.pdf"');
+  // Like restic: only entries modified within [--oldest, --newest] (both inclusive) are reported.
+  const oldest = o.oldest === undefined ? undefined : BigInt(parseTimeArg(o.oldest, '--oldest')) * 1_000_000n;
+  const newest = o.newest === undefined ? undefined : BigInt(parseTimeArg(o.newest, '--newest')) * 1_000_000n;
+  if (oldest !== undefined && newest !== undefined && oldest > newest) throw new CofferError('INVALID_ARGUMENT', '--oldest is later than --newest: nothing can match');
+  const inTime = (n: TreeNode) => (oldest === undefined || n.mtimeNs >= oldest) && (newest === undefined || n.mtimeNs <= newest);
   return withRepo(gl, async (repo, out) => {
     const matchers = patterns.map((pat) => {
       const full = pat.includes('/');
@@ -143,7 +153,7 @@ export async function cmdFind(gl: GlobalOptions, patterns: string[], o: { snapsh
       for (const n of await loadTree(repo, treeId)) {
         const name = n.name.toString('utf8');
         const p = `${abs}/${name}`;
-        if (matchers.some((m) => m(p, name))) hits.push({ rel: `/${name}`, node: n });
+        if (matchers.some((m) => m(p, name)) && inTime(n)) hits.push({ rel: `/${name}`, node: n });
         if (n.type === 'dir' && n.subtree) for (const h of await search(n.subtree, p)) hits.push({ rel: `/${name}${h.rel}`, node: h.node });
       }
       memo.set(key, hits);
@@ -440,8 +450,13 @@ export function registerExploreCommands(p: Command, globals: Globals, run: Run, 
         .argument('<pattern...>', 'glob matched against the name, or against the path if it contains "/"')
         .option('-s, --snapshot <id>', 'search only this snapshot (repeatable)', collect)
         .option('-i, --ignore-case', 'ignore case')
-        .option('-l, --long', 'long format'),
-    ).addHelpText('after', "\nExamples:\n  coffer find '*.pdf'\n  coffer find -i 'report*' --snapshot latest\n  coffer find 'docs/**/*.md' --json"),
+        .option('-l, --long', 'long format')
+        .option('-O, --oldest <time>', 'only entries modified at or after this date/time (e.g. 2026-01-31 or "2026-01-31 14:30")')
+        .option('-N, --newest <time>', 'only entries modified at or before this date/time'),
+    ).addHelpText(
+      'after',
+      "\nTimes are local unless they end with a zone (\"2026-01-31 14:30 +0100\", 2026-01-31T13:30:00Z); a date alone means its midnight.\n\nExamples:\n  coffer find '*.pdf'\n  coffer find -i 'report*' --snapshot latest\n  coffer find 'docs/**/*.md' --json\n  coffer find '*' --oldest 2026-01-01 --newest '2026-01-31 23:59:59'",
+    ),
   ).action((pats, o, cmd) => ro(() => cmdFind(g(cmd), pats, o)));
 
   globals(

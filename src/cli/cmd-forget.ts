@@ -13,6 +13,7 @@ import {
   parseDuration,
   parseGroupBy,
   formatDuration,
+  type Duration,
   type RetentionPolicy,
   type GroupResult,
 } from '../lifecycle/retention.js';
@@ -28,6 +29,11 @@ export interface ForgetOptions {
   keepMonthly?: string;
   keepYearly?: string;
   keepWithin?: string;
+  keepWithinHourly?: string;
+  keepWithinDaily?: string;
+  keepWithinWeekly?: string;
+  keepWithinMonthly?: string;
+  keepWithinYearly?: string;
   keepTag?: string[];
   groupBy?: string;
   host?: string[];
@@ -45,15 +51,16 @@ function count(name: string, v: string | undefined): number | undefined {
   return Number(v);
 }
 
-export function policyFrom(o: ForgetOptions): RetentionPolicy {
-  let within;
-  if (o.keepWithin !== undefined) {
-    try {
-      within = parseDuration(o.keepWithin);
-    } catch (e) {
-      throw new CofferError('INVALID_ARGUMENT', `--keep-within: ${(e as Error).message}`);
-    }
+function duration(name: string, v: string | undefined): Duration | undefined {
+  if (v === undefined) return undefined;
+  try {
+    return parseDuration(v);
+  } catch (e) {
+    throw new CofferError('INVALID_ARGUMENT', `--${name}: ${(e as Error).message}`);
   }
+}
+
+export function policyFrom(o: ForgetOptions): RetentionPolicy {
   return {
     last: count('keep-last', o.keepLast),
     hourly: count('keep-hourly', o.keepHourly),
@@ -61,7 +68,12 @@ export function policyFrom(o: ForgetOptions): RetentionPolicy {
     weekly: count('keep-weekly', o.keepWeekly),
     monthly: count('keep-monthly', o.keepMonthly),
     yearly: count('keep-yearly', o.keepYearly),
-    within,
+    within: duration('keep-within', o.keepWithin),
+    withinHourly: duration('keep-within-hourly', o.keepWithinHourly),
+    withinDaily: duration('keep-within-daily', o.keepWithinDaily),
+    withinWeekly: duration('keep-within-weekly', o.keepWithinWeekly),
+    withinMonthly: duration('keep-within-monthly', o.keepWithinMonthly),
+    withinYearly: duration('keep-within-yearly', o.keepWithinYearly),
     tags: (o.keepTag ?? []).map((t) => t.split(',').map((x) => x.trim()).filter(Boolean)).filter((t) => t.length),
   };
 }
@@ -125,7 +137,7 @@ export async function cmdForget(g: GlobalOptions, ids: string[], o: ForgetOption
           const all = listing.snapshots.filter(
             (s) => (!o.host?.length || o.host.includes(s.hostname)) && tags.every((t) => s.tags.includes(t)) && paths.every((p) => s.paths.includes(p)),
           );
-          const groups = applyPolicyGrouped(all, policy, groupBy);
+          const groups = applyPolicyGrouped(all, policy, groupBy, { now: new Date() });
           if (out.json) {
             out.emit({
               message_type: 'forget',

@@ -187,7 +187,7 @@ async function rotateWith(
 
 export async function cmdKeyReencrypt(g: GlobalOptions, signal: AbortSignal, secret?: RepoSecret): Promise<number> {
   const out = new Output(g);
-  const repo = await openRepo(g, false, secret);
+  const repo = await openRepo(g, { secret });
   try {
     const r = await withLock(repo, true, (lock) => reencrypt(repo, { signal: AbortSignal.any([signal, lock.signal]), onPhase: () => lock.throwIfLost() }));
     if (out.json) out.emit({ message_type: 'key_reencrypted', epoch: repo.keys.epoch, packs_repacked: r.plan.repack.length, snapshots_rewritten: r.snapshots });

@@ -32,6 +32,11 @@ export function registerLifecycle(p: Command, globals: (c: Command) => Command, 
       .option('--keep-monthly <n>', 'keep the newest snapshot of each of the last n months that have one')
       .option('--keep-yearly <n>', 'keep the newest snapshot of each of the last n years that have one')
       .option('--keep-within <duration>', 'keep snapshots newer than the group\'s newest minus duration (e.g. 1y2m3d4h)')
+      .option('--keep-within-hourly <duration>', 'keep the newest snapshot of each hour within duration of the group\'s newest')
+      .option('--keep-within-daily <duration>', 'keep the newest snapshot of each day within duration of the group\'s newest')
+      .option('--keep-within-weekly <duration>', 'keep the newest snapshot of each ISO week within duration of the group\'s newest')
+      .option('--keep-within-monthly <duration>', 'keep the newest snapshot of each month within duration of the group\'s newest')
+      .option('--keep-within-yearly <duration>', 'keep the newest snapshot of each year within duration of the group\'s newest')
       .option('--keep-tag <tags>', 'keep snapshots that have all these tags (comma-separated; repeatable)', collect)
       .option('--group-by <fields>', 'group snapshots by host, paths and/or tags', 'host,paths')
       .option('--host <name>', 'only consider snapshots of this host (repeatable)', collect)
@@ -42,7 +47,7 @@ export function registerLifecycle(p: Command, globals: (c: Command) => Command, 
       .option('--max-unused <limit>', 'with --prune: unused data to tolerate (see prune)')
       .addHelpText(
         'after',
-        '\nn may be "unlimited". Policies are applied per group; a snapshot kept by any rule stays.\n\nExamples:\n  coffer forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --dry-run\n  coffer forget --keep-last 10 --prune\n  coffer forget 1a2b3c4d',
+        '\nn may be "unlimited". Policies are applied per group; a snapshot kept by any rule stays.\n\nExamples:\n  coffer forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --dry-run\n  coffer forget --keep-within-daily 7d --keep-within-weekly 1m --keep-within-monthly 1y --keep-within-yearly 75y\n  coffer forget --keep-last 10 --prune\n  coffer forget 1a2b3c4d',
       ),
   ).action((ids, o, cmd) => run(cmdForget(g(cmd), ids, o, signal)));
 

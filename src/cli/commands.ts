@@ -62,7 +62,7 @@ export async function cmdBackup(
 ): Promise<number> {
   const out = new Output(g);
   const sel = buildSelection(paths, o);
-  const repo = await openRepo(g, true);
+  const repo = await openRepo(g, { allowWriteOnly: true });
   if (repo.legacyIndexFiles) {
     out.warn(
       `${repo.legacyIndexFiles} index files were written by an older coffer: a write-only key cannot see their blobs and stores them again; ` +
@@ -247,7 +247,7 @@ export async function cmdCheck(g: GlobalOptions, o: { readData?: boolean; readDa
   const subset = o.readDataSubset !== undefined ? parseSubset(o.readDataSubset) : undefined;
   // Like restic, check reads the repository itself, never the local cache: a
   // cached index or snapshot would hide damage to the files in the repository.
-  const repo = await openRepo({ ...g, cache: false });
+  const repo = await openRepo({ ...g, cache: false }, { indexWarnings: false });
   try {
     const r = await withLock(repo, false, (lock) =>
       check(repo, {
@@ -264,7 +264,8 @@ export async function cmdCheck(g: GlobalOptions, o: { readData?: boolean; readDa
     else {
       const what = o.readData ? ' (all data read)' : subset ? ` (data of ${r.packsRead} read)` : '';
       out.info(`checked ${r.packs} packs${what} and ${r.snapshots} snapshots`);
-      if (r.unindexedPacks) out.info(`${r.unindexedPacks} packs are not in any index (left by an interrupted backup; harmless; "coffer prune" removes them)`);
+      if (r.unindexedPacks && repo.damagedIndexFiles.length) out.info(`${r.unindexedPacks} packs are not in any readable index ("coffer repair index" indexes them again)`);
+      else if (r.unindexedPacks) out.info(`${r.unindexedPacks} packs are not in any index (left by an interrupted backup; harmless; "coffer prune" removes them)`);
       out.info(r.problems.length ? `${r.problems.length} problems found` : 'no errors were found');
     }
     return r.problems.length ? EXIT_CODES.INTEGRITY : 0;

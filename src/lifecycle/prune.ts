@@ -20,9 +20,8 @@
  */
 import { CofferError, integrityError } from '../errors.js';
 import { decodeTree } from '../format/tree.js';
-import type { IndexedPack } from '../format/index-file.js';
 import { Packer } from '../repo/packer.js';
-import { writeIndexFile } from '../repo/index-files.js';
+import { IndexBatcher } from '../repo/index-files.js';
 import { sealBlob } from '../format/blob.js';
 import { storageFailure, type Repository } from '../repo/repository.js';
 import { StorageError, type ObjectInfo } from '../storage/backend.js';
@@ -114,6 +113,9 @@ function abortCheck(signal?: AbortSignal): void {
 export async function planPrune(repo: Repository, opts: PruneOptions = {}): Promise<PrunePlan> {
   const cache = repo.cache;
   await repo.syncIndex();
+  // The packs a damaged index file lists would look unindexed (deleted) and
+  // their blobs unused: refuse until "repair index" has rebuilt the index.
+  repo.requireIntactIndex('prune');
   const indexFiles = [...cache.indexFiles()];
   const snapshots = await repo.listSnapshots();
   cache.beginUsedSet();
@@ -239,8 +241,6 @@ export function planIsEmpty(plan: PrunePlan): boolean {
   return plan.repack.length === 0 && plan.remove.length === 0 && plan.unindexed.length === 0 && plan.absent.length === 0;
 }
 
-const BLOBS_PER_INDEX_FILE = 50_000;
-
 /**
  * Carries out a plan made by planPrune (with the same repository, under the same exclusive lock).
  * @example
@@ -270,26 +270,13 @@ export async function executePrune(repo: Repository, plan: PrunePlan, opts: Prun
 
     // 2. New index files for the kept packs.
     abortCheck(opts.signal);
-    let batch: IndexedPack[] = [];
-    let blobs = 0;
-    const flush = async () => {
-      if (!batch.length) return;
-      try {
-        await writeIndexFile(repo.backend, repo.keys, batch);
-      } catch (e) {
-        throw storageFailure(e);
-      }
-      batch = [];
-      blobs = 0;
-    };
+    const index = new IndexBatcher(repo.backend, repo.keys);
     for (const p of plan.keep) {
       const entries = cache.blobsInPack(p.id).sort((a, b) => a.offset - b.offset);
       const ref = cache.packRef(p.id);
-      batch.push({ id: p.id, length: p.length, blobs: entries, ...(ref ? { ref } : {}) });
-      blobs += entries.length;
-      if (blobs >= BLOBS_PER_INDEX_FILE) await flush();
+      await index.add({ id: p.id, length: p.length, blobs: entries, ...(ref ? { ref } : {}) });
     }
-    await flush();
+    await index.flush();
     await opts.onPhase?.('indexed');
 
     // 3. Old index files. From here on, an interruption leaves the repository

@@ -46,6 +46,8 @@ export interface RepairSnapshotsOptions {
  * ```
  */
 export async function repairSnapshots(repo: Repository, snapshots: Snapshot[], opts: RepairSnapshotsOptions = {}): Promise<SnapshotRepair[]> {
+  // Blobs listed only by a damaged index file would look missing and be cut out of snapshots.
+  repo.requireIntactIndex('repair snapshots');
   let listed;
   try {
     listed = await repo.backend.list('data');

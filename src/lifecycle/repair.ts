@@ -7,9 +7,8 @@
  * snapshots that needed them). The caller holds an exclusive lock.
  */
 import type { PackEntry } from '../format/pack.js';
-import type { IndexedPack } from '../format/index-file.js';
 import { storageFailure, type Repository } from '../repo/repository.js';
-import { writeIndexFile } from '../repo/index-files.js';
+import { IndexBatcher } from '../repo/index-files.js';
 import { StorageError, type ObjectInfo } from '../storage/backend.js';
 import { CofferError } from '../errors.js';
 import type { PackId } from '../ids.js';
@@ -26,8 +25,6 @@ export interface RepairIndexOptions {
   signal?: AbortSignal;
   onProgress?(p: { done: number; total: number }): void;
 }
-
-const BLOBS_PER_INDEX_FILE = 50_000;
 
 
 /**
@@ -47,19 +44,7 @@ export async function repairIndex(repo: Repository, opts: RepairIndexOptions = {
     throw storageFailure(e);
   }
   const result: RepairIndexResult = { packs: 0, blobs: 0, damaged: [], oldIndexFiles: oldIndex.length, newIndexFiles: 0 };
-  let batch: IndexedPack[] = [];
-  let inBatch = 0;
-  const flush = async () => {
-    if (!batch.length) return;
-    try {
-      await writeIndexFile(repo.backend, repo.keys, batch);
-    } catch (e) {
-      throw storageFailure(e);
-    }
-    result.newIndexFiles++;
-    batch = [];
-    inBatch = 0;
-  };
+  const index = new IndexBatcher(repo.backend, repo.keys);
   let done = 0;
   for (const p of packs) {
     if (opts.signal?.aborted) throw new CofferError('INTERRUPTED', 'repair interrupted; the old index files are still in place');
@@ -73,13 +58,12 @@ export async function repairIndex(repo: Repository, opts: RepairIndexOptions = {
       result.damaged.push({ pack: p.name, message: (e as Error).message });
       continue;
     }
-    batch.push({ id: p.name as PackId, length: p.size, blobs: entries, ...(ref ? { ref } : {}) });
+    await index.add({ id: p.name as PackId, length: p.size, blobs: entries, ...(ref ? { ref } : {}) });
     result.packs++;
     result.blobs += entries.length;
-    inBatch += entries.length;
-    if (inBatch >= BLOBS_PER_INDEX_FILE) await flush();
   }
-  await flush();
+  await index.flush();
+  result.newIndexFiles = index.written.length;
   // Old index files go only after the new ones are durable.
   for (const o of oldIndex) {
     try {

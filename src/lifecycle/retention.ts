@@ -10,10 +10,15 @@
  *   -1 means no limit;
  * - keep-within d: every snapshot newer than (newest snapshot of the group − d),
  *   d like "1y2m3d4h";
+ * - keep-within-hourly/daily/weekly/monthly/yearly d: among the snapshots newer
+ *   than (newest − d), the newest of each hour (day, ISO week, month, year),
+ *   with no count; the group's oldest snapshot too when it is in that range;
  * - keep-tag t: every snapshot carrying all tags of the comma-separated list t.
  *
  * A snapshot is kept if any rule keeps it; everything else in the group is
- * removed. Pure: no I/O, no clock (the reference is the group's newest snapshot).
+ * removed. Pure: no I/O, no clock. The reference for the within rules is the
+ * group's newest snapshot; with `ApplyOptions.now`, as in restic, the newest
+ * one not in the future (all count as within when every one is).
  * @example
  * ```ts
  * const p: RetentionPolicy = { last: 5, monthly: 12 };
@@ -27,6 +32,12 @@ export interface RetentionPolicy {
   monthly?: number;
   yearly?: number;
   within?: Duration;
+  /** restic's --keep-within-hourly: the newest snapshot of each hour within this duration of the newest snapshot. */
+  withinHourly?: Duration;
+  withinDaily?: Duration;
+  withinWeekly?: Duration;
+  withinMonthly?: Duration;
+  withinYearly?: Duration;
   /** Each entry is a list of tags that must all be present. */
   tags?: string[][];
 }
@@ -69,8 +80,24 @@ export interface GroupResult<S extends RetentionSnapshot> {
   decisions: Decision<S>[];
 }
 
+type Period = 'hourly' | 'daily' | 'weekly' | 'monthly' | 'yearly';
+const PERIODS: Period[] = ['hourly', 'daily', 'weekly', 'monthly', 'yearly'];
+const WITHIN_KEY = {
+  hourly: 'withinHourly',
+  daily: 'withinDaily',
+  weekly: 'withinWeekly',
+  monthly: 'withinMonthly',
+  yearly: 'withinYearly',
+} as const satisfies Record<Period, keyof RetentionPolicy>;
+
 export function isEmptyPolicy(p: RetentionPolicy): boolean {
-  return !p.last && !p.hourly && !p.daily && !p.weekly && !p.monthly && !p.yearly && !p.tags?.length && (!p.within || durationIsZero(p.within));
+  const noDuration = (d: Duration | undefined) => !d || durationIsZero(d);
+  return (
+    !p.last &&
+    PERIODS.every((k) => !p[k] && noDuration(p[WITHIN_KEY[k]])) &&
+    !p.tags?.length &&
+    noDuration(p.within)
+  );
 }
 
 function durationIsZero(d: Duration): boolean {
@@ -139,6 +166,23 @@ function isoWeek(cal: Calendar, t: Date): number {
   return y * 100 + week;
 }
 
+/** The number that names the period (hour, day, ISO week, month, year) `t` falls in. */
+function periodOf(cal: Calendar, period: Period, t: Date): number {
+  switch (period) {
+    case 'hourly':
+      return cal.year(t) * 1_000_000 + cal.month(t) * 10_000 + cal.day(t) * 100 + cal.hour(t);
+    case 'daily':
+      return cal.year(t) * 10_000 + cal.month(t) * 100 + cal.day(t);
+    case 'weekly':
+      return isoWeek(cal, t);
+    case 'monthly':
+      return cal.year(t) * 100 + cal.month(t);
+    case 'yearly':
+      return cal.year(t);
+  }
+}
+
+/** A counted rule (keep-last, keep-daily…): `count` periods left, -1 for no limit. */
 interface Bucket {
   count: number;
   reason: string;
@@ -146,9 +190,34 @@ interface Bucket {
   last: number;
 }
 
+/** A within rule (keep-within-daily…): snapshots newer than `from` (ms), one per period. */
+interface WithinBucket {
+  from: number;
+  reason: string;
+  period: Period;
+  last: number;
+}
+
 export interface ApplyOptions {
   /** Use UTC instead of the local time zone for hours, days, weeks… (tests). */
   utc?: boolean;
+  /**
+   * The current time: snapshots after it do not serve as the reference of
+   * the within rules (restic's findLatestTimestamp). Without it, the newest
+   * snapshot is the reference.
+   */
+  now?: Date;
+}
+
+/** The reference time of the within rules (ms), or -Infinity when there is none (everything is within). */
+function reference(list: RetentionSnapshot[], now: Date | undefined): number {
+  if (!now) return list.length ? Date.parse(list[0].time) : -Infinity;
+  let latest = -Infinity;
+  for (const s of list) {
+    const t = Date.parse(s.time);
+    if (t > latest && t < now.getTime()) latest = t;
+  }
+  return latest;
 }
 
 /**
@@ -166,17 +235,20 @@ export function applyPolicy<S extends RetentionSnapshot>(snapshots: S[], policy:
     if (count) buckets.push({ count, reason, value, last: Number.NaN });
   };
   add(policy.last, 'last snapshot', (_t, nr) => nr);
-  add(policy.hourly, 'hourly snapshot', (t) => cal.year(t) * 1_000_000 + cal.month(t) * 10_000 + cal.day(t) * 100 + cal.hour(t));
-  add(policy.daily, 'daily snapshot', (t) => cal.year(t) * 10_000 + cal.month(t) * 100 + cal.day(t));
-  add(policy.weekly, 'weekly snapshot', (t) => isoWeek(cal, t));
-  add(policy.monthly, 'monthly snapshot', (t) => cal.year(t) * 100 + cal.month(t));
-  add(policy.yearly, 'yearly snapshot', (t) => cal.year(t));
+  for (const p of PERIODS) add(policy[p], `${p} snapshot`, (t) => periodOf(cal, p, t));
 
-  const latest = list.length ? new Date(Date.parse(list[0].time)) : undefined;
-  const withinFrom = policy.within && latest ? cal.minus(latest, policy.within).getTime() : undefined;
+  const ref = reference(list, opts.now);
+  const since = (d: Duration) => (ref === -Infinity ? -Infinity : cal.minus(new Date(ref), d).getTime());
+  const withinFrom = policy.within && !durationIsZero(policy.within) ? since(policy.within) : undefined;
+  const withinBuckets: WithinBucket[] = [];
+  for (const p of PERIODS) {
+    const d = policy[WITHIN_KEY[p]];
+    if (d && !durationIsZero(d)) withinBuckets.push({ from: since(d), reason: `${p} within ${formatDuration(d)}`, period: p, last: Number.NaN });
+  }
 
   return list.map((s, nr) => {
     const t = new Date(Date.parse(s.time));
+    const oldest = nr === list.length - 1;
     const reasons: string[] = [];
     for (const tags of policy.tags ?? []) {
       if (tags.length && tags.every((tag) => s.tags.includes(tag))) reasons.push(`has tags [${tags.join(', ')}]`);
@@ -185,13 +257,21 @@ export function applyPolicy<S extends RetentionSnapshot>(snapshots: S[], policy:
     for (const b of buckets) {
       if (b.count === 0) continue;
       const v = b.value(t, nr);
-      const oldest = nr === list.length - 1;
       if (v !== b.last || oldest) {
         // The oldest snapshot is kept as well when a rule has periods left:
         // that keeps the longest history the counts allow.
         reasons.push(v === b.last ? `oldest ${b.reason}` : b.reason);
         b.last = v;
         if (b.count > 0) b.count--;
+      }
+    }
+    // Within rules: no count; the oldest snapshot too, when it is in range.
+    for (const b of withinBuckets) {
+      if (!(t.getTime() > b.from)) continue;
+      const v = periodOf(cal, b.period, t);
+      if (v !== b.last || oldest) {
+        reasons.push(v === b.last ? `oldest ${b.reason}` : b.reason);
+        b.last = v;
       }
     }
     return { snapshot: s, keep: reasons.length > 0, reasons };

@@ -24,6 +24,7 @@ import { allEpochs, type RepoKeys } from '../crypto/keys.js';
 import { plainHash } from '../crypto/hash.js';
 import { StorageError, type Backend } from '../storage/backend.js';
 import { integrityError } from '../errors.js';
+import { storageFailure } from './repository.js';
 
 const INNER_AAD = Buffer.from('coffer-index-v2');
 const MAX_BODY = 1 << 30;
@@ -151,7 +152,7 @@ export async function rewriteIndexFiles(backend: Backend, keys: RepoKeys): Promi
     packs.push(...listed);
     for (const p of listed) blobs += p.blobs.length;
     old.push(name);
-    if (blobs >= 50_000) {
+    if (blobs >= BLOBS_PER_INDEX_FILE) {
       await writeIndexFile(backend, keys, packs);
       packs = [];
       blobs = 0;
@@ -183,4 +184,45 @@ export async function writeIndexFile(backend: Backend, keys: RepoKeys, packs: In
     if (!(e instanceof StorageError && e.kind === 'exists')) throw e;
   }
   return name;
+}
+
+/** Blobs per index file written by an IndexBatcher (about 2.5 MB of index file). */
+export const BLOBS_PER_INDEX_FILE = 50_000;
+
+/**
+ * Lists packs that are already stored in index files of about `maxBlobs`
+ * blobs each, for the commands that re-index many packs at once (prune's
+ * kept packs, "repair index"). A file is written once the packs added since
+ * the last one hold `maxBlobs` blobs, and by flush(). Storage failures come
+ * out as CofferErrors (see storageFailure).
+ */
+export class IndexBatcher {
+  private batch: IndexedPack[] = [];
+  private blobs = 0;
+  /** Names of the index files written so far, in order. */
+  readonly written: string[] = [];
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly keys: RepoKeys,
+    private readonly maxBlobs = BLOBS_PER_INDEX_FILE,
+  ) {}
+
+  async add(pack: IndexedPack): Promise<void> {
+    this.batch.push(pack);
+    this.blobs += pack.blobs.length;
+    if (this.blobs >= this.maxBlobs) await this.flush();
+  }
+
+  /** Writes the packs added since the last index file, if any. */
+  async flush(): Promise<void> {
+    if (!this.batch.length) return;
+    try {
+      this.written.push(await writeIndexFile(this.backend, this.keys, this.batch));
+    } catch (e) {
+      throw storageFailure(e);
+    }
+    this.batch = [];
+    this.blobs = 0;
+  }
 }

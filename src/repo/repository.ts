@@ -81,6 +81,12 @@ export interface OpenOptions {
   skipIndex?: boolean;
   /** Accept a write-only key (only `backup` does); otherwise such a key fails with WRITE_ONLY_KEY. */
   allowWriteOnly?: boolean;
+  /**
+   * Told once per damaged index file the open (or a later index sync) skipped:
+   * `file` is "index/NAME". Opening does not fail on one; see
+   * `Repository.damagedIndexFiles`.
+   */
+  onWarning?(w: { file: string; message: string }): void;
 }
 
 /** The one error every command but backup gives for a write-only key. */
@@ -168,6 +174,11 @@ export class Repository {
   legacyIndexFiles = 0;
   /** A write-only key's folder for its local backup state (undefined with --no-cache). */
   writeOnlyStateDir?: string;
+  /** Index files the last sync skipped as damaged: name → why. */
+  private damagedIndex = new Map<string, string>();
+  /** Damaged index files already reported through onWarning. */
+  private readonly warnedIndex = new Set<string>();
+  private onWarning?: OpenOptions['onWarning'];
 
   private constructor(
     readonly backend: Backend,
@@ -329,6 +340,7 @@ export class Repository {
     }
     const repo = new Repository(backend, config, keys, cache, keyName, opts.threads);
     repo.weakKey = weak;
+    repo.onWarning = opts.onWarning;
     try {
       if (!opts.skipIndex) await repo.syncIndex();
     } catch (e) {
@@ -360,6 +372,7 @@ export class Repository {
     }
     const repo = new Repository(backend, bundle.config, keys, cache, keyName, opts.threads, bundle.cacheKey);
     repo.weakKey = weak;
+    repo.onWarning = opts.onWarning;
     if (!opts.noCache) repo.writeOnlyStateDir = path.join(opts.cacheDir ?? defaultCacheDir(), bundle.config.id, 'write-only');
     try {
       await repo.syncIndex();
@@ -382,7 +395,41 @@ export class Repository {
     return stored;
   }
 
-  /** Brings the cache up to date with the repository's index files. */
+  /**
+   * Index files the last index sync skipped because they are damaged (they
+   * do not match their name, or do not decrypt and decode), with the reason.
+   * The blobs they list are unknown meanwhile: a backup stores them again,
+   * a restore that needs them reports them missing, `check` reports the
+   * files, and prune and "repair snapshots" refuse to run (see
+   * `requireIntactIndex`) until "repair index" rebuilds the index.
+   */
+  get damagedIndexFiles(): { name: string; message: string }[] {
+    return [...this.damagedIndex].map(([name, message]) => ({ name, message }));
+  }
+
+  /**
+   * Throws an integrity error naming the first damaged index file, if the
+   * last sync skipped any: for operations that would take the blobs it lists
+   * for unused or missing (prune would delete their packs, "repair
+   * snapshots" would drop them from snapshots).
+   */
+  requireIntactIndex(what: string): void {
+    const n = this.damagedIndex.size;
+    if (n === 0) return;
+    const [name] = this.damagedIndex.keys();
+    throw integrityError(
+      `index/${name} ${n > 1 ? `and ${n - 1} more index files are` : 'is'} damaged; ${what} refuses to run while the index is incomplete — run "coffer repair index" first`,
+      { file: `index/${name}`, files: [...this.damagedIndex.keys()].map((f) => `index/${f}`) },
+    );
+  }
+
+  /**
+   * Brings the cache up to date with the repository's index files. A damaged
+   * index file (for example one a server that writes in place left
+   * truncated when an upload was cut off) is skipped, recorded in
+   * `damagedIndexFiles` and reported once through `onWarning`; it is read
+   * again by every sync until it is gone.
+   */
   async syncIndex(): Promise<void> {
     let listed;
     try {
@@ -393,6 +440,7 @@ export class Repository {
     const names = new Set(listed.map((f) => f.name));
     const known = this.cache.indexFiles();
     for (const name of known) if (!names.has(name)) this.cache.removeIndexFile(name);
+    const damaged = new Map<string, string>();
     // New index files are added in batches (one transaction each, see
     // IndexCache.addIndexFiles): a cache built from scratch for a large
     // repository inserts millions of blobs.
@@ -415,6 +463,12 @@ export class Repository {
           // written first). Commands re-sync once they hold their lock.
           const cause = e instanceof CofferError ? (e.cause ?? e.data.cause) : undefined;
           if (cause instanceof StorageError && cause.kind === 'notFound') continue;
+          // Damaged (the content does not match the name): skipped. A storage
+          // failure still fails the sync: the file may be intact.
+          if (e instanceof CofferError && e.code === 'INTEGRITY') {
+            damaged.set(name, 'does not match its name (damaged or truncated)');
+            continue;
+          }
           throw e;
         }
         let packs: IndexedPack[];
@@ -429,7 +483,8 @@ export class Repository {
             packs = [{ id: name as IndexedPack['id'], length: 0, blobs: ids.map((b) => ({ ...b, offset: 0, length: 0, rawLength: 0 })) }];
           } else packs = decodeIndexFile(this.keys, stored);
         } catch {
-          throw integrityError(`${describe(h)} is damaged`, { file: describe(h) });
+          damaged.set(name, 'does not decrypt or decode');
+          continue;
         }
         batch.push({ name, packs });
         for (const p of packs) batchBlobs += p.blobs.length;
@@ -438,6 +493,15 @@ export class Repository {
       flush();
     } finally {
       this.cache.endBulk();
+    }
+    this.damagedIndex = damaged;
+    for (const [name, why] of damaged) {
+      if (this.warnedIndex.has(name)) continue;
+      this.warnedIndex.add(name);
+      this.onWarning?.({
+        file: `index/${name}`,
+        message: `index/${name} ${why} and was skipped: the blobs it lists are unknown until "coffer repair index" rebuilds the index`,
+      });
     }
   }
 

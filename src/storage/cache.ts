@@ -18,22 +18,20 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { plainHash } from '../crypto/hash.js';
 import type { Backend, FileType, Handle, ObjectInfo, ReadRange } from './backend.js';
+import { BackendLayer } from './layer.js';
 
 const WHOLE: ReadonlySet<FileType> = new Set(['keys', 'index', 'snapshots']);
 const NAME = /^[0-9a-f]{64}$/;
 
-export class CacheBackend implements Backend {
-  readonly location: string;
-  readonly connections?: number;
+export class CacheBackend extends BackendLayer {
   /** Counters, for tests and verbose output. */
   readonly stats = { hits: 0, misses: 0 };
 
   constructor(
-    private readonly inner: Backend,
+    inner: Backend,
     readonly dir: string,
   ) {
-    this.location = inner.location;
-    this.connections = inner.connections;
+    super(inner);
   }
 
   private wholePath(h: Handle): string | undefined {
@@ -86,7 +84,7 @@ export class CacheBackend implements Backend {
     return data;
   }
 
-  async read(h: Handle, range?: ReadRange): Promise<Buffer> {
+  override async read(h: Handle, range?: ReadRange): Promise<Buffer> {
     if (!range) {
       const p = this.wholePath(h);
       if (!p) return this.inner.read(h);
@@ -105,11 +103,7 @@ export class CacheBackend implements Backend {
     return p ? this.readTreePack(h, range, p) : this.inner.read(h, range);
   }
 
-  stat(h: Handle): Promise<ObjectInfo | undefined> {
-    return this.inner.stat(h);
-  }
-
-  async list(type: FileType): Promise<ObjectInfo[]> {
+  override async list(type: FileType): Promise<ObjectInfo[]> {
     const listed = await this.inner.list(type);
     if (WHOLE.has(type)) {
       const names = new Set(listed.map((o) => o.name));
@@ -130,25 +124,17 @@ export class CacheBackend implements Backend {
     return listed;
   }
 
-  create(): Promise<void> {
-    return this.inner.create();
-  }
-
-  async write(h: Handle, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
+  override async write(h: Handle, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
     await this.inner.write(h, data);
     const p = this.wholePath(h);
     if (p) await store(p, data instanceof Uint8Array ? [data] : data);
   }
 
-  async remove(h: Handle): Promise<void> {
+  override async remove(h: Handle): Promise<void> {
     const p = h.type === 'data' ? this.packPath(h, { offset: 0, length: 0, metadata: true }) : this.wholePath(h);
     if (p) await fs.rm(p, { force: true }).catch(() => undefined);
     this.verified.delete(h.name);
     await this.inner.remove(h);
-  }
-
-  async close(): Promise<void> {
-    await this.inner.close?.();
   }
 }
 

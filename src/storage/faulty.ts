@@ -5,6 +5,7 @@
  * after" reach the inner backend but report an error, like a lost answer.
  */
 import { StorageError, type Backend, type FileType, type Handle, type ObjectInfo, type ReadRange } from './backend.js';
+import { BackendLayer } from './layer.js';
 
 export type Fault = 'fail' | 'failAfter' | 'delay' | 'truncate' | 'corrupt';
 
@@ -33,19 +34,16 @@ export function prng(seed: number): () => number {
   };
 }
 
-export class FaultyBackend implements Backend {
+export class FaultyBackend extends BackendLayer {
   private readonly rand: () => number;
   readonly injected: { op: string; fault: Fault }[] = [];
 
   constructor(
-    readonly inner: Backend,
+    inner: Backend,
     private readonly opts: FaultOptions,
   ) {
+    super(inner);
     this.rand = prng(opts.seed);
-  }
-
-  get location(): string {
-    return this.inner.location;
   }
 
   private pick(op: 'read' | 'write' | 'list' | 'stat' | 'remove', type: FileType): Fault | undefined {
@@ -69,7 +67,7 @@ export class FaultyBackend implements Backend {
     await new Promise((r) => setTimeout(r, this.opts.delayMs ?? 5));
   }
 
-  async read(h: Handle, range?: ReadRange): Promise<Buffer> {
+  override async read(h: Handle, range?: ReadRange): Promise<Buffer> {
     const f = this.pick('read', h.type);
     if (f === 'fail') throw this.transient(`reading ${h.type}/${h.name}`);
     if (f === 'delay') await this.delay();
@@ -83,25 +81,21 @@ export class FaultyBackend implements Backend {
     return b;
   }
 
-  async stat(h: Handle): Promise<ObjectInfo | undefined> {
+  override async stat(h: Handle): Promise<ObjectInfo | undefined> {
     const f = this.pick('stat', h.type);
     if (f === 'fail') throw this.transient(`inspecting ${h.type}/${h.name}`);
     if (f === 'delay') await this.delay();
     return this.inner.stat(h);
   }
 
-  async list(type: FileType): Promise<ObjectInfo[]> {
+  override async list(type: FileType): Promise<ObjectInfo[]> {
     const f = this.pick('list', type);
     if (f === 'fail') throw this.transient(`listing ${type}`);
     if (f === 'delay') await this.delay();
     return this.inner.list(type);
   }
 
-  create(): Promise<void> {
-    return this.inner.create();
-  }
-
-  async write(h: Handle, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
+  override async write(h: Handle, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
     const f = this.pick('write', h.type);
     if (f === 'fail') throw this.transient(`writing ${h.type}/${h.name}`);
     if (f === 'delay') await this.delay();
@@ -109,7 +103,7 @@ export class FaultyBackend implements Backend {
     if (f === 'failAfter') throw this.transient(`writing ${h.type}/${h.name} (answer lost)`);
   }
 
-  async remove(h: Handle): Promise<void> {
+  override async remove(h: Handle): Promise<void> {
     const f = this.pick('remove', h.type);
     if (f === 'fail') throw this.transient(`removing ${h.type}/${h.name}`);
     if (f === 'delay') await this.delay();

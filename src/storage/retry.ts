@@ -9,7 +9,8 @@
  * bytes (see afterLostWrite), and a retried remove that meets `notFound`
  * counts as done.
  */
-import { type Backend, type FileType, type Handle, type ObjectInfo, type ReadRange, StorageError, describe, isTransient } from './backend.js';
+import { type Backend, type Handle, StorageError, describe, isTransient } from './backend.js';
+import { BackendLayer } from './layer.js';
 
 /**
  * Settings of `RetryBackend`.
@@ -41,19 +42,16 @@ const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
  * const b = new RetryBackend(inner, { retries: 6 });
  * ```
  */
-export class RetryBackend implements Backend {
-  readonly location: string;
-  readonly connections?: number;
+export class RetryBackend extends BackendLayer {
   private readonly retries: number;
   private readonly base: number;
   private readonly max: number;
 
   constructor(
-    private readonly inner: Backend,
+    inner: Backend,
     private readonly opts: RetryOptions = {},
   ) {
-    this.location = inner.location;
-    this.connections = inner.connections;
+    super(inner);
     this.retries = opts.retries ?? 6;
     this.base = opts.baseDelayMs ?? 250;
     this.max = opts.maxDelayMs ?? 15_000;
@@ -65,7 +63,8 @@ export class RetryBackend implements Backend {
     return Math.floor((this.opts.random ?? Math.random)() * cap);
   }
 
-  private async run<T>(op: (retrying: boolean) => Promise<T>): Promise<T> {
+  /** Runs `op` until it succeeds, fails for good, or the retries are used up; `retrying` is false on the first try. */
+  private async attempts<T>(op: (retrying: boolean) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await op(attempt > 0);
@@ -78,24 +77,12 @@ export class RetryBackend implements Backend {
     }
   }
 
-  read(h: Handle, range?: ReadRange): Promise<Buffer> {
-    return this.run(() => this.inner.read(h, range));
+  protected override run<T>(op: () => Promise<T>): Promise<T> {
+    return this.attempts(op);
   }
 
-  stat(h: Handle): Promise<ObjectInfo | undefined> {
-    return this.run(() => this.inner.stat(h));
-  }
-
-  list(type: FileType): Promise<ObjectInfo[]> {
-    return this.run(() => this.inner.list(type));
-  }
-
-  create(): Promise<void> {
-    return this.run(() => this.inner.create());
-  }
-
-  write(h: Handle, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
-    return this.run(async (retrying) => {
+  override write(h: Handle, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
+    return this.attempts(async (retrying) => {
       try {
         await this.inner.write(h, data);
       } catch (e) {
@@ -128,8 +115,8 @@ export class RetryBackend implements Backend {
     await this.inner.write(h, data);
   }
 
-  remove(h: Handle): Promise<void> {
-    return this.run(async (retrying) => {
+  override remove(h: Handle): Promise<void> {
+    return this.attempts(async (retrying) => {
       try {
         await this.inner.remove(h);
       } catch (e) {
@@ -137,9 +124,5 @@ export class RetryBackend implements Backend {
         throw e;
       }
     });
-  }
-
-  async close(): Promise<void> {
-    await this.inner.close?.();
   }
 }
