@@ -54,6 +54,10 @@ function ok(r: RunResult): RunResult {
   expect(r.code, r.stderr).toBe(0);
   return r;
 }
+function last(r: RunResult): Record<string, unknown> {
+  ok(r);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+}
 function summary(r: RunResult): Record<string, number | string> {
   ok(r);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, number | string>;
@@ -310,6 +314,23 @@ describe('write-only keys', () => {
     ok(coffer(['init'], dstEnv));
     ok(coffer(['copy', '--from-repo', repo, '--from-password-file', path.join(dir, 'owner-pw'), '-q'], dstEnv));
     restoredEqualsSource(dstEnv, 'c');
+  });
+
+  it('a passphrase that opens both a write-only and a full slot opens the full one for other commands', () => {
+    // Slots are tried in name order: make the full slot come after the write-only one, the case that matters.
+    let r = last(coffer(['key', 'add', '--json', '--label', 'same password'], owner({ COFFER_NEW_PASSWORD: HOST })));
+    for (let i = 0; i < 20 && String(r.id) < woKeyId; i++) {
+      ok(coffer(['key', 'remove', String(r.id)], owner()));
+      r = last(coffer(['key', 'add', '--json', '--label', 'same password'], owner({ COFFER_NEW_PASSWORD: HOST })));
+    }
+    expect(String(r.id) > woKeyId).toBe(true);
+    try {
+      ok(coffer(['snapshots'], host()));
+      ok(coffer(['key', 'list'], host()));
+    } finally {
+      ok(coffer(['key', 'remove', String(r.id)], owner()));
+    }
+    expect(coffer(['snapshots'], host()).code).toBe(12);
   });
 
   it('key add --write-only upgrades index files written before index version 2', () => {

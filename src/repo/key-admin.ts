@@ -55,7 +55,7 @@ export class KeyAdmin {
 
   static async open(backend: Backend, secret: Buffer | RepoSecret): Promise<KeyAdmin> {
     const stored = await readConfig(backend);
-    const got = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored)).catch((e) => {
+    const got = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored), true).catch((e) => {
       throw storageFailure(e);
     });
     const { keyName, weak } = got;

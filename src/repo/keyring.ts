@@ -89,6 +89,11 @@ export async function openMaster(
   preferred?: string,
   /** Checks a candidate master (or bundle) against this repository (its config); a slot that fails is skipped. */
   belongs?: (got: SlotSecret) => boolean,
+  /**
+   * Keep looking past write-only slots for a full one (a passphrase given to
+   * both); if only write-only slots open, the first of them is returned.
+   */
+  preferFull = false,
 ): Promise<SlotSecret & { keyName: string; weak: boolean }> {
   const secret = asSecret(secretOrPassphrase);
   const names = (await backend.list('keys')).map((k) => k.name).filter((n) => /^[0-9a-f]{64}$/.test(n)).sort();
@@ -96,6 +101,7 @@ export async function openMaster(
   if (preferred && names.includes(preferred)) names.unshift(...names.splice(names.indexOf(preferred), 1));
   let damaged = 0;
   let ofKind = 0;
+  let writeOnly: (SlotSecret & { keyName: string; weak: boolean }) | undefined;
   let foreign = 0;
   for (const name of names) {
     let k;
@@ -119,8 +125,17 @@ export async function openMaster(
       foreign++;
       continue;
     }
-    if (got) return { ...got, keyName: name, weak: isWeak(k) };
+    if (got?.bundle && preferFull) {
+      if (writeOnly) got.bundle.fill(0);
+      else writeOnly = { ...got, keyName: name, weak: isWeak(k) };
+      continue;
+    }
+    if (got) {
+      if (writeOnly) writeOnly.bundle!.fill(0);
+      return { ...got, keyName: name, weak: isWeak(k) };
+    }
   }
+  if (writeOnly) return writeOnly;
   if (foreign > 0) {
     throw integrityError('the config file is damaged, or the key file that opened belongs to another repository', { file: 'config' });
   }

@@ -308,7 +308,7 @@ export class Repository {
   /** Opens with a passphrase (a Buffer) or a recovery code's entropy ({kind: 'recovery', entropy}). */
   static async open(backend: Backend, secret: Buffer | RepoSecret, opts: OpenOptions = {}): Promise<Repository> {
     const stored = await readConfig(backend);
-    const got = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored)).catch((e) => {
+    const got = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored), !opts.allowWriteOnly).catch((e) => {
       throw e instanceof CofferError ? e : storageFailure(e);
     });
     const { keyName, weak } = got;
