@@ -29,13 +29,17 @@ const { padme } = await lib('format/padding.js');
 const { computeBlobId, openBlob } = await lib('format/blob.js');
 const { decodeFile, decodeJsonFile } = await lib('format/file.js');
 const { decodeConfig } = await lib('format/config.js');
-const { parseKeyFile, unwrapMaster, decodeKeyMeta } = await lib('format/keyfile.js');
+const { parseKeyFile, unwrapMaster, unwrapSlot, decodeKeyMeta } = await lib('format/keyfile.js');
 const { encodeRecoveryCode, decodeRecoveryCode, recoveryKek } = await lib('crypto/recovery.js');
 const { decodePackHeader, decodePackTrailer, TRAILER_BYTES } = await lib('format/pack.js');
-const { decodeIndex, encodeIndex } = await lib('format/index-file.js');
+const { decodeIndex, encodeIndex, encodeIndexV2 } = await lib('format/index-file.js');
 const { encodeTree, decodeTree } = await lib('format/tree.js');
 const { validateSnapshot } = await lib('format/snapshot.js');
 const { compressIfSmaller } = await lib('compress.js');
+const { x25519Public, x25519, OWNER_CONTEXTS, openFromOwner } = await lib('crypto/owner.js');
+const { decodeFileFromOwner } = await lib('format/owner-file.js');
+const { decodeAnyPackTrailer } = await lib('format/pack.js');
+const { decodeIndexFile, readIndexIds } = await lib('repo/index-files.js');
 const { FastCdc, chunkLengths } = await lib('chunker/fastcdc.js');
 const { gearFromBytes } = await lib('chunker/gear.js');
 
@@ -240,6 +244,82 @@ const snapshotObj = {
 const snapshotFile = smallFile('snapshot', Buffer.from(JSON.stringify(snapshotObj)), 13);
 validateSnapshot(decodeJsonFile(keys.metaKey, 'snapshot', snapshotFile.stored));
 
+// --- write-only objects (sections 2, 9, 10, 16) ------------------------------
+const ownerSecret = deriveKey(OWNER_CONTEXTS.owner, master);
+const ownerPub = x25519Public(ownerSecret);
+assert.deepEqual(ownerPub, keys.ownerPub);
+const wrapKey = deriveKey(OWNER_CONTEXTS.wrap, ownerPub);
+const ephSecret = Buffer.from(Array.from({ length: 32 }, (_, i) => 0x60 + i));
+const ephPub = x25519Public(ephSecret);
+const shared = x25519(ephSecret, ownerPub);
+assert.deepEqual(x25519(ownerSecret, ephPub), shared);
+const woK = deriveKey(OWNER_CONTEXTS.object, Buffer.concat([shared, ephPub, ownerPub]));
+const woBlobKey = deriveKey(OWNER_CONTEXTS.blob, woK);
+const woMetaKey = deriveKey(OWNER_CONTEXTS.meta, woK);
+assert.deepEqual(openFromOwner(ownerSecret, ownerPub, ephPub), { blobKey: woBlobKey, metaKey: woMetaKey });
+const ephBox = seal(wrapKey, ephPub, Buffer.from('coffer-wo-eph-v1'), nonce(30));
+// Snapshot file sealed to the owner: ephBox || small file under metaKey(K), padded so the whole object is Padmé.
+const woSnapBody = Buffer.from(JSON.stringify({ ...snapshotObj, hostname: 'vector-write-only-host' }));
+const woSnapPlain = Buffer.alloc(padme(72 + 5 + woSnapBody.length + 40) - 40 - 72);
+woSnapPlain.writeUInt32LE(woSnapBody.length, 1);
+woSnapBody.copy(woSnapPlain, 5);
+const woSnapshot = Buffer.concat([ephBox, seal(woMetaKey, woSnapPlain, Buffer.from('coffer-file-v1:snapshot'), nonce(31))]);
+assert.equal(woSnapshot.length, padme(woSnapshot.length));
+assert.deepEqual(decodeFileFromOwner(keys, 'snapshot', woSnapshot), woSnapBody);
+// A pack written in the same session (one blob).
+const woBlobPlain = Buffer.from('a blob written with a write-only key');
+const woBlobId = computeBlobId(keys.blobIdKey, woBlobPlain);
+const woBlob = seal(woBlobKey, Buffer.concat([Buffer.from([0]), woBlobPlain]), blobAad('data', woBlobId), nonce(32));
+const woHeaderPlain = Buffer.concat([u32(1), Buffer.from([0]), woBlobId, u32(woBlob.length), u32(woBlobPlain.length)]);
+const woHeader = seal(woMetaKey, woHeaderPlain, Buffer.from('coffer-pack-header-v1'), nonce(33));
+const woTrailerPlain = Buffer.concat([u32(2), u64(woBlob.length), u32(woHeader.length), ephPub]);
+const woTrailer = seal(wrapKey, woTrailerPlain, Buffer.from('coffer-pack-trailer-wo-v1'), nonce(34));
+const woUnpadded = woBlob.length + woHeader.length + woTrailer.length;
+const woPadding = Buffer.from(Array.from({ length: padme(woUnpadded) - woUnpadded }, (_, i) => (i * 7) & 0xff));
+const woPack = Buffer.concat([woBlob, woHeader, woPadding, woTrailer]);
+const woPackId = plainHash(woPack);
+{
+  const t = decodeAnyPackTrailer(keys, woPack.subarray(woPack.length - 88), woPack.length);
+  assert.deepEqual(t.ephPub, ephPub);
+  const e = decodePackHeader(woMetaKey, woPack.subarray(t.offset, t.offset + t.length), t.offset);
+  assert.deepEqual(openBlob({ blobKey: woBlobKey, blobIdKey: keys.blobIdKey }, 'data', e[0].id, woPack.subarray(0, e[0].length), e[0].rawLength), woBlobPlain);
+}
+// Index file version 2 (full key, innerKind 0) listing the normal pack and the write-only pack.
+const idx2Packs = [...indexPacks, { id: hex(woPackId), length: woPack.length, blobs: [{ type: 'data', id: hex(woBlobId), offset: 0, length: woBlob.length, rawLength: woBlobPlain.length }], ref: ephPub }];
+const idx2IdEntries = idx2Packs.flatMap((p) => p.blobs.map((b) => Buffer.concat([Buffer.from([b.type === 'data' ? 0 : 1]), Buffer.from(b.id, 'hex')])));
+const idx2Ids = Buffer.concat([u32(2), u32(idx2IdEntries.length), ...idx2IdEntries]);
+const idx2Body = Buffer.concat([
+  u32(2),
+  u32(idx2Packs.length),
+  ...idx2Packs.map((p) =>
+    Buffer.concat([Buffer.from(p.id, 'hex'), u64(p.length), Buffer.from([p.ref ? p.ref.length : 0]), p.ref ?? Buffer.alloc(0), u32(p.blobs.length), ...p.blobs.map((e) => Buffer.concat([u32(e.offset), u32(e.length), u32(e.rawLength)]))]),
+  ),
+]);
+assert.deepEqual(encodeIndexV2(idx2Packs), { ids: idx2Ids, body: idx2Body });
+// Encoding 0 (raw body); a writer may also use 1 (zstd) when smaller.
+const idx2InnerAad = Buffer.concat([Buffer.from('coffer-index-v2'), plainHash(idx2Ids)]);
+const idx2Inner = seal(keys.metaKey, Buffer.concat([Buffer.from([0]), idx2Body]), idx2InnerAad, nonce(35));
+const idx2OuterBody = Buffer.concat([idx2Ids, Buffer.from([0]), idx2Inner]);
+const idx2Plain = Buffer.alloc(padme(5 + idx2OuterBody.length + 40) - 40);
+idx2Plain.writeUInt32LE(idx2OuterBody.length, 1);
+idx2OuterBody.copy(idx2Plain, 5);
+const idx2File = seal(keys.idListKey, idx2Plain, Buffer.from('coffer-file-v1:idlist'), nonce(36));
+assert.deepEqual(decodeIndexFile(keys, idx2File).map((p) => p.id), idx2Packs.map((p) => p.id));
+assert.equal(readIndexIds(keys.idListKey, idx2File).length, idx2IdEntries.length);
+
+// --- key chain after one rotation (section 6.4) ------------------------------
+const master1 = Buffer.from(Array.from({ length: 32 }, (_, i) => 0x20 + i)); // M_1 = 20 21 .. 3f
+const chainKeys = deriveRepoKeys([master, master1]);
+const chainAad = Buffer.concat([Buffer.from('coffer-key-chain-v1'), Buffer.from(kdfCanon)]);
+const chainWrapped = seal(kek, Buffer.concat([master, master1]), chainAad, nonce(37));
+{
+  const got = unwrapSlot(kek, { coffer_key: 1, kdf, wrapped: chainWrapped.toString('base64'), meta: '' });
+  assert.deepEqual(got.master, master1);
+  assert.deepEqual(got.older, [master]);
+  assert.deepEqual(chainKeys.blobIdKey, keys.blobIdKey);
+  assert.deepEqual(chainKeys.metaKey, deriveKey(CONTEXTS.metadataEncryption, master1));
+}
+
 // --- chunking (section 7) ---------------------------------------------------
 const CHUNK_BLOCKS = 8192; // input = H(u32le(0)) || H(u32le(1)) || ... || H(u32le(8191)): 262144 bytes
 const chunkInput = Buffer.concat(Array.from({ length: CHUNK_BLOCKS }, (_, i) => plainHash(u32(i))));
@@ -316,6 +396,34 @@ const vectors = {
     id: hex(packId),
   },
   index: { packs: indexPacks, body: hex(indexBody), file: smallJson(indexFile) },
+  keyChain: {
+    master1: hex(master1),
+    kek: hex(kek),
+    wrapAad: chainAad.toString('utf8'),
+    wrapNonce: hex(nonce(37)),
+    wrapped: chainWrapped.toString('base64'),
+    epoch1: { blobKey: hex(chainKeys.blobKey), metaKey: hex(chainKeys.metaKey), idListKey: hex(chainKeys.idListKey), lockKey: hex(chainKeys.lockKey), ownerPub: hex(chainKeys.ownerPub) },
+    epoch1PackRef: '01',
+  },
+  writeOnly: {
+    ownerContexts: OWNER_CONTEXTS,
+    idListKey: hex(keys.idListKey),
+    lockKey: hex(keys.lockKey),
+    ownerSecret: hex(ownerSecret),
+    ownerPub: hex(ownerPub),
+    wrapKey: hex(wrapKey),
+    ephSecret: hex(ephSecret),
+    ephPub: hex(ephPub),
+    shared: hex(shared),
+    K: hex(woK),
+    blobKey: hex(woBlobKey),
+    metaKey: hex(woMetaKey),
+    ephBoxNonce: hex(nonce(30)),
+    ephBox: hex(ephBox),
+    snapshot: { body: woSnapBody.toString('utf8'), nonce: hex(nonce(31)), plaintext: hex(woSnapPlain), stored: hex(woSnapshot) },
+    pack: { blobPlaintext: woBlobPlain.toString('utf8'), blobId: hex(woBlobId), blobNonce: hex(nonce(32)), headerNonce: hex(nonce(33)), trailerNonce: hex(nonce(34)), trailerPlaintext: hex(woTrailerPlain), pack: hex(woPack), id: hex(woPackId) },
+    indexV2: { ids: hex(idx2Ids), body: hex(idx2Body), innerAad: hex(idx2InnerAad), innerNonce: hex(nonce(35)), outerBody: hex(idx2OuterBody), nonce: hex(nonce(36)), stored: hex(idx2File) },
+  },
   chunking: {
     gear: 'keys.gearBytes read as 256 u32le',
     params: chunkParams,

@@ -18,6 +18,8 @@ export type ErrorCode =
   | 'WRONG_PASSWORD'
   | 'NO_PASSWORD'
   | 'BAD_RECOVERY_CODE'
+  /** The key is a write-only backup key and the command needs more than backing up (exit 12). */
+  | 'WRITE_ONLY_KEY'
   | 'INTEGRITY'
   | 'SNAPSHOT_NOT_FOUND'
   | 'SNAPSHOT_AMBIGUOUS'
@@ -54,6 +56,7 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   WRONG_PASSWORD: 12,
   NO_PASSWORD: 12,
   BAD_RECOVERY_CODE: 12,
+  WRITE_ONLY_KEY: 12,
   INTEGRITY: 13,
   BLOB_NOT_FOUND: 13,
   SNAPSHOT_NOT_FOUND: 14,

@@ -57,6 +57,7 @@ export { withLock, lockRepository, listLocks, removeLocks, type HeldLock, type L
 export { applyPolicy, applyPolicyGrouped, parseDuration, type RetentionPolicy, type GroupField } from './lifecycle/retention.js';
 export { planPrune, executePrune, type PrunePlan, type PruneOptions, type MaxUnused } from './lifecycle/prune.js';
 export { repairIndex } from './lifecycle/repair.js';
+export { reencrypt, type ReencryptResult } from './lifecycle/reencrypt.js';
 export { repairSnapshots } from './lifecycle/repair-snapshots.js';
 export { check, type CheckOptions, type CheckResult, type CheckProblem } from './checker/checker.js';
 export { RetryBackend, type RetryOptions } from './storage/retry.js';

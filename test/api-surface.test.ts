@@ -14,7 +14,7 @@ const VALUES = [
   'openBackend', 'openFileStream', 'openRepository', 'parsePatternFile', 'restore', 'snapshotStats', 'walkTree',
   'KeyAdmin', 'RecoveryCodeError', 'StorageError', 'copySnapshots', 'decodeRecoveryCode', 'encodeRecoveryCode',
   'RetryBackend', 'applyPolicy', 'applyPolicyGrouped', 'check', 'executePrune', 'listLocks', 'lockRepository', 'parseDuration', 'planPrune',
-  'removeLocks', 'repairIndex', 'repairSnapshots', 'withLock',
+  'reencrypt', 'removeLocks', 'repairIndex', 'repairSnapshots', 'withLock',
 ];
 
 const TYPES = [
@@ -24,7 +24,7 @@ const TYPES = [
   'SelectOptions', 'Snapshot', 'SnapshotData', 'SnapshotId', 'SnapshotStats', 'SnapshotSummary', 'TagChange', 'TreeEntry', 'TreeNode',
   'BackendOptions', 'CopyOptions', 'CopyResult', 'KeyListEntry', 'RepoSecret', 'StorageErrorKind',
   'CheckOptions', 'CheckProblem', 'CheckResult', 'GroupField', 'HeldLock', 'LockData', 'LockEntry', 'MaxUnused', 'PruneOptions', 'PrunePlan',
-  'RetentionPolicy', 'RetryOptions',
+  'ReencryptResult', 'RetentionPolicy', 'RetryOptions',
 ];
 
 describe('public API', () => {

@@ -29,8 +29,7 @@ import { decodeTree } from '../dist/src/format/tree.js';
 import { TRAILER_BYTES } from '../dist/src/format/pack.js';
 import { SEAL_OVERHEAD } from '../dist/src/crypto/aead.js';
 import { hasConfigMagic } from '../dist/src/format/config.js';
-import { decodeFile } from '../dist/src/format/file.js';
-import { decodeIndex } from '../dist/src/format/index-file.js';
+import { decodeIndexFile } from '../dist/src/repo/index-files.js';
 
 const PASSWORD = 'bad input password';
 /** Every spawned command must end within this; a hang fails the test. */
@@ -198,7 +197,7 @@ beforeAll(async () => {
     }
     indexBlobs = new Map();
     for (const name of readdirSync(path.join(pristine, 'index'))) {
-      const listed = decodeIndex(decodeFile(repo.keys.metaKey, 'index', readFileSync(path.join(pristine, 'index', name))));
+      const listed = decodeIndexFile(repo.keys, readFileSync(path.join(pristine, 'index', name)));
       indexBlobs.set(name, new Set(listed.flatMap((p) => p.blobs.map((b) => `${b.type}:${b.id}`))));
     }
     files = [];

@@ -365,7 +365,7 @@ describe('KDF strength check', () => {
 describe('deriveRepoKeys', () => {
   const master = Buffer.from(Array.from({ length: 32 }, (_, i) => i));
 
-  it('derives four distinct keys, deterministically, by the documented contexts', () => {
+  it('derives six distinct keys, deterministically, by the documented contexts', () => {
     const a = deriveRepoKeys(master);
     const b = deriveRepoKeys(Buffer.from(master));
     for (const k of ['blobIdKey', 'gearBytes', 'blobKey', 'metaKey'] as const) expect(a[k].equals(b[k])).toBe(true);
@@ -373,9 +373,11 @@ describe('deriveRepoKeys', () => {
     expect(a.blobKey.length).toBe(32);
     expect(a.metaKey.length).toBe(32);
     expect(a.gearBytes.length).toBe(1024);
-    const keys = [a.blobIdKey, a.blobKey, a.metaKey, a.gearBytes.subarray(0, 32)].map((k) => k.toString('hex'));
-    expect(new Set(keys).size).toBe(4);
-    expect(new Set(Object.values(CONTEXTS)).size).toBe(4);
+    const keys = [a.blobIdKey, a.blobKey, a.metaKey, a.gearBytes.subarray(0, 32), a.idListKey, a.lockKey].map((k) => k.toString('hex'));
+    expect(new Set(keys).size).toBe(6);
+    expect(new Set(Object.values(CONTEXTS)).size).toBe(6);
+    expect(a.idListKey.equals(deriveKey(CONTEXTS.idList, master))).toBe(true);
+    expect(a.lockKey.equals(deriveKey(CONTEXTS.lock, master))).toBe(true);
     expect(a.blobIdKey.equals(deriveKey(CONTEXTS.blobId, master))).toBe(true);
     expect(a.blobKey.equals(deriveKey(CONTEXTS.blobEncryption, master))).toBe(true);
     expect(a.metaKey.equals(deriveKey(CONTEXTS.metadataEncryption, master))).toBe(true);

@@ -448,9 +448,9 @@ describe('index files', () => {
     const b = encodeIndex(packs);
     for (let n = 0; n < b.length; n++) expect(() => decodeIndex(b.subarray(0, n)), `length ${n}`).toThrow(IndexCorruptError);
     expect(() => decodeIndex(Buffer.concat([b, Buffer.alloc(1)]))).toThrow(/trailing/);
-    const v2 = Buffer.from(b);
-    v2.writeUInt32LE(2, 0);
-    expect(() => decodeIndex(v2)).toThrow(/version/);
+    const v3 = Buffer.from(b);
+    v3.writeUInt32LE(3, 0);
+    expect(() => decodeIndex(v3)).toThrow(/version/);
     const huge = Buffer.from(b);
     huge.writeUInt32LE(0xffffffff, 48); // blob count of the first pack
     expect(() => decodeIndex(huge)).toThrow(IndexCorruptError);

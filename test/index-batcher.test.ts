@@ -10,9 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { scratch } from './helpers.js';
 import { LocalBackend } from '../dist/src/storage/local.js';
 import { StorageError } from '../dist/src/storage/backend.js';
-import { IndexBatcher } from '../dist/src/repo/index-files.js';
-import { decodeFile } from '../dist/src/format/file.js';
-import { decodeIndex } from '../dist/src/format/index-file.js';
+import { decodeIndexFile, IndexBatcher } from '../dist/src/repo/index-files.js';
 import { deriveRepoKeys, newMasterSecret } from '../dist/src/crypto/keys.js';
 
 const { dir, cleanup } = scratch('coffer-index-batcher-');
@@ -30,7 +28,7 @@ describe('IndexBatcher', () => {
     const repo = path.join(dir, 'split');
     const backend = new LocalBackend(repo);
     await backend.create();
-    const b = new IndexBatcher(backend, keys.metaKey, 10);
+    const b = new IndexBatcher(backend, keys, 10);
     const packs = [pack(4), pack(4), pack(3), pack(12), pack(1), pack(2)];
     for (const p of packs) await b.add(p);
     // 4+4+3 ≥ 10 → file; 12 ≥ 10 → file; 1+2 waits for flush.
@@ -39,7 +37,7 @@ describe('IndexBatcher', () => {
     await b.flush(); // nothing left: no empty file
     expect(b.written).toHaveLength(3);
     expect(readdirSync(path.join(repo, 'index')).sort()).toEqual([...b.written].sort());
-    const decoded = b.written.map((name) => decodeIndex(decodeFile(keys.metaKey, 'index', readFileSync(path.join(repo, 'index', name)))));
+    const decoded = b.written.map((name) => decodeIndexFile(keys, readFileSync(path.join(repo, 'index', name))));
     expect(decoded.map((d) => d.map((p) => p.id))).toEqual([packs.slice(0, 3).map((p) => p.id), [packs[3].id], packs.slice(4).map((p) => p.id)]);
     expect(decoded.flat()).toEqual(packs);
   });
@@ -48,7 +46,7 @@ describe('IndexBatcher', () => {
     const repo = path.join(dir, 'fail');
     const inner = new LocalBackend(repo);
     await inner.create();
-    const empty = new IndexBatcher(inner, keys.metaKey);
+    const empty = new IndexBatcher(inner, keys);
     await empty.flush();
     expect(empty.written).toEqual([]);
     let failing = true;
@@ -58,11 +56,11 @@ describe('IndexBatcher', () => {
         return inner.write(...a);
       },
     }) as LocalBackend;
-    const b = new IndexBatcher(flaky, keys.metaKey, 5);
+    const b = new IndexBatcher(flaky, keys, 5);
     await expect(b.add(pack(6))).rejects.toMatchObject({ name: 'CofferError', code: 'STORAGE' });
     failing = false;
     await b.flush();
     expect(b.written).toHaveLength(1);
-    expect(decodeIndex(decodeFile(keys.metaKey, 'index', readFileSync(path.join(repo, 'index', b.written[0]))))).toHaveLength(1);
+    expect(decodeIndexFile(keys, readFileSync(path.join(repo, 'index', b.written[0])))).toHaveLength(1);
   });
 });

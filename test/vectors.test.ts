@@ -16,14 +16,18 @@ import { padme } from '../dist/src/format/padding.js';
 import { computeBlobId, openBlob } from '../dist/src/format/blob.js';
 import { decodeFile, decodeJsonFile } from '../dist/src/format/file.js';
 import { decodeConfig } from '../dist/src/format/config.js';
-import { decodeKeyMeta, parseKeyFile, unwrapMaster } from '../dist/src/format/keyfile.js';
+import { decodeKeyMeta, parseKeyFile, unwrapMaster, unwrapSlot } from '../dist/src/format/keyfile.js';
 import { decodePackHeader, decodePackTrailer, encodePackTail, TRAILER_BYTES } from '../dist/src/format/pack.js';
-import { decodeIndex, encodeIndex, type IndexedPack } from '../dist/src/format/index-file.js';
+import { decodeIndex, encodeIndex, encodeIndexV2, type IndexedPack } from '../dist/src/format/index-file.js';
 import { decodeTree, encodeTree, type TreeNode } from '../dist/src/format/tree.js';
 import { validateSnapshot } from '../dist/src/format/snapshot.js';
 import { FastCdc, chunkLengths } from '../dist/src/chunker/fastcdc.js';
 import { gearFromBytes } from '../dist/src/chunker/gear.js';
 import { ROOT } from './helpers.js';
+import { OWNER_CONTEXTS, openFromOwner, x25519, x25519Public } from '../dist/src/crypto/owner.js';
+import { decodeFileFromOwner } from '../dist/src/format/owner-file.js';
+import { decodeAnyPackTrailer } from '../dist/src/format/pack.js';
+import { decodeIndexFile, readIndexIds } from '../dist/src/repo/index-files.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const V: any = JSON.parse(readFileSync(path.join(ROOT, 'fixtures', 'vectors.json'), 'utf8'));
@@ -90,6 +94,8 @@ describe('fixtures/vectors.json', () => {
       chunker: 'coffer 2026-11 chunker gear table v1',
       blobEncryption: 'coffer 2026-11 blob encryption v1',
       metadataEncryption: 'coffer 2026-11 metadata encryption v1',
+      idList: 'coffer 2026-11 index id list v1',
+      lock: 'coffer 2026-11 lock v1',
     });
     expect(hex(deriveKey(V.keys.contexts.blobId, master))).toBe(V.keys.blobIdKey);
     expect(hex(deriveKey(V.keys.contexts.chunker, master))).toBe(V.keys.chunkerKey);
@@ -301,6 +307,87 @@ describe('fixtures/vectors.json', () => {
       expect(l).toBeGreaterThan(c.params.minSize);
       expect(l).toBeLessThanOrEqual(c.params.maxSize);
     }
+  });
+});
+
+describe('fixtures/vectors.json: key chain after a rotation (section 6.4)', () => {
+  it('a slot wrapping M_0 ‖ M_1 opens to both; epoch 1 keys come from M_1, blob ids stay M_0', async () => {
+    const C = V.keyChain;
+    const kdf = V.keyFile.kdf as KdfParams;
+    expect(hex(await deriveKek(Buffer.from(V.keyFile.passphrase), kdf))).toBe(C.kek);
+    const canon = JSON.stringify({ algorithm: kdf.algorithm, memoryKiB: kdf.memoryKiB, iterations: kdf.iterations, parallelism: kdf.parallelism, salt: kdf.salt });
+    expect(C.wrapAad).toBe('coffer-key-chain-v1' + canon);
+    const opened = open(hx(C.kek), Buffer.from(C.wrapped, 'base64'), Buffer.from(C.wrapAad));
+    expect(hex(opened)).toBe(V.keys.master + C.master1);
+    const got = unwrapSlot(hx(C.kek), { coffer_key: 1, kdf, wrapped: C.wrapped, meta: '' }) as { master: Buffer; older: Buffer[] };
+    expect(hex(got.master)).toBe(C.master1);
+    expect(got.older.map(hex)).toEqual([V.keys.master]);
+    const k = deriveRepoKeys([master, hx(C.master1)]);
+    expect(k.epoch).toBe(1);
+    expect(hex(k.blobIdKey)).toBe(V.keys.blobIdKey);
+    expect(hex(k.blobKey)).toBe(C.epoch1.blobKey);
+    expect(hex(k.metaKey)).toBe(C.epoch1.metaKey);
+    expect(hex(k.idListKey)).toBe(C.epoch1.idListKey);
+    expect(hex(k.lockKey)).toBe(C.epoch1.lockKey);
+    expect(hex(k.ownerPub)).toBe(C.epoch1.ownerPub);
+    expect(hex(deriveKey(CONTEXTS.metadataEncryption, hx(C.master1)))).toBe(C.epoch1.metaKey);
+    expect(hex(k.past[0].metaKey)).toBe(V.keys.metaKey);
+  });
+});
+
+describe('fixtures/vectors.json: write-only objects (sections 2, 9, 10, 16)', () => {
+  const W = V.writeOnly;
+  it('owner key pair, ephemeral key, K and its keys', () => {
+    expect(W.ownerContexts).toEqual(OWNER_CONTEXTS);
+    expect(hex(deriveKey(CONTEXTS.idList, master))).toBe(W.idListKey);
+    expect(hex(deriveKey(CONTEXTS.lock, master))).toBe(W.lockKey);
+    expect(hex(keys.ownerSecret)).toBe(W.ownerSecret);
+    expect(hex(x25519Public(hx(W.ownerSecret)))).toBe(W.ownerPub);
+    expect(hex(keys.wrapKey)).toBe(W.wrapKey);
+    expect(hex(deriveKey(W.ownerContexts.wrap, hx(W.ownerPub)))).toBe(W.wrapKey);
+    expect(hex(x25519Public(hx(W.ephSecret)))).toBe(W.ephPub);
+    expect(hex(x25519(hx(W.ephSecret), hx(W.ownerPub)))).toBe(W.shared);
+    expect(hex(x25519(hx(W.ownerSecret), hx(W.ephPub)))).toBe(W.shared);
+    expect(hex(deriveKey(W.ownerContexts.object, Buffer.concat([hx(W.shared), hx(W.ephPub), hx(W.ownerPub)])))).toBe(W.K);
+    const k = openFromOwner(keys.ownerSecret, keys.ownerPub, hx(W.ephPub));
+    expect(hex(k.blobKey)).toBe(W.blobKey);
+    expect(hex(k.metaKey)).toBe(W.metaKey);
+    expect(hex(seal(hx(W.wrapKey), hx(W.ephPub), Buffer.from('coffer-wo-eph-v1'), hx(W.ephBoxNonce)))).toBe(W.ephBox);
+  });
+
+  it('snapshot file sealed to the owner', () => {
+    const stored = hx(W.snapshot.stored);
+    expect(padme(stored.length)).toBe(stored.length);
+    expect(hex(stored.subarray(0, 72))).toBe(W.ephBox);
+    expect(hex(open(hx(W.metaKey), stored.subarray(72), Buffer.from('coffer-file-v1:snapshot')))).toBe(W.snapshot.plaintext);
+    expect(decodeFileFromOwner(keys, 'snapshot', stored).toString()).toBe(W.snapshot.body);
+  });
+
+  it('pack with the 88-byte trailer', () => {
+    const pack = hx(W.pack.pack);
+    expect(hex(plainHash(pack))).toBe(W.pack.id);
+    expect(padme(pack.length)).toBe(pack.length);
+    expect(hex(open(hx(W.wrapKey), pack.subarray(pack.length - 88), Buffer.from('coffer-pack-trailer-wo-v1')))).toBe(W.pack.trailerPlaintext);
+    const t = decodeAnyPackTrailer(keys, pack.subarray(pack.length - 88), pack.length);
+    expect(hex(t.ephPub!)).toBe(W.ephPub);
+    const [e] = decodePackHeader(hx(W.metaKey), pack.subarray(t.offset, t.offset + t.length), t.offset);
+    expect(e.id).toBe(W.pack.blobId);
+    expect(openBlob({ blobKey: hx(W.blobKey), blobIdKey: keys.blobIdKey }, 'data', e.id, pack.subarray(0, e.length), e.rawLength).toString()).toBe(W.pack.blobPlaintext);
+  });
+
+  it('index file version 2 (id list outside, packs with key references inside)', () => {
+    const stored = hx(W.indexV2.stored);
+    const plain = open(hx(W.idListKey), stored, Buffer.from('coffer-file-v1:idlist'));
+    const n = plain.readUInt32LE(1);
+    expect(hex(plain.subarray(5, 5 + n))).toBe(W.indexV2.outerBody);
+    expect(readIndexIds(hx(W.idListKey), stored)!.map((b) => b.id)).toEqual([...V.index.packs[0].blobs.map((b: { id: string }) => b.id), W.pack.blobId]);
+    const packs = decodeIndexFile(keys, stored);
+    const v2 = encodeIndexV2(packs);
+    expect(hex(v2.ids)).toBe(W.indexV2.ids);
+    expect(hex(v2.body)).toBe(W.indexV2.body);
+    expect(hex(Buffer.concat([Buffer.from('coffer-index-v2'), plainHash(v2.ids)]))).toBe(W.indexV2.innerAad);
+    expect(hex(packs[1].ref!)).toBe(W.ephPub);
+    expect(packs[0].ref).toBeUndefined();
   });
 });
 

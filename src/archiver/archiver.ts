@@ -25,6 +25,7 @@ import type { DirListings } from './prefetch.js';
 import { Semaphore } from '../util/semaphore.js';
 import type { EntryFilter } from './select.js';
 import { VERSION } from '../version.js';
+import { WriteOnlyState } from './write-only-state.js';
 
 /**
  * Progress of a running backup, passed to `onProgress` (at most ten times a second).
@@ -258,6 +259,8 @@ export class Archiver {
   private readonly pendingFiles = new Semaphore(4096);
   /** Parent trees that failed to load: saved again if this backup produces them. */
   private readonly unreadableTrees = new Set<string>();
+  /** With a write-only key: the local state that stands in for the parent snapshot. */
+  private readonly local?: WriteOnlyState;
 
   constructor(
     private readonly repo: Repository,
@@ -265,12 +268,13 @@ export class Archiver {
   ) {
     this.packer = new Packer(
       repo.backend,
-      repo.keys.metaKey,
+      repo.writeKeys(),
       repo.config.packSize,
       // Remote backends take several uploads at once (each in flight holds one pack buffer).
       { maxWrites: Math.min(3, repo.backend.connections ?? 1) },
       { indexWritten: (name, packs) => repo.cache.addIndexFile(name, packs) },
     );
+    if (repo.writeOnly) this.local = new WriteOnlyState(repo.writeOnlyCacheKey!, repo.writeOnlyStateDir);
     this.pipeline = new DataPipeline(repo, this.packer, (n) => {
       this.progress.bytesDone += n;
       this.report();
@@ -377,6 +381,7 @@ export class Archiver {
     // written) must still stop the snapshot from being saved.
     this.checkAbort();
     const id = await this.repo.saveSnapshot(data);
+    this.local?.save(hostname, paths, id, data.time, rootId);
     return { snapshot: { ...data, id }, incomplete: this.progress.errors > 0 };
   }
 
@@ -395,8 +400,19 @@ export class Archiver {
     return [...new Set(out)].sort();
   }
 
-  private async findParent(hostname: string, paths: string[]): Promise<Snapshot | undefined> {
+  /** The key parent nodes are matched by: the name, or (write-only) its keyed hash, as the local state keeps it. */
+  private parentName(name: Buffer): Buffer {
+    return this.local ? this.local.nameKey(name) : name;
+  }
+
+  private async findParent(hostname: string, paths: string[]): Promise<Pick<Snapshot, 'id' | 'tree'> | undefined> {
     if (this.opts.parent === null) return undefined;
+    if (this.local) {
+      // A write-only key cannot read snapshots: its own last backup of these paths, from its local state.
+      if (this.opts.parent !== undefined) throw new CofferError('INVALID_ARGUMENT', 'a write-only key cannot read snapshots: --parent is not available (it uses its own last backup)');
+      this.local.load(hostname, paths);
+      return this.local.parentId && this.local.parentRoot ? { id: this.local.parentId as Snapshot['id'], tree: this.local.parentRoot } : undefined;
+    }
     if (this.opts.parent !== undefined) return this.repo.findSnapshot(this.opts.parent);
     const key = JSON.stringify(paths);
     const all = await this.repo.listSnapshots();
@@ -405,6 +421,7 @@ export class Archiver {
 
   private async loadTree(id: string | undefined): Promise<TreeNode[] | undefined> {
     if (!id) return undefined;
+    if (this.local) return this.local.tree(id);
     try {
       return decodeTree(await this.repo.loadBlob('tree', id));
     } catch {
@@ -422,7 +439,8 @@ export class Archiver {
     for (const [name, child] of [...t.children].sort((a, b) => compareNames(Buffer.from(a[0]), Buffer.from(b[0])))) {
       const nameBuf = Buffer.from(name);
       const p = joinPath(dir, nameBuf);
-      const prev = parentNodes?.find((n) => n.name.equals(nameBuf));
+      const key = this.parentName(nameBuf);
+      const prev = parentNodes?.find((n) => n.name.equals(key));
       if (child.target) {
         entries.push(await this.entry(p, nameBuf, prev, undefined));
         continue;
@@ -482,7 +500,7 @@ export class Archiver {
     const entries: Done[] = [];
     for (const i of order) {
       const name = names[i];
-      entries.push(await this.entry(joinPath(dir, name), name, byName.get(name.toString('latin1')), targetDev, scan?.meta(i)));
+      entries.push(await this.entry(joinPath(dir, name), name, byName.get(this.parentName(name).toString('latin1')), targetDev, scan?.meta(i)));
     }
     this.knownContent = outerKnown;
     this.progress.dirsDone++;
@@ -733,9 +751,10 @@ export class Archiver {
   private async saveTree(nodes: TreeNode[]): Promise<string> {
     const bytes = encodeTree(nodes);
     const id = computeBlobId(this.repo.keys.blobIdKey, bytes).toString('hex');
+    this.local?.record(id, nodes);
     if (!this.repo.hasBlob('tree', id) || this.unreadableTrees.delete(id)) {
       this.repo.noteSaved('tree', id);
-      const sealed = sealBlob(this.repo.keys.blobKey, 'tree', Buffer.from(id, 'hex'), bytes, this.repo.config.compressionLevel);
+      const sealed = sealBlob(this.repo.writeKeys().pack.blobKey, 'tree', Buffer.from(id, 'hex'), bytes, this.repo.config.compressionLevel);
       await this.packer.add('tree', id, sealed, bytes.length);
       this.counters.treeBlobs++;
       this.counters.treeAdded += bytes.length;

@@ -18,7 +18,7 @@ export interface BlobLocation {
   rawLength: number;
 }
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 /** Ids per knownOf() query, largest first. */
 const KNOWN_ARITIES = [64, 16, 4, 1];
 
@@ -46,7 +46,7 @@ export class IndexCache {
       db.exec(`
         DROP TABLE IF EXISTS index_files; DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs; DROP TABLE IF EXISTS snapshots;
         CREATE TABLE index_files (name TEXT PRIMARY KEY) WITHOUT ROWID;
-        CREATE TABLE packs (id BLOB NOT NULL, index_file TEXT NOT NULL, length INTEGER NOT NULL, PRIMARY KEY (id, index_file)) WITHOUT ROWID;
+        CREATE TABLE packs (id BLOB NOT NULL, index_file TEXT NOT NULL, length INTEGER NOT NULL, ref BLOB, PRIMARY KEY (id, index_file)) WITHOUT ROWID;
         CREATE INDEX packs_by_file ON packs (index_file);
         CREATE TABLE blobs (id BLOB NOT NULL, type INTEGER NOT NULL, pack BLOB NOT NULL, offset INTEGER NOT NULL,
                             length INTEGER NOT NULL, raw_length INTEGER NOT NULL, PRIMARY KEY (id, type, pack)) WITHOUT ROWID;
@@ -58,7 +58,8 @@ export class IndexCache {
     this.stmts = {
       indexFiles: db.prepare('SELECT name FROM index_files').pluck(),
       addIndexFile: db.prepare('INSERT OR IGNORE INTO index_files (name) VALUES (?)'),
-      addPack: db.prepare('INSERT OR IGNORE INTO packs (id, index_file, length) VALUES (?, ?, ?)'),
+      addPack: db.prepare('INSERT OR IGNORE INTO packs (id, index_file, length, ref) VALUES (?, ?, ?, ?)'),
+      packRef: db.prepare('SELECT ref FROM packs WHERE id = ? LIMIT 1').pluck(),
       addBlob: db.prepare('INSERT OR IGNORE INTO blobs (id, type, pack, offset, length, raw_length) VALUES (?, ?, ?, ?, ?, ?)'),
       packsOfFile: db.prepare('SELECT id FROM packs WHERE index_file = ?').pluck(),
       delPacksOfFile: db.prepare('DELETE FROM packs WHERE index_file = ?'),
@@ -98,7 +99,7 @@ export class IndexCache {
       this.stmts.addIndexFile.run(name);
       for (const p of packs) {
         const pid = Buffer.from(p.id, 'hex');
-        this.stmts.addPack.run(pid, name, p.length);
+        this.stmts.addPack.run(pid, name, p.length, p.ref?.length ? p.ref : null);
         for (const b of p.blobs) this.stmts.addBlob.run(Buffer.from(b.id, 'hex'), BLOB_TYPE_CODE[b.type], pid, b.offset, b.length, b.rawLength);
       }
     })();
@@ -132,7 +133,7 @@ export class IndexCache {
         this.stmts.addIndexFile.run(name);
         for (const p of packs) {
           const pid = Buffer.from(p.id, 'hex');
-          this.stmts.addPack.run(pid, name, p.length);
+          this.stmts.addPack.run(pid, name, p.length, p.ref?.length ? p.ref : null);
           for (const b of p.blobs) st.stage.run(Buffer.from(b.id, 'hex'), BLOB_TYPE_CODE[b.type], pid, b.offset, b.length, b.rawLength);
         }
       }
@@ -158,6 +159,12 @@ export class IndexCache {
       for (const p of packs) if (!this.stmts.packStillListed.get(p)) this.stmts.delBlobsOfPack.run(p);
       this.stmts.delIndexFile.run(name);
     })();
+  }
+
+  /** The key reference of a pack (undefined: the repository's own keys). */
+  packRef(packId: string): Buffer | undefined {
+    const r = this.stmts.packRef.get(Buffer.from(packId, 'hex')) as Buffer | null | undefined;
+    return r ?? undefined;
   }
 
   lookup(type: BlobType, id: string): BlobLocation | undefined {

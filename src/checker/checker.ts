@@ -6,7 +6,7 @@
  * it references is indexed. With readData: every pack is read whole, its name
  * checked against its content hash, and every blob decrypted and verified.
  */
-import { decodePackHeader, decodePackTrailer, TRAILER_BYTES, type PackEntry } from '../format/pack.js';
+import type { PackEntry } from '../format/pack.js';
 import { decodeTree } from '../format/tree.js';
 import type { Repository } from '../repo/repository.js';
 import type { PackId } from '../ids.js';
@@ -204,11 +204,10 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
 }
 
 async function readHeader(repo: Repository, id: PackId, size: number): Promise<PackEntry[]> {
-  if (size < TRAILER_BYTES) throw new Error('pack is truncated');
-  const trailer = await repo.backend.read({ type: 'data', name: id }, { offset: size - TRAILER_BYTES, length: TRAILER_BYTES });
-  const loc = decodePackTrailer(repo.keys.metaKey, trailer, size);
-  const header = await repo.backend.read({ type: 'data', name: id }, { offset: loc.offset, length: loc.length });
-  return decodePackHeader(repo.keys.metaKey, header, loc.offset);
+  const { entries, ref } = await repo.readPackHeader(id, size);
+  const indexed = repo.cache.packRef(id);
+  if (!(ref ?? Buffer.alloc(0)).equals(indexed ?? Buffer.alloc(0))) throw new Error('pack is sealed with other keys than the index says');
+  return entries;
 }
 
 /** The snapshot walk runs this long at a time before letting the pack phase go on. */
@@ -266,6 +265,7 @@ async function readPack(repo: Repository, id: PackId, size: number, entries: Pac
   const obj = `data/${id}`;
   const h = { type: 'data', name: id } as const;
   const items: OpenItem[] = entries.map((e) => ({ offset: e.offset, length: e.length, type: e.type, id: e.id, rawLength: e.rawLength }));
+  const key = repo.blobKeyFor(id);
   let r;
   if (pool && repo.backend.readInto && size <= pool.size) {
     const buf = await pool.acquire();
@@ -273,14 +273,14 @@ async function readPack(repo: Repository, id: PackId, size: number, entries: Pac
     let back = buf.buffer as ArrayBuffer;
     try {
       const n = await repo.backend.readInto(h, buf);
-      r = await repo.workers().verifyPack(back, items, n);
+      r = await repo.workers().verifyPack(back, items, n, key);
       back = r.buf;
     } finally {
       pool.release(back);
     }
   } else {
     const whole = await repo.backend.read(h);
-    r = await repo.workers().verifyPack(ownedArrayBuffer(whole), items);
+    r = await repo.workers().verifyPack(ownedArrayBuffer(whole), items, undefined, key);
   }
   if (r.hash !== id) problem(obj, 'pack content does not match its name');
   r.errors.forEach((err, k) => {

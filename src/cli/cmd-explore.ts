@@ -12,8 +12,7 @@ import { parseTimeArg } from './time-arg.js';
 import type { Repository } from '../repo/repository.js';
 import type { Snapshot } from '../format/snapshot.js';
 import type { TreeNode } from '../format/tree.js';
-import { decodeIndex } from '../format/index-file.js';
-import { decodeFile } from '../format/file.js';
+import { decodeIndexFile } from '../repo/index-files.js';
 import { decodeKeyMeta, parseKeyFile } from '../format/keyfile.js';
 import { storageFailure } from '../repo/repository.js';
 import { findPath, loadTree, openFileStream, walkTree } from '../explore/tree-walk.js';
@@ -382,7 +381,7 @@ export async function cmdCat(gl: GlobalOptions, what: string, id: string | undef
         const stored = await repo.readVerified({ type: 'index', name });
         let packs;
         try {
-          packs = decodeIndex(decodeFile(repo.keys.metaKey, 'index', stored));
+          packs = decodeIndexFile(repo.keys, stored);
         } catch {
           throw new CofferError('INTEGRITY', `integrity check failed: index/${name} is damaged`);
         }

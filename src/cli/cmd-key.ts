@@ -1,13 +1,24 @@
-/** `coffer key …`: list, add (passphrase or --recovery), passwd, remove. Key files only; data is never re-encrypted. */
+/**
+ * `coffer key …`: list, add (passphrase, --recovery or --write-only), passwd,
+ * remove (key files only), rotate (a new master secret) and reencrypt (data
+ * of older key epochs). Every key command holds the repository lock: shared
+ * for list, exclusive for the others.
+ */
 import type { Command } from 'commander';
 import { openBackend } from '../storage/location.js';
 import { KeyAdmin, type KeyListEntry } from '../repo/key-admin.js';
+import type { RepoSecret } from '../repo/keyring.js';
 import { localTime, table } from './format.js';
 import { readNewPassword } from './password.js';
 import { lowCostKdfAllowed } from '../crypto/kdf.js';
-import { Output, readSecret, repoLocation, warnIfWeakKey, wipeSecret, type GlobalOptions } from './context.js';
+import { openRepo, Output, readSecret, repoLocation, warnIfWeakKey, wipeSecret, type GlobalOptions } from './context.js';
+import { lockRepository, withLock, type RepoLock } from '../repo/lock.js';
+import { reencrypt } from '../lifecycle/reencrypt.js';
+import { CofferError } from '../errors.js';
+import { StorageError } from '../storage/backend.js';
 
-async function withAdmin<T>(g: GlobalOptions, f: (a: KeyAdmin) => Promise<T>): Promise<T> {
+/** Opens the key admin and holds the repository lock (exclusive, or shared) while `f` runs. */
+async function withAdmin<T>(g: GlobalOptions, f: (a: KeyAdmin) => Promise<T>, exclusive = true): Promise<T> {
   const backend = openBackend(repoLocation(g));
   const secret = await readSecret(g);
   let admin: KeyAdmin;
@@ -17,9 +28,20 @@ async function withAdmin<T>(g: GlobalOptions, f: (a: KeyAdmin) => Promise<T>): P
     wipeSecret(secret);
   }
   warnIfWeakKey(g, admin.weakKey);
+  let lock: RepoLock | undefined;
   try {
-    return await f(admin);
+    try {
+      lock = await lockRepository({ backend, keys: admin.lockKeys }, { exclusive });
+    } catch (e) {
+      // Listing keys on read-only storage: go on without a lock.
+      const readOnly = e instanceof CofferError && e.cause instanceof StorageError && e.cause.kind === 'permission';
+      if (exclusive || !readOnly) throw e;
+    }
+    const r = await f(admin);
+    lock?.throwIfLost();
+    return r;
   } finally {
+    await lock?.release();
     admin.close();
   }
 }
@@ -30,7 +52,7 @@ function keyJson(k: KeyListEntry) {
 
 export async function cmdKeyList(g: GlobalOptions): Promise<number> {
   const out = new Output(g);
-  const keys = await withAdmin(g, (a) => a.list());
+  const keys = await withAdmin(g, (a) => a.list(), false);
   if (out.json) {
     out.emit(keys.map(keyJson));
     return 0;
@@ -47,8 +69,27 @@ const RECOVERY_WARNING = [
   'it or a password nobody can - not you, not the storage provider, not the coffer authors.',
 ];
 
-export async function cmdKeyAdd(g: GlobalOptions, o: { label?: string; recovery?: boolean; newPasswordFile?: string }): Promise<number> {
+export async function cmdKeyAdd(g: GlobalOptions, o: { label?: string; recovery?: boolean; writeOnly?: boolean; newPasswordFile?: string }): Promise<number> {
   const out = new Output(g);
+  if (o.recovery && o.writeOnly) throw new CofferError('INVALID_ARGUMENT', '--recovery and --write-only cannot be combined');
+  if (o.writeOnly) {
+    const r = await withAdmin(g, async (a) => {
+      const pw = await readNewPassword(o.newPasswordFile);
+      try {
+        return await a.addWriteOnly(pw, o.label ?? 'write-only key');
+      } finally {
+        pw.fill(0);
+      }
+    });
+    if (lowCostKdfAllowed()) out.warn('COFFER_TEST_LOW_KDF=1: the new key uses the weak test KDF setting; never use it for real data');
+    if (out.json) out.emit({ message_type: 'key_added', id: r.id, kind: 'write-only', upgraded_index_files: r.upgradedIndexFiles });
+    else {
+      out.info(`added write-only key ${r.id.slice(0, 8)}: it can back up, but not read, restore or delete anything`);
+      if (r.upgradedIndexFiles) out.info(`rewrote ${r.upgradedIndexFiles} older index files so that write-only keys can deduplicate against them`);
+      out.info('to keep a host with this key from deleting data, give it storage that only allows adding (e.g. rest-server --append-only)');
+    }
+    return 0;
+  }
   if (o.recovery) {
     const { id, code } = await withAdmin(g, (a) => a.addRecovery(o.label ?? 'recovery key'));
     if (out.json) {
@@ -97,22 +138,86 @@ export async function cmdKeyRemove(g: GlobalOptions, ref: string): Promise<numbe
   return 0;
 }
 
+const ROTATE_NOTE = [
+  'Key rotation draws a new master secret: everything written from now on is sealed with it, so an old',
+  'passphrase, recovery key or copied key file cannot read it. It writes one new key slot (the new password)',
+  'and removes every other slot: add recovery keys, other passwords and write-only keys again afterwards.',
+  'Data already stored stays readable with the old secrets until re-encrypted ("coffer key reencrypt").',
+];
+
+export async function cmdKeyRotate(g: GlobalOptions, o: { label?: string; yes?: boolean; reencrypt?: boolean; newPasswordFile?: string }, signal: AbortSignal): Promise<number> {
+  const out = new Output(g);
+  let newPw: Buffer | undefined;
+  try {
+    return await rotateWith(g, o, signal, out, (pw) => (newPw = pw));
+  } finally {
+    newPw?.fill(0);
+  }
+}
+
+async function rotateWith(
+  g: GlobalOptions,
+  o: { label?: string; yes?: boolean; reencrypt?: boolean; newPasswordFile?: string },
+  signal: AbortSignal,
+  out: Output,
+  keep: (pw: Buffer) => void,
+): Promise<number> {
+  let pwKept: Buffer | undefined;
+  const r = await withAdmin(g, async (a) => {
+    const others = (await a.list()).filter((k) => !k.current);
+    if (others.length && !o.yes) {
+      const names = others.map((k) => `${k.id.slice(0, 8)} (${k.kind}${k.label ? `, ${k.label}` : ''})`).join(', ');
+      throw new CofferError('INVALID_ARGUMENT', `key rotate removes every other key slot (${names}); run it again with --yes to go on`);
+    }
+    const pw = await readNewPassword(o.newPasswordFile);
+    keep(pw);
+    pwKept = pw;
+    return a.rotate(pw, o.label ?? 'rotated key');
+  });
+  if (lowCostKdfAllowed()) out.warn('COFFER_TEST_LOW_KDF=1: the new key uses the weak test KDF setting; never use it for real data');
+  if (out.json && !o.reencrypt) out.emit({ message_type: 'key_rotated', id: r.newId, epoch: r.epoch, removed: r.removed.map((k) => k.id), index_files_rewritten: r.indexFilesRewritten });
+  else {
+    for (const line of ROTATE_NOTE) out.info(line);
+    out.info(`rotated to key epoch ${r.epoch}: new key ${r.newId.slice(0, 8)}; removed ${r.removed.length} old key slot${r.removed.length === 1 ? '' : 's'}; rewrote ${r.indexFilesRewritten} index files`);
+  }
+  if (!o.reencrypt) return 0;
+  // The new password opens the repository from here on.
+  return cmdKeyReencrypt(g, signal, { kind: 'passphrase', passphrase: Buffer.from(pwKept!) });
+}
+
+export async function cmdKeyReencrypt(g: GlobalOptions, signal: AbortSignal, secret?: RepoSecret): Promise<number> {
+  const out = new Output(g);
+  const repo = await openRepo(g, { secret });
+  try {
+    const r = await withLock(repo, true, (lock) => reencrypt(repo, { signal: AbortSignal.any([signal, lock.signal]), onPhase: () => lock.throwIfLost() }));
+    if (out.json) out.emit({ message_type: 'key_reencrypted', epoch: repo.keys.epoch, packs_repacked: r.plan.repack.length, snapshots_rewritten: r.snapshots });
+    else out.info(`re-encrypted under key epoch ${repo.keys.epoch}: ${r.plan.repack.length} packs repacked, ${r.snapshots} snapshot files rewritten`);
+    return 0;
+  } finally {
+    await repo.close();
+  }
+}
+
 /** Adds `coffer key …` to the program. `globals` adds the shared options to a command. */
-export function registerKeyCommands(p: Command, globals: (c: Command) => Command, run: (job: Promise<number>) => void): void {
+export function registerKeyCommands(p: Command, globals: (c: Command) => Command, run: (job: Promise<number>) => void, signal: AbortSignal = new AbortController().signal): void {
   const g = (cmd: Command) => cmd.optsWithGlobals() as GlobalOptions;
   const key = p
     .command('key')
-    .description('manage the passphrases and recovery keys that open the repository (never re-encrypts data)')
-    .addHelpText('after', '\nExamples:\n  coffer key list\n  coffer key add --label laptop\n  coffer key add --recovery\n  coffer key passwd\n  coffer key remove 1a2b3c4d');
+    .description('manage the passphrases, recovery keys and write-only keys that open the repository; rotate the master secret')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  coffer key list\n  coffer key add --label laptop\n  coffer key add --recovery\n  coffer key add --write-only --label web-server\n  coffer key passwd\n  coffer key remove 1a2b3c4d\n  coffer key rotate --yes --reencrypt',
+    );
   const newPw = '--new-password-file <file>';
   const newPwHelp = 'read the new password from a file (env: COFFER_NEW_PASSWORD; default: prompt twice)';
   globals(key.command('list').description('list key slots: id, kind, creation time, label')).action((o, cmd) => run(cmdKeyList(g(cmd))));
   globals(
     key
       .command('add')
-      .description('add a passphrase (or, with --recovery, a generated recovery key)')
+      .description('add a passphrase (or, with --recovery, a generated recovery key; with --write-only, a backup-only key)')
       .option('--label <text>', 'label stored encrypted with the key')
       .option('--recovery', 'generate a recovery key instead, and print it once')
+      .option('--write-only', 'add a write-only key: it can only back up (it cannot read, restore, list or delete anything)')
       .option(newPw, newPwHelp),
   ).action((o, cmd) => run(cmdKeyAdd(g(cmd), o)));
   globals(
@@ -127,4 +232,20 @@ export function registerKeyCommands(p: Command, globals: (c: Command) => Command
       .description('remove a key slot (not the one in use, nor the last one)')
       .argument('<id>', 'key id or unique prefix (see "coffer key list")'),
   ).action((ref, o, cmd) => run(cmdKeyRemove(g(cmd), ref)));
+  globals(
+    key
+      .command('rotate')
+      .description('draw a new master secret for everything written from now on; keeps one key slot (a new password), removes the others')
+      .option('--label <text>', 'label of the new key slot')
+      .option('--yes', 'go on although other key slots will be removed')
+      .option('--reencrypt', 'then re-encrypt existing data under the new secret (as "coffer key reencrypt")')
+      .option(newPw, newPwHelp)
+      .addHelpText('after', '\nExamples:\n  coffer key rotate --yes\n  coffer key rotate --yes --reencrypt --new-password-file new.txt'),
+  ).action((o, cmd) => run(cmdKeyRotate(g(cmd), o, signal)));
+  globals(
+    key
+      .command('reencrypt')
+      .description('re-encrypt packs and snapshot files of older key epochs under the current keys (resumable; exclusive lock)')
+      .addHelpText('after', '\nExamples:\n  coffer key reencrypt'),
+  ).action((o, cmd) => run(cmdKeyReencrypt(g(cmd), signal)));
 }

@@ -67,10 +67,16 @@ export async function cmdBackup(
   const prefetched = sel.stdin ? undefined : prefetchListings(sel.paths, sel.filter);
   let repo: Repository;
   try {
-    repo = await openRepo(g);
+    repo = await openRepo(g, { allowWriteOnly: true });
   } catch (e) {
     prefetched?.stop();
     throw e;
+  }
+  if (repo.legacyIndexFiles) {
+    out.warn(
+      `${repo.legacyIndexFiles} index files were written by an older coffer: a write-only key cannot see their blobs and stores them again; ` +
+        'upgrade them with a full key ("coffer key add --write-only" or "coffer prune" does it)',
+    );
   }
   const progress = new ProgressLine(!g.quiet && !g.json);
   // --json --quiet prints the summary only (as restic does), so nothing needs the totals scan.

@@ -126,17 +126,22 @@ export function openRepoBackend(g: GlobalOptions): Backend {
   });
 }
 
-/** `indexWarnings: false`: the command reports damaged index files itself (check). */
-export async function openRepo(g: GlobalOptions, o: { indexWarnings?: boolean } = {}): Promise<Repository> {
+/**
+ * `indexWarnings: false`: the command reports damaged index files itself (check).
+ * `allowWriteOnly`: only `backup` accepts a write-only key; every other command fails with WRITE_ONLY_KEY (exit 12).
+ * `secret`: open with this instead of asking (wiped afterwards).
+ */
+export async function openRepo(g: GlobalOptions, o: { indexWarnings?: boolean; allowWriteOnly?: boolean; secret?: RepoSecret } = {}): Promise<Repository> {
   const backend = openRepoBackend(g);
   let repo: Repository;
   try {
-    const secret = await readSecret(g);
+    const secret = o.secret ?? (await readSecret(g));
     try {
       repo = await Repository.open(backend, secret, {
         cacheDir: g.cacheDir ?? process.env.COFFER_CACHE_DIR,
         noCache: g.cache === false || envFlag('COFFER_NO_CACHE') === true,
         threads: threadCount(g.threads),
+        allowWriteOnly: o.allowWriteOnly,
         onWarning: o.indexWarnings === false ? undefined : (w) => new Output(g).warn(w.message),
       });
     } finally {

@@ -104,7 +104,7 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
       .addHelpText('after', '\nExit code 13 when a problem is found.\n\nExamples:\n  coffer check\n  coffer check --read-data'),
   ).action((o, cmd) => run(cmdCheck(g(cmd), o, signal)));
 
-  registerKeyCommands(p, globals, run);
+  registerKeyCommands(p, globals, run, signal);
   registerExploreCommands(p, globals, run, signal);
   registerCopy(p, globals, g, run, signal);
   registerLifecycle(p, globals, run, signal);

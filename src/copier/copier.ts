@@ -123,7 +123,7 @@ class Copier {
     this.cdc = new FastCdc(dst.config.chunker, gearFromBytes(dst.keys.gearBytes));
     this.packer = new Packer(
       dst.backend,
-      dst.keys.metaKey,
+      dst.writeKeys(),
       dst.config.packSize,
       { maxWrites: Math.min(3, dst.backend.connections ?? 1) },
       { indexWritten: (name, packs) => dst.cache.addIndexFile(name, packs) },

@@ -12,7 +12,7 @@ import { open, seal, AuthenticationError, SEAL_OVERHEAD } from '../crypto/aead.j
 import { compressIfSmaller, decompressExact, frameContentSize } from '../compress.js';
 import { padme } from './padding.js';
 
-export type FileKind = 'config' | 'keymeta' | 'index' | 'snapshot' | 'lock';
+export type FileKind = 'config' | 'keymeta' | 'index' | 'snapshot' | 'lock' | 'idlist' | 'wostate';
 
 const HEADER = 5;
 const MAX_BODY = 1 << 30;
@@ -28,11 +28,16 @@ function aad(kind: FileKind): Buffer {
   return Buffer.from(`coffer-file-v1:${kind}`);
 }
 
-export function encodeFile(metaKey: Uint8Array, kind: FileKind, body: Uint8Array): Buffer {
+/**
+ * `prefix`: bytes the caller stores before the sealed file (the ephemeral
+ * key box of a file sealed to the owner); the padding then brings the
+ * whole object to Padmé.
+ */
+export function encodeFile(metaKey: Uint8Array, kind: FileKind, body: Uint8Array, prefix = 0): Buffer {
   const z = compressIfSmaller(body, 3);
   const payload = z ?? body;
   const used = HEADER + payload.length;
-  const plaintext = Buffer.alloc(padme(used + SEAL_OVERHEAD) - SEAL_OVERHEAD);
+  const plaintext = Buffer.alloc(padme(prefix + used + SEAL_OVERHEAD) - SEAL_OVERHEAD - prefix);
   plaintext[0] = z ? 1 : 0;
   plaintext.writeUInt32LE(payload.length, 1);
   Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).copy(plaintext, HEADER);

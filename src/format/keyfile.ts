@@ -14,7 +14,7 @@ import { decodeJsonFile, encodeJsonFile } from './file.js';
 export interface KeyMeta {
   label: string;
   created: string;
-  kind: 'passphrase' | 'recovery';
+  kind: 'passphrase' | 'recovery' | 'write-only';
 }
 
 /** 4 GiB: more than any sane key, less than a denial of service. */
@@ -48,11 +48,26 @@ function kdfAad(kdf: KeyKdf): Buffer {
   return Buffer.concat([Buffer.from('coffer-key-v1'), Buffer.from(canon)]);
 }
 
-export function encodeKeyFile(kek: Uint8Array, kdf: KeyKdf, master: Uint8Array, metaKey: Uint8Array, meta: KeyMeta): Buffer {
+/** Associated data of a write-only slot's wrapped bundle (so a bundle can never be taken for a master secret). */
+function writeOnlyAad(kdf: KeyKdf): Buffer {
+  return Buffer.concat([Buffer.from('coffer-key-wo-v1'), kdfAad(kdf).subarray('coffer-key-v1'.length)]);
+}
+
+/** Associated data of a slot that wraps a key chain M_0 ‖ … ‖ M_n (after key rotations). */
+function chainAad(kdf: KeyKdf): Buffer {
+  return Buffer.concat([Buffer.from('coffer-key-chain-v1'), kdfAad(kdf).subarray('coffer-key-v1'.length)]);
+}
+
+/** What a slot wraps: the master secret (M_0), a key chain (after rotations), or a write-only bundle. */
+export type SlotPayload = 'master' | 'chain' | 'write-only';
+
+/** `payload` says what `master` holds: the master secret, the chain M_0 ‖ … ‖ M_n, or a write-only bundle (FORMAT.md §6.3, §6.4). */
+export function encodeKeyFile(kek: Uint8Array, kdf: KeyKdf, master: Uint8Array, metaKey: Uint8Array, meta: KeyMeta, payload: SlotPayload = 'master'): Buffer {
+  const aad = payload === 'write-only' ? writeOnlyAad(kdf) : payload === 'chain' ? chainAad(kdf) : kdfAad(kdf);
   const k: KeyFileJson = {
     coffer_key: 1,
     kdf,
-    wrapped: seal(kek, master, kdfAad(kdf)).toString('base64'),
+    wrapped: seal(kek, master, aad).toString('base64'),
     meta: encodeJsonFile(metaKey, 'keymeta', meta).toString('base64'),
   };
   return Buffer.from(JSON.stringify(k));
@@ -104,6 +119,29 @@ export function parseKeyFile(stored: Buffer): KeyFileJson {
 export function unwrapMaster(kek: Uint8Array, k: KeyFileJson): Buffer | undefined {
   try {
     return open(kek, Buffer.from(k.wrapped, 'base64'), kdfAad(k.kdf));
+  } catch (e) {
+    if (e instanceof AuthenticationError) return undefined;
+    throw e;
+  }
+}
+
+/** What a slot wraps: the master secret, or (write-only slots) a bundle; undefined when the kek is wrong. */
+export function unwrapSlot(kek: Uint8Array, k: KeyFileJson): { master: Buffer; older?: Buffer[] } | { bundle: Buffer } | undefined {
+  const master = unwrapMaster(kek, k);
+  if (master) return { master };
+  const wrapped = Buffer.from(k.wrapped, 'base64');
+  try {
+    const chain = open(kek, wrapped, chainAad(k.kdf));
+    if (chain.length < 64 || chain.length % 32 !== 0) throw new AuthenticationError();
+    const all: Buffer[] = [];
+    for (let i = 0; i < chain.length; i += 32) all.push(Buffer.from(chain.subarray(i, i + 32)));
+    chain.fill(0);
+    return { master: all.pop()!, older: all };
+  } catch (e) {
+    if (!(e instanceof AuthenticationError)) throw e;
+  }
+  try {
+    return { bundle: open(kek, wrapped, writeOnlyAad(k.kdf)) };
   } catch (e) {
     if (e instanceof AuthenticationError) return undefined;
     throw e;

@@ -22,6 +22,7 @@ import { CofferError, integrityError } from '../errors.js';
 import { decodeTree } from '../format/tree.js';
 import { Packer } from '../repo/packer.js';
 import { IndexBatcher } from '../repo/index-files.js';
+import { sealBlob } from '../format/blob.js';
 import { storageFailure, type Repository } from '../repo/repository.js';
 import { StorageError, type ObjectInfo } from '../storage/backend.js';
 import { ownedArrayBuffer } from '../util/semaphore.js';
@@ -90,6 +91,8 @@ export interface PruneOptions {
   maxUnused?: MaxUnused;
   signal?: AbortSignal;
   onProgress?(p: { phase: string; done: number; total: number }): void;
+  /** Also repack every pack sealed with keys of an older key epoch (after `key rotate`), used blobs only. */
+  reencrypt?: boolean;
   /** Called (and awaited) between the steps; `throwIfLost` style checks go here. */
   onPhase?(phase: PrunePhase): Promise<void> | void;
 }
@@ -206,6 +209,14 @@ export async function planPrune(repo: Repository, opts: PruneOptions = {}): Prom
         unusedAfter -= p.unusedBytes;
       } else keep.push(p);
     }
+    if (opts.reencrypt) {
+      for (let i = keep.length - 1; i >= 0; i--) {
+        if (repo.packEpoch(keep[i].id) < repo.keys.epoch) {
+          unusedAfter -= keep[i].unusedBytes;
+          repack.push(...keep.splice(i, 1));
+        }
+      }
+    }
     const repackBytes = repack.reduce((a, p) => a + p.usedBytes, 0);
     const deleted = [...remove, ...repack].reduce((a, p) => a + p.length, 0) + unindexed.reduce((a, o) => a + o.size, 0);
     return {
@@ -243,7 +254,7 @@ export async function executePrune(repo: Repository, plan: PrunePlan, opts: Prun
     if (planIsEmpty(plan)) return;
     await opts.onPhase?.('planned');
     // 1. Repack.
-    const packer = new Packer(repo.backend, repo.keys.metaKey, repo.config.packSize);
+    const packer = new Packer(repo.backend, repo.writeKeys(), repo.config.packSize);
     let done = 0;
     for (const p of plan.repack) {
       abortCheck(opts.signal);
@@ -259,10 +270,11 @@ export async function executePrune(repo: Repository, plan: PrunePlan, opts: Prun
 
     // 2. New index files for the kept packs.
     abortCheck(opts.signal);
-    const index = new IndexBatcher(repo.backend, repo.keys.metaKey);
+    const index = new IndexBatcher(repo.backend, repo.keys);
     for (const p of plan.keep) {
       const entries = cache.blobsInPack(p.id).sort((a, b) => a.offset - b.offset);
-      await index.add({ id: p.id, length: p.length, blobs: entries });
+      const ref = cache.packRef(p.id);
+      await index.add({ id: p.id, length: p.length, blobs: entries, ...(ref ? { ref } : {}) });
     }
     await index.flush();
     await opts.onPhase?.('indexed');
@@ -324,7 +336,9 @@ async function repackOne(repo: Repository, packer: Packer, id: PackId): Promise<
     for (const e of group) {
       if (e.offset + e.length > buf.byteLength) throw integrityError(`pack ${id.slice(0, 12)} is shorter than its index says; prune stopped before deleting anything`, { pack: id });
     }
-    const r = await repo.workers().open(buf, items, new ArrayBuffer(raw));
+    // A write-only key's pack: its blobs are opened with that pack's keys and sealed again under the repository's.
+    const foreignKey = repo.blobKeyFor(id);
+    const r = await repo.workers().open(buf, items, new ArrayBuffer(raw), foreignKey);
     buf = r.buf;
     const bad = r.errors.findIndex((e) => e !== null);
     if (bad >= 0) {
@@ -333,9 +347,15 @@ async function repackOne(repo: Repository, packer: Packer, id: PackId): Promise<
         id: group[bad].id,
       });
     }
+    const plain = Buffer.from(r.out);
+    let off = 0;
     for (const e of group) {
+      const sealed = foreignKey
+        ? sealBlob(repo.keys.blobKey, e.type, Buffer.from(e.id, 'hex'), plain.subarray(off, off + e.rawLength), repo.config.compressionLevel)
+        : new Uint8Array(buf, e.offset, e.length);
+      off += e.rawLength;
       try {
-        await packer.add(e.type, e.id, new Uint8Array(buf, e.offset, e.length), e.rawLength);
+        await packer.add(e.type, e.id, sealed, e.rawLength);
       } catch (err) {
         throw storageFailure(err);
       }

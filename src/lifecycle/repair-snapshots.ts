@@ -60,7 +60,7 @@ export async function repairSnapshots(repo: Repository, snapshots: Snapshot[], o
     if (!loc || packs.get(loc.packId) === undefined) return undefined;
     return loc.rawLength;
   };
-  const packer = new Packer(repo.backend, repo.keys.metaKey, repo.config.packSize, {}, {
+  const packer = new Packer(repo.backend, repo.writeKeys(), repo.config.packSize, {}, {
     indexWritten: (name, p) => repo.cache.addIndexFile(name, p),
   });
   /** old tree id → new tree id (same id when intact); per run. */

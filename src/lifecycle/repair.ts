@@ -6,7 +6,7 @@
  * left out (their blobs are lost to the index; `check` then names the
  * snapshots that needed them). The caller holds an exclusive lock.
  */
-import { decodePackHeader, decodePackTrailer, TRAILER_BYTES, type PackEntry } from '../format/pack.js';
+import type { PackEntry } from '../format/pack.js';
 import { storageFailure, type Repository } from '../repo/repository.js';
 import { IndexBatcher } from '../repo/index-files.js';
 import { StorageError, type ObjectInfo } from '../storage/backend.js';
@@ -26,14 +26,6 @@ export interface RepairIndexOptions {
   onProgress?(p: { done: number; total: number }): void;
 }
 
-/** Reads a pack's header (trailer first); throws with a readable message. */
-export async function readPackHeader(repo: Pick<Repository, 'backend' | 'keys'>, id: string, size: number): Promise<PackEntry[]> {
-  if (size < TRAILER_BYTES) throw new Error('pack is truncated');
-  const trailer = await repo.backend.read({ type: 'data', name: id }, { offset: size - TRAILER_BYTES, length: TRAILER_BYTES });
-  const loc = decodePackTrailer(repo.keys.metaKey, trailer, size);
-  const header = await repo.backend.read({ type: 'data', name: id }, { offset: loc.offset, length: loc.length });
-  return decodePackHeader(repo.keys.metaKey, header, loc.offset);
-}
 
 /**
  * Rebuilds the index from the encrypted headers of all packs in storage.
@@ -52,20 +44,21 @@ export async function repairIndex(repo: Repository, opts: RepairIndexOptions = {
     throw storageFailure(e);
   }
   const result: RepairIndexResult = { packs: 0, blobs: 0, damaged: [], oldIndexFiles: oldIndex.length, newIndexFiles: 0 };
-  const index = new IndexBatcher(repo.backend, repo.keys.metaKey);
+  const index = new IndexBatcher(repo.backend, repo.keys);
   let done = 0;
   for (const p of packs) {
     if (opts.signal?.aborted) throw new CofferError('INTERRUPTED', 'repair interrupted; the old index files are still in place');
     opts.onProgress?.({ done: done++, total: packs.length });
     let entries: PackEntry[];
+    let ref: Buffer | undefined;
     try {
-      entries = await readPackHeader(repo, p.name, p.size);
+      ({ entries, ref } = await repo.readPackHeader(p.name, p.size));
     } catch (e) {
       if (e instanceof StorageError && e.kind !== 'notFound') throw storageFailure(e);
       result.damaged.push({ pack: p.name, message: (e as Error).message });
       continue;
     }
-    await index.add({ id: p.name as PackId, length: p.size, blobs: entries });
+    await index.add({ id: p.name as PackId, length: p.size, blobs: entries, ...(ref ? { ref } : {}) });
     result.packs++;
     result.blobs += entries.length;
   }

@@ -5,7 +5,7 @@
  * which data a damaged snapshot needs, so it refuses to run.)
  */
 import { CofferError } from '../errors.js';
-import { decodeJsonFile } from '../format/file.js';
+import { decodeAnyJsonFile } from '../format/owner-file.js';
 import { validateSnapshot, type Snapshot } from '../format/snapshot.js';
 import { storageFailure, type Repository } from '../repo/repository.js';
 import type { SnapshotId } from '../ids.js';
@@ -29,7 +29,7 @@ export async function listSnapshotsTolerant(repo: Repository): Promise<TolerantL
   for (const name of names) {
     try {
       const stored = await repo.readVerified({ type: 'snapshots', name });
-      snapshots.push({ ...validateSnapshot(decodeJsonFile(repo.keys.metaKey, 'snapshot', stored)), id: name as SnapshotId });
+      snapshots.push({ ...validateSnapshot(decodeAnyJsonFile(repo.keys, 'snapshot', stored)), id: name as SnapshotId });
     } catch (e) {
       if (e instanceof CofferError && e.code !== 'INTEGRITY') throw e;
       damaged.push(name);

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { calibrate, checkKdfStrength, deriveKek, MIN_PARAMS } from '../crypto/kdf.js';
 import { forgetKey, plainHash } from '../crypto/hash.js';
 import { recoveryKek } from '../crypto/recovery.js';
-import { decodeKeyMeta, encodeKeyFile, isRecoveryKdf, parseKeyFile, unwrapMaster, type KeyFileJson, type KeyMeta } from '../format/keyfile.js';
+import { decodeKeyMeta, encodeKeyFile, isRecoveryKdf, parseKeyFile, unwrapSlot, type KeyFileJson, type KeyMeta, type SlotPayload } from '../format/keyfile.js';
 import type { Backend, ReadBackend } from '../storage/backend.js';
 import { CofferError, integrityError } from '../errors.js';
 
@@ -31,21 +31,22 @@ async function writeKeyFile(backend: Backend, stored: Buffer): Promise<string> {
   return name;
 }
 
-export async function addKeyFile(backend: Backend, passphrase: Buffer, master: Buffer, metaKey: Buffer, meta: KeyMeta): Promise<string> {
+/** Adds a passphrase slot wrapping `master` (or, with `writeOnly`, a write-only bundle). */
+export async function addKeyFile(backend: Backend, passphrase: Buffer, master: Buffer, metaKey: Buffer, meta: KeyMeta, payload: SlotPayload = 'master'): Promise<string> {
   const kdf = await calibrate(randomBytes(16));
   checkKdfStrength(kdf);
   const kek = await deriveKek(passphrase, kdf);
-  const stored = encodeKeyFile(kek, kdf, master, metaKey, meta);
+  const stored = encodeKeyFile(kek, kdf, master, metaKey, meta, payload);
   forgetKey(kek);
   kek.fill(0);
   return writeKeyFile(backend, stored);
 }
 
 /** Writes a recovery slot for `entropy` (the decoded recovery code). */
-export async function addRecoveryKeyFile(backend: Backend, entropy: Buffer, master: Buffer, metaKey: Buffer, meta: KeyMeta): Promise<string> {
+export async function addRecoveryKeyFile(backend: Backend, entropy: Buffer, master: Buffer, metaKey: Buffer, meta: KeyMeta, payload: SlotPayload = 'master'): Promise<string> {
   const salt = randomBytes(16);
   const kek = recoveryKek(entropy, salt);
-  const stored = encodeKeyFile(kek, { algorithm: 'recovery-v1', salt: salt.toString('base64') }, master, metaKey, meta);
+  const stored = encodeKeyFile(kek, { algorithm: 'recovery-v1', salt: salt.toString('base64') }, master, metaKey, meta, payload);
   forgetKey(kek);
   kek.fill(0);
   return writeKeyFile(backend, stored);
@@ -57,8 +58,11 @@ async function readKeyFile(backend: ReadBackend, name: string): Promise<KeyFileJ
   return parseKeyFile(stored);
 }
 
-/** The master secret if `secret` opens key file `k`, else undefined (wrong secret, or a slot of the other kind). */
-async function tryKeyFile(k: KeyFileJson, secret: RepoSecret): Promise<Buffer | undefined> {
+/** What a slot opened to: the master secret, or a write-only bundle. */
+export type SlotSecret = { master: Buffer; older?: Buffer[]; bundle?: undefined } | { bundle: Buffer; master?: undefined; older?: undefined };
+
+/** What `secret` opens in key file `k`, else undefined (wrong secret, or a slot of the other kind). */
+async function tryKeyFile(k: KeyFileJson, secret: RepoSecret): Promise<SlotSecret | undefined> {
   let kek: Buffer;
   if (isRecoveryKdf(k.kdf)) {
     if (secret.kind !== 'recovery') return undefined;
@@ -67,10 +71,10 @@ async function tryKeyFile(k: KeyFileJson, secret: RepoSecret): Promise<Buffer | 
     if (secret.kind !== 'passphrase') return undefined;
     kek = await deriveKek(secret.passphrase, k.kdf);
   }
-  const master = unwrapMaster(kek, k);
+  const got = unwrapSlot(kek, k);
   forgetKey(kek);
   kek.fill(0);
-  return master;
+  return got as SlotSecret | undefined;
 }
 
 /**
@@ -83,15 +87,21 @@ export async function openMaster(
   backend: ReadBackend,
   secretOrPassphrase: Buffer | RepoSecret,
   preferred?: string,
-  /** Checks a candidate master against this repository (its config); a slot whose master fails is skipped. */
-  belongs?: (master: Buffer) => boolean,
-): Promise<{ master: Buffer; keyName: string; weak: boolean }> {
+  /** Checks a candidate master (or bundle) against this repository (its config); a slot that fails is skipped. */
+  belongs?: (got: SlotSecret) => boolean,
+  /**
+   * Keep looking past write-only slots for a full one (a passphrase given to
+   * both); if only write-only slots open, the first of them is returned.
+   */
+  preferFull = false,
+): Promise<SlotSecret & { keyName: string; weak: boolean }> {
   const secret = asSecret(secretOrPassphrase);
   const names = (await backend.list('keys')).map((k) => k.name).filter((n) => /^[0-9a-f]{64}$/.test(n)).sort();
   if (names.length === 0) throw new CofferError('REPO_INVALID', `${backend.location} has no key files`);
   if (preferred && names.includes(preferred)) names.unshift(...names.splice(names.indexOf(preferred), 1));
   let damaged = 0;
   let ofKind = 0;
+  let writeOnly: (SlotSecret & { keyName: string; weak: boolean }) | undefined;
   let foreign = 0;
   for (const name of names) {
     let k;
@@ -102,20 +112,30 @@ export async function openMaster(
       continue;
     }
     if (isRecoveryKdf(k.kdf) === (secret.kind === 'recovery')) ofKind++;
-    let master;
+    let got;
     try {
-      master = await tryKeyFile(k, secret);
+      got = await tryKeyFile(k, secret);
     } catch {
       damaged++; // parameters the KDF refuses (e.g. a salt too short)
       continue;
     }
-    if (master && belongs && !belongs(master)) {
-      master.fill(0);
+    if (got && belongs && !belongs(got)) {
+      (got.master ?? got.bundle).fill(0);
+      for (const m of got.older ?? []) m.fill(0);
       foreign++;
       continue;
     }
-    if (master) return { master, keyName: name, weak: isWeak(k) };
+    if (got?.bundle && preferFull) {
+      if (writeOnly) got.bundle.fill(0);
+      else writeOnly = { ...got, keyName: name, weak: isWeak(k) };
+      continue;
+    }
+    if (got) {
+      if (writeOnly) writeOnly.bundle!.fill(0);
+      return { ...got, keyName: name, weak: isWeak(k) };
+    }
   }
+  if (writeOnly) return writeOnly;
   if (foreign > 0) {
     throw integrityError('the config file is damaged, or the key file that opened belongs to another repository', { file: 'config' });
   }
@@ -147,14 +167,24 @@ export interface KeyInfo {
  * parse or whose metadata does not open under `metaKey` is listed as
  * "unreadable" (damaged, or planted by someone without the master secret).
  */
-export async function listKeys(backend: ReadBackend, metaKey: Buffer): Promise<KeyInfo[]> {
+export async function listKeys(backend: ReadBackend, metaKeys: Buffer | Buffer[]): Promise<KeyInfo[]> {
+  const candidates = Array.isArray(metaKeys) ? metaKeys : [metaKeys];
   const names = (await backend.list('keys')).map((k) => k.name).filter((n) => /^[0-9a-f]{64}$/.test(n));
   const out: KeyInfo[] = [];
   for (const id of names) {
     try {
       const k = await readKeyFile(backend, id);
-      const m = decodeKeyMeta(metaKey, k);
-      const kind = isRecoveryKdf(k.kdf) ? 'recovery' : 'passphrase';
+      let m: KeyMeta | undefined;
+      for (const key of candidates) {
+        try {
+          m = decodeKeyMeta(key, k);
+          break;
+        } catch {
+          // sealed under another epoch's metaKey
+        }
+      }
+      if (!m) throw new Error('unreadable');
+      const kind = isRecoveryKdf(k.kdf) ? 'recovery' : m.kind === 'write-only' ? 'write-only' : 'passphrase';
       out.push({ id, label: String(m.label ?? ''), created: String(m.created ?? ''), kind });
     } catch {
       out.push({ id, label: '', created: '', kind: 'unreadable' });
@@ -163,11 +193,14 @@ export async function listKeys(backend: ReadBackend, metaKey: Buffer): Promise<K
   return out.sort((a, b) => a.created.localeCompare(b.created) || a.id.localeCompare(b.id));
 }
 
-/** Checks that key file `name` opens with `secret` and yields `master` (read back from storage). */
-export async function verifyKeyFile(backend: ReadBackend, name: string, secret: RepoSecret, master: Buffer): Promise<boolean> {
+/** Checks that key file `name` opens with `secret` and yields `payload` (the master, the chain M_0 ‖ … ‖ M_n, or a bundle), read back from storage. */
+export async function verifyKeyFile(backend: ReadBackend, name: string, secret: RepoSecret, payload: Buffer, kind: SlotPayload = 'master'): Promise<boolean> {
   const k = await readKeyFile(backend, name);
   const got = await tryKeyFile(k, secret);
-  const ok = got !== undefined && got.equals(master);
-  got?.fill(0);
+  const value = kind === 'write-only' ? got?.bundle : kind === 'chain' ? (got?.older ? Buffer.concat([...got.older, got.master!]) : undefined) : got?.older ? undefined : got?.master;
+  const ok = value !== undefined && value.equals(payload);
+  value?.fill(0);
+  (got?.master ?? got?.bundle)?.fill(0);
+  for (const m of got?.older ?? []) m.fill(0);
   return ok;
 }

@@ -58,7 +58,8 @@ export interface LockEntry {
 /** What locks need from a repository (a Repository satisfies it). */
 export interface LockRepo {
   readonly backend: Backend;
-  readonly keys: { readonly metaKey: Buffer };
+  /** Locks are sealed under lockKey (write-only keys hold it too); files of older versions, under metaKey, are still read. */
+  readonly keys: { readonly lockKey: Buffer; readonly metaKey: Buffer; readonly past?: readonly { readonly lockKey: Buffer; readonly metaKey: Buffer }[] };
 }
 
 function pidAlive(pid: number): boolean {
@@ -95,9 +96,24 @@ function validLock(v: unknown): LockData {
   return d;
 }
 
+/** A lock of any key epoch (newest first), or of an older version (under metaKey). */
+function decodeLock(repo: LockRepo, stored: Buffer): unknown {
+  const epochs = [repo.keys, ...[...(repo.keys.past ?? [])].reverse()];
+  const candidates = [...epochs.map((e) => e.lockKey), ...epochs.map((e) => e.metaKey).filter((k) => k.length === 32)];
+  let first: unknown;
+  for (const key of candidates) {
+    try {
+      return decodeJsonFile(key, 'lock', stored);
+    } catch (e) {
+      first ??= e;
+    }
+  }
+  throw first;
+}
+
 /** Writes one lock file; returns its name. Exported for tests and tools. */
 export async function writeLockFile(repo: LockRepo, data: LockData): Promise<string> {
-  const stored = encodeJsonFile(repo.keys.metaKey, 'lock', data);
+  const stored = encodeJsonFile(repo.keys.lockKey, 'lock', data);
   const name = plainHash(stored).toString('hex');
   try {
     await repo.backend.write({ type: 'locks', name }, stored);
@@ -142,7 +158,7 @@ export async function listLocks(repo: LockRepo, staleAfterMs = STALE_AFTER_MS): 
     let data: LockData | undefined;
     try {
       if (plainHash(stored).toString('hex') !== name) throw new Error('name mismatch');
-      data = validLock(decodeJsonFile(repo.keys.metaKey, 'lock', stored));
+      data = validLock(decodeLock(repo, stored));
     } catch {
       out.push({ name, ageMs: 0, stale: 'the lock file is damaged' });
       continue;
@@ -260,7 +276,8 @@ export async function lockRepository(repo: LockRepo, options: LockOptions): Prom
     for (const e of await listLocks(repo, opts.staleAfterMs)) {
       if (e.name === own) continue;
       if (e.stale) {
-        if (e.data) await removeQuietly(repo, e.name);
+        // A write-only key (no metaKey) removes nothing but its own locks.
+        if (e.data && repo.keys.metaKey.length === 32) await removeQuietly(repo, e.name);
         continue;
       }
       if (e.data && (opts.exclusive || e.data.exclusive)) return e as LockEntry & { data: LockData };

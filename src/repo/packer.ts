@@ -16,6 +16,27 @@ import type { Backend } from '../storage/backend.js';
 import type { BlobType, PackId } from '../ids.js';
 import { BufferPool } from '../util/semaphore.js';
 import { writeIndexFile } from './index-files.js';
+import type { RepoKeys } from '../crypto/keys.js';
+
+/**
+ * The keys new packs are sealed with: the repository's own (no `ref`), or a
+ * write-only session's (`ref` = its ephemeral public key, recorded in the
+ * index; the trailer carries it sealed under `wrapKey`).
+ */
+export interface PackWriteKeys {
+  blobKey: Buffer;
+  metaKey: Buffer;
+  ref?: Buffer;
+  /** Write-only session: its ephemeral public key (carried in the trailer, sealed under wrapKey). */
+  ephPub?: Buffer;
+  wrapKey?: Buffer;
+}
+
+/** What a packer seals with: pack keys, and the repository keys for index files. */
+export interface WriteKeys {
+  pack: PackWriteKeys;
+  repo: RepoKeys;
+}
 
 interface OpenPack {
   buf: Buffer;
@@ -65,7 +86,7 @@ export class Packer {
 
   constructor(
     private readonly backend: Backend,
-    private readonly metaKey: Buffer,
+    private readonly keys: WriteKeys,
     private readonly packSize: number,
     opts: PackerOptions = {},
     private readonly events: PackerEvents = {},
@@ -159,10 +180,11 @@ export class Packer {
   private async writePack(p: OpenPack): Promise<void> {
     try {
       const body = p.buf.subarray(0, p.size);
-      const tail = encodePackTail(this.metaKey, p.entries, p.size);
+      const k = this.keys.pack;
+      const tail = encodePackTail(k.metaKey, p.entries, p.size, k.ephPub && k.wrapKey ? { wrapKey: k.wrapKey, ephPub: k.ephPub } : undefined);
       const id = new Blake3Hasher().update(body).update(tail).digest('hex');
       await this.backend.write({ type: 'data', name: id }, [body, tail]);
-      const pack: IndexedPack = { id: id as PackId, length: p.size + tail.length, blobs: p.entries };
+      const pack: IndexedPack = { id: id as PackId, length: p.size + tail.length, blobs: p.entries, ...(k.ref ? { ref: k.ref } : {}) };
       this.packsWritten++;
       this.bytesWritten += pack.length;
       this.events.packWritten?.(pack);
@@ -180,7 +202,7 @@ export class Packer {
     this.unindexed = [];
     let name: string;
     try {
-      name = await writeIndexFile(this.backend, this.metaKey, packs);
+      name = await writeIndexFile(this.backend, this.keys.repo, packs);
     } catch (e) {
       this.unindexed.unshift(...packs);
       throw e;

@@ -7,13 +7,20 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { CofferError, integrityError } from '../errors.js';
-import { deriveRepoKeys, newMasterSecret, wipeRepoKeys, type RepoKeys } from '../crypto/keys.js';
+import { allEpochs, canRead, deriveRepoKeys, epochKeys, newMasterSecret, wipeRepoKeys, writeOnlyRepoKeys, type RepoKeys } from '../crypto/keys.js';
+import { decodeKeyRef, encodeKeyRef } from './key-ref.js';
+import { openFromOwner, sealToOwner, wipeSealedKeys, type SealedKeys } from '../crypto/owner.js';
+import { decodeBundle, type WriteOnlyBundle } from '../format/write-only-bundle.js';
+import { decodeAnyJsonFile, encodeFileToOwner } from '../format/owner-file.js';
+import { decodeIndexFile, readIndexIds } from './index-files.js';
+import type { PackWriteKeys, WriteKeys } from './packer.js';
 import { plainHash } from '../crypto/hash.js';
 import { validateChunkerParams, type ChunkerParams } from '../chunker/fastcdc.js';
 import { decodeConfig, encodeConfig, hasConfigMagic, FORMAT_VERSION, type RepoConfig } from '../format/config.js';
-import { decodeFile, decodeJsonFile, encodeJsonFile } from '../format/file.js';
-import { decodeIndex, type IndexedPack } from '../format/index-file.js';
+import { encodeJsonFile } from '../format/file.js';
+import type { IndexedPack } from '../format/index-file.js';
 import { openBlob } from '../format/blob.js';
+import { decodeAnyPackTrailer, decodePackHeader, OWNER_TRAILER_BYTES, PackCorruptError, TRAILER_BYTES, type PackEntry } from '../format/pack.js';
 import { validateSnapshot, type Snapshot, type SnapshotData } from '../format/snapshot.js';
 import { IndexCache, type BlobLocation } from '../cache/index-cache.js';
 import { StorageError, describe, type Backend, type Handle } from '../storage/backend.js';
@@ -72,12 +79,19 @@ export interface OpenOptions {
   threads?: number;
   /** Do not load the index files (for "repair index", which rebuilds them). */
   skipIndex?: boolean;
+  /** Accept a write-only key (only `backup` does); otherwise such a key fails with WRITE_ONLY_KEY. */
+  allowWriteOnly?: boolean;
   /**
    * Told once per damaged index file the open (or a later index sync) skipped:
    * `file` is "index/NAME". Opening does not fail on one; see
    * `Repository.damagedIndexFiles`.
    */
   onWarning?(w: { file: string; message: string }): void;
+}
+
+/** The one error every command but backup gives for a write-only key. */
+export function writeOnlyError(): CofferError {
+  return new CofferError('WRITE_ONLY_KEY', 'this key is write-only: it can only back up');
 }
 
 /**
@@ -117,9 +131,17 @@ export async function readConfig(backend: Backend): Promise<Buffer> {
   return stored;
 }
 
-/** True if `master` opens this config: the key slot belongs to this repository. */
-export function configOpens(master: Buffer, stored: Buffer): boolean {
-  const keys = deriveRepoKeys(master);
+/** True if what a slot opened to belongs to this repository: the master opens the config, or the bundle names its hash. */
+export function configOpens(got: { master?: Buffer; older?: Buffer[]; bundle?: Buffer }, stored: Buffer): boolean {
+  if (got.bundle) {
+    try {
+      return decodeBundle(got.bundle).configHash === plainHash(stored).toString('hex');
+    } catch {
+      return false;
+    }
+  }
+  // The config is sealed under epoch 0's metaKey for good (it is never rewritten).
+  const keys = deriveRepoKeys(got.older?.[0] ?? got.master!);
   try {
     decodeConfig(keys.metaKey, stored);
     return true;
@@ -148,6 +170,14 @@ export class Repository {
    * garbage, and the keys share memory with the ids the trees hold).
    */
   private readonly sessionBlobs: Record<BlobType, Set<string>> = { data: new Set(), tree: new Set() };
+  /** Keys of packs written with write-only keys, by ephemeral public key (hex). */
+  private readonly ownerKeys = new Map<string, SealedKeys>();
+  /** A write-only session's pack keys (one ephemeral key pair per session), made on first use. */
+  private session?: PackWriteKeys;
+  /** Index files a write-only key could not read (written by coffer before index version 2). */
+  legacyIndexFiles = 0;
+  /** A write-only key's folder for its local backup state (undefined with --no-cache). */
+  writeOnlyStateDir?: string;
   /** Index files the last sync skipped as damaged: name → why. */
   private damagedIndex = new Map<string, string>();
   /** Damaged index files already reported through onWarning. */
@@ -161,7 +191,91 @@ export class Repository {
     readonly cache: IndexCache,
     readonly keyName: string,
     private readonly threads?: number,
+    /** Set for a write-only key: its local cache key (names and seals its local state). */
+    readonly writeOnlyCacheKey?: Buffer,
   ) {}
+
+  /** True when the repository was opened with a write-only key. */
+  get writeOnly(): boolean {
+    return !canRead(this.keys);
+  }
+
+  /** Fails with WRITE_ONLY_KEY unless the key can read. */
+  requireReadable(): void {
+    if (this.writeOnly) throw writeOnlyError();
+  }
+
+  /** What new packs and index files are sealed with. */
+  writeKeys(): WriteKeys {
+    const epoch = this.keys.epoch;
+    if (!this.writeOnly) return { pack: { blobKey: this.keys.blobKey, metaKey: this.keys.metaKey, ref: encodeKeyRef({ epoch }) }, repo: this.keys };
+    if (!this.session) {
+      const { ephPub, keys } = sealToOwner(this.keys.ownerPub);
+      this.session = { blobKey: keys.blobKey, metaKey: keys.metaKey, ref: encodeKeyRef({ epoch, ephPub }), ephPub, wrapKey: this.keys.wrapKey };
+    }
+    return { pack: this.session, repo: this.keys };
+  }
+
+  /** The keys that open a pack's blobs and header, from its key reference (undefined: the repository's own). */
+  keysForRef(ref: Buffer | undefined): { blobKey: Buffer; metaKey: Buffer } {
+    this.requireReadable();
+    let r;
+    try {
+      r = decodeKeyRef(ref);
+    } catch {
+      throw integrityError('a pack key reference is malformed');
+    }
+    const ek = epochKeys(this.keys, r.epoch);
+    if (!ek) throw integrityError(`a pack is sealed with keys of epoch ${r.epoch}, which this key does not hold`);
+    if (!r.ephPub) return ek;
+    const hex = ref!.toString('hex');
+    let k = this.ownerKeys.get(hex);
+    if (!k) {
+      try {
+        k = openFromOwner(ek.ownerSecret, ek.ownerPub, r.ephPub);
+      } catch {
+        throw integrityError(`a pack key reference (${hex.slice(0, 12)}) is not a valid public key`);
+      }
+      this.ownerKeys.set(hex, k);
+    }
+    return k;
+  }
+
+  /** A pack's blob key for the workers: undefined for the repository's own (the workers hold it). */
+  blobKeyFor(packId: string): Buffer | undefined {
+    const k = this.keysForPack(packId).blobKey;
+    return k === this.keys.blobKey ? undefined : k;
+  }
+
+  /**
+   * Reads a pack's header through its trailer, without the index: either
+   * trailer kind (section 9 of FORMAT.md). `ref` is the ephemeral public key
+   * of a write-only key's pack.
+   */
+  async readPackHeader(id: string, size: number): Promise<{ entries: PackEntry[]; ref?: Buffer }> {
+    if (size < TRAILER_BYTES) throw new PackCorruptError('pack is truncated');
+    const n = Math.min(size, OWNER_TRAILER_BYTES);
+    const tail = await this.backend.read({ type: 'data', name: id }, { offset: size - n, length: n });
+    const loc = decodeAnyPackTrailer(allEpochs(this.keys), tail, size);
+    const ref = encodeKeyRef({ epoch: loc.epoch, ephPub: loc.ephPub });
+    const keys = this.keysForRef(ref);
+    const header = await this.backend.read({ type: 'data', name: id }, { offset: loc.offset, length: loc.length });
+    return { entries: decodePackHeader(keys.metaKey, header, loc.offset), ...(ref ? { ref } : {}) };
+  }
+
+  /** The key epoch a pack was sealed in. */
+  packEpoch(packId: string): number {
+    try {
+      return decodeKeyRef(this.cache.packRef(packId)).epoch;
+    } catch {
+      return -1;
+    }
+  }
+
+  /** The keys that open a pack's blobs and header. */
+  keysForPack(packId: string): { blobKey: Buffer; metaKey: Buffer } {
+    return this.keysForRef(this.cache.packRef(packId));
+  }
 
   static async init(backend: Backend, passphrase: Buffer, opts: InitOptions = {}): Promise<string> {
     const chunker = opts.chunker ?? DEFAULT_CHUNKER;
@@ -198,14 +312,23 @@ export class Repository {
   /** Opens with a passphrase (a Buffer) or a recovery code's entropy ({kind: 'recovery', entropy}). */
   static async open(backend: Backend, secret: Buffer | RepoSecret, opts: OpenOptions = {}): Promise<Repository> {
     const stored = await readConfig(backend);
-    const { master, keyName, weak } = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored)).catch((e) => {
+    const got = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored), !opts.allowWriteOnly).catch((e) => {
       throw e instanceof CofferError ? e : storageFailure(e);
     });
-    const keys = deriveRepoKeys(master);
-    master.fill(0);
+    const { keyName, weak } = got;
+    if (got.bundle) {
+      if (!opts.allowWriteOnly) {
+        got.bundle.fill(0);
+        throw writeOnlyError();
+      }
+      return Repository.openWriteOnly(backend, got.bundle, keyName, weak, opts);
+    }
+    const chain = [...(got.older ?? []), got.master];
+    const keys = deriveRepoKeys(chain);
+    for (const m of chain) m.fill(0);
     let config: RepoConfig;
     try {
-      config = decodeConfig(keys.metaKey, stored);
+      config = decodeConfig(epochKeys(keys, 0)!.metaKey, stored);
       validateChunkerParams(config.chunker);
     } catch {
       wipeRepoKeys(keys);
@@ -224,6 +347,39 @@ export class Repository {
     repo.onWarning = opts.onWarning;
     try {
       if (!opts.skipIndex) await repo.syncIndex();
+    } catch (e) {
+      await repo.close();
+      throw e;
+    }
+    return repo;
+  }
+
+  private static async openWriteOnly(backend: Backend, bundleBytes: Buffer, keyName: string, weak: boolean, opts: OpenOptions): Promise<Repository> {
+    let bundle: WriteOnlyBundle;
+    try {
+      bundle = decodeBundle(bundleBytes);
+      validateChunkerParams(bundle.config.chunker);
+    } catch {
+      throw integrityError(`key file ${keyName.slice(0, 8)} is damaged`);
+    } finally {
+      bundleBytes.fill(0);
+    }
+    const keys = writeOnlyRepoKeys(bundle);
+    bundle.chunkerKey.fill(0);
+    // Its own cache file: it holds blob ids without locations, which a full key's cache must never see.
+    const cacheFile = opts.noCache ? undefined : path.join(opts.cacheDir ?? defaultCacheDir(), bundle.config.id, 'write-only.sqlite');
+    let cache: IndexCache;
+    try {
+      cache = IndexCache.open(cacheFile);
+    } catch {
+      cache = IndexCache.open(undefined);
+    }
+    const repo = new Repository(backend, bundle.config, keys, cache, keyName, opts.threads, bundle.cacheKey);
+    repo.weakKey = weak;
+    repo.onWarning = opts.onWarning;
+    if (!opts.noCache) repo.writeOnlyStateDir = path.join(opts.cacheDir ?? defaultCacheDir(), bundle.config.id, 'write-only');
+    try {
+      await repo.syncIndex();
     } catch (e) {
       await repo.close();
       throw e;
@@ -319,9 +475,17 @@ export class Repository {
           }
           throw e;
         }
-        let packs;
+        let packs: IndexedPack[];
         try {
-          packs = decodeIndex(decodeFile(this.keys.metaKey, 'index', stored));
+          if (this.writeOnly) {
+            // Ids only, recorded as one pseudo-pack per index file (no locations: a write-only key never reads blobs).
+            const ids = readIndexIds(this.keys.idListKey, stored);
+            if (!ids) {
+              this.legacyIndexFiles++;
+              continue;
+            }
+            packs = [{ id: name as IndexedPack['id'], length: 0, blobs: ids.map((b) => ({ ...b, offset: 0, length: 0, rawLength: 0 })) }];
+          } else packs = decodeIndexFile(this.keys, stored);
         } catch {
           damaged.set(name, 'does not decrypt or decode');
           continue;
@@ -351,7 +515,7 @@ export class Repository {
         chunker: this.config.chunker,
         gearBytes: this.keys.gearBytes,
         blobIdKey: this.keys.blobIdKey,
-        blobKey: this.keys.blobKey,
+        blobKey: this.writeKeys().pack.blobKey,
         compressionLevel: this.config.compressionLevel,
       },
       this.threads,
@@ -399,6 +563,7 @@ export class Repository {
    * tried (restore passes over one it already found damaged).
    */
   async loadBlob(type: BlobType, id: string, accept?: (loc: BlobLocation) => boolean): Promise<Buffer> {
+    this.requireReadable();
     let locs = this.cache.lookupAll(type, id);
     if (accept) locs = locs.filter(accept);
     if (locs.length === 0) throw new CofferError('BLOB_NOT_FOUND', `${type} blob ${id.slice(0, 12)} is not in the index`, { id });
@@ -422,7 +587,7 @@ export class Repository {
       throw storageFailure(e);
     }
     try {
-      return openBlob(this.keys, type, id, stored, loc.rawLength);
+      return openBlob({ blobKey: this.keysForPack(loc.packId).blobKey, blobIdKey: this.keys.blobIdKey }, type, id, stored, loc.rawLength);
     } catch (e) {
       throw integrityError(`${type} blob ${id.slice(0, 12)} in pack ${loc.packId.slice(0, 12)} is damaged (${(e as Error).message})`, {
         pack: loc.packId,
@@ -432,14 +597,14 @@ export class Repository {
   }
 
   async saveSnapshot(s: SnapshotData): Promise<SnapshotId> {
-    const stored = encodeJsonFile(this.keys.metaKey, 'snapshot', s);
+    const stored = this.writeOnly ? encodeFileToOwner(this.keys.ownerPub, this.keys.wrapKey, 'snapshot', Buffer.from(JSON.stringify(s))) : encodeJsonFile(this.keys.metaKey, 'snapshot', s);
     const name = plainHash(stored).toString('hex');
     try {
       await this.backend.write({ type: 'snapshots', name }, stored);
     } catch (e) {
       throw storageFailure(e);
     }
-    this.cache.putSnapshot(name, stored);
+    if (!this.writeOnly) this.cache.putSnapshot(name, stored);
     return name as SnapshotId;
   }
 
@@ -450,7 +615,7 @@ export class Repository {
       this.cache.putSnapshot(name, stored);
     }
     try {
-      return { ...validateSnapshot(decodeJsonFile(this.keys.metaKey, 'snapshot', stored)), id: name as SnapshotId };
+      return { ...validateSnapshot(decodeAnyJsonFile(this.keys, 'snapshot', stored)), id: name as SnapshotId };
     } catch {
       throw integrityError(`snapshots/${name} is damaged`, { file: `snapshots/${name}` });
     }
@@ -458,6 +623,7 @@ export class Repository {
 
   /** All snapshots, oldest first. A damaged snapshot file fails the call, naming it. */
   async listSnapshots(): Promise<Snapshot[]> {
+    this.requireReadable();
     let listed;
     try {
       listed = await this.backend.list('snapshots');
@@ -499,6 +665,11 @@ export class Repository {
     this.pool = undefined;
     this.cache.close();
     wipeRepoKeys(this.keys);
+    for (const k of this.ownerKeys.values()) wipeSealedKeys(k);
+    this.ownerKeys.clear();
+    if (this.session) wipeSealedKeys(this.session);
+    this.session = undefined;
+    this.writeOnlyCacheKey?.fill(0);
     await this.backend.close?.();
   }
 }

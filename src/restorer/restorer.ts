@@ -701,7 +701,7 @@ export class Restorer {
         return t.length ? t : null;
       });
       // Workers take whole ArrayBuffers by transfer; copy only if the read shares one.
-      const r = await this.repo.workers().openWrite(pooledIn ? (pooledIn.buffer as ArrayBuffer) : ownedArrayBuffer(data), items, out.buffer as ArrayBuffer, targets);
+      const r = await this.repo.workers().openWrite(pooledIn ? (pooledIn.buffer as ArrayBuffer) : ownedArrayBuffer(data), items, out.buffer as ArrayBuffer, targets, this.repo.blobKeyFor(packId));
       outBack = r.out;
       if (pooledIn) inBack = r.buf;
       for (const f of held) f.writes--;

@@ -83,21 +83,22 @@ export class WorkerPool {
     return this.pool.run({ kind: 'seal', buf, out, items }, { transferList: [buf, out] });
   }
 
-  open(buf: ArrayBuffer, items: OpenItem[], out: ArrayBuffer): Promise<OpenResult> {
-    return this.pool.run({ kind: 'open', buf, out, items }, { transferList: [buf, out] });
+  /** `key`: the pack's blob key when it is not the repository's own (a write-only key's pack). */
+  open(buf: ArrayBuffer, items: OpenItem[], out: ArrayBuffer, key?: Uint8Array): Promise<OpenResult> {
+    return this.pool.run({ kind: 'open', buf, out, items, key }, { transferList: [buf, out] });
   }
 
   /**
    * As `open`, then creates the files in `targets[k]` from item k's plaintext
    * (each the whole content of its file; see write-files.ts).
    */
-  openWrite(buf: ArrayBuffer, items: OpenItem[], out: ArrayBuffer, targets: (WriteTarget[] | null)[]): Promise<OpenWriteResult> {
-    return this.pool.run({ kind: 'openWrite', buf, out, items, targets }, { transferList: [buf, out] });
+  openWrite(buf: ArrayBuffer, items: OpenItem[], out: ArrayBuffer, targets: (WriteTarget[] | null)[], key?: Uint8Array): Promise<OpenWriteResult> {
+    return this.pool.run({ kind: 'openWrite', buf, out, items, targets, key }, { transferList: [buf, out] });
   }
 
   /** Hashes a whole pack (the first `length` bytes of `buf`) and opens and verifies each item, keeping no plaintext. */
-  verifyPack(buf: ArrayBuffer, items: OpenItem[], length = buf.byteLength): Promise<VerifyPackResult> {
-    return this.pool.run({ kind: 'verifyPack', buf, items, length }, { transferList: [buf] });
+  verifyPack(buf: ArrayBuffer, items: OpenItem[], length = buf.byteLength, key?: Uint8Array): Promise<VerifyPackResult> {
+    return this.pool.run({ kind: 'verifyPack', buf, items, length, key }, { transferList: [buf] });
   }
 
   async close(): Promise<void> {

@@ -96,14 +96,16 @@ export class HotPath {
    * Opens each item into `out`, back to back (item i at the sum of the raw
    * lengths before it). Returns an error string per item (null when good);
    * a failed item's bytes in `out` are garbage and must not be used.
+   * `blobKey`: the pack's blob key when it is not the repository's own.
    */
-  open(buf: Uint8Array, items: OpenItem[], out: Buffer): (string | null)[] {
+  open(buf: Uint8Array, items: OpenItem[], out: Buffer, blobKey?: Uint8Array): (string | null)[] {
+    const keys = blobKey ? { blobKey, blobIdKey: this.ctx.blobIdKey } : this.ctx;
     const errors: (string | null)[] = [];
     let pos = 0;
     for (const it of items) {
       try {
         if (pos + it.rawLength > out.length) throw new RangeError('output buffer too small');
-        openBlobInto(this.ctx, it.type, it.id, buf.subarray(it.offset, it.offset + it.length), out.subarray(pos, pos + it.rawLength));
+        openBlobInto(keys, it.type, it.id, buf.subarray(it.offset, it.offset + it.length), out.subarray(pos, pos + it.rawLength));
         errors.push(null);
       } catch (e) {
         errors.push(e instanceof Error ? e.message : String(e));
@@ -119,7 +121,8 @@ export class HotPath {
    * its id. The plaintexts go to a scratch buffer and are dropped; returns an
    * error string per item (null when good).
    */
-  verifyPack(buf: Uint8Array, items: OpenItem[]): { hash: string; errors: (string | null)[] } {
+  verifyPack(buf: Uint8Array, items: OpenItem[], blobKey?: Uint8Array): { hash: string; errors: (string | null)[] } {
+    const keys = blobKey ? { blobKey, blobIdKey: this.ctx.blobIdKey } : this.ctx;
     const hash = plainHash(buf).toString('hex');
     const errors: (string | null)[] = [];
     for (const it of items) {
@@ -129,7 +132,7 @@ export class HotPath {
           this.scratch ??= Buffer.allocUnsafeSlow(VERIFY_SCRATCH);
           out = this.scratch.subarray(0, it.rawLength);
         } else out = Buffer.allocUnsafeSlow(it.rawLength);
-        openBlobInto(this.ctx, it.type, it.id, buf.subarray(it.offset, it.offset + it.length), out);
+        openBlobInto(keys, it.type, it.id, buf.subarray(it.offset, it.offset + it.length), out);
         errors.push(null);
       } catch (e) {
         errors.push(e instanceof Error ? e.message : String(e));

@@ -10,9 +10,9 @@ export type Task =
   | { kind: 'hash'; buf: ArrayBuffer; regions: Region[] }
   | { kind: 'readHash'; buf: ArrayBuffer; fd: number; pos: number; filled: number }
   | { kind: 'seal'; buf: ArrayBuffer; out: ArrayBuffer; items: SealItem[] }
-  | { kind: 'open'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[] }
-  | { kind: 'openWrite'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[]; targets: (WriteTarget[] | null)[] }
-  | { kind: 'verifyPack'; buf: ArrayBuffer; items: OpenItem[]; length: number };
+  | { kind: 'open'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[]; key?: Uint8Array }
+  | { kind: 'openWrite'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[]; targets: (WriteTarget[] | null)[]; key?: Uint8Array }
+  | { kind: 'verifyPack'; buf: ArrayBuffer; items: OpenItem[]; length: number; key?: Uint8Array };
 
 /** Returns `value` to the main thread, transferring `buffers` instead of copying them. */
 export function moveWith<T extends object>(value: T, buffers: ArrayBuffer[]): T {
@@ -53,11 +53,11 @@ export default function run(task: Task): unknown {
       return moveWith({ buf: task.buf, out: task.out, lengths }, [task.buf, task.out]);
     }
     case 'open': {
-      const errors = hot.open(buf, task.items, Buffer.from(task.out));
+      const errors = hot.open(buf, task.items, Buffer.from(task.out), task.key);
       return moveWith({ buf: task.buf, out: task.out, errors }, [task.buf, task.out]);
     }
     case 'verifyPack': {
-      const { hash, errors } = hot.verifyPack(buf.subarray(0, task.length), task.items);
+      const { hash, errors } = hot.verifyPack(buf.subarray(0, task.length), task.items, task.key);
       return moveWith({ buf: task.buf, hash, errors }, [task.buf]);
     }
   }
@@ -65,7 +65,7 @@ export default function run(task: Task): unknown {
 
 async function openWrite(task: Extract<Task, { kind: 'openWrite' }>): Promise<unknown> {
   const out = Buffer.from(task.out);
-  const errors = hot.open(new Uint8Array(task.buf), task.items, out);
+  const errors = hot.open(new Uint8Array(task.buf), task.items, out, task.key);
   const written = await writeTargets(
     task.items.map((it) => it.rawLength),
     errors,
