@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NOT_REGULAR, lstatMeta, nativeAddonStatus, platform, readSmallFile, scanDir, scanHasMeta } from '../dist/src/platform/native.js';
 import { prefetchListings } from '../dist/src/archiver/prefetch.js';
 import { createFilter } from '../dist/src/archiver/select.js';
+import { deriveRepoKeys } from '../dist/src/crypto/keys.js';
 
 const native = nativeAddonStatus().loaded;
 let tmp: string;
@@ -194,7 +195,8 @@ describe('Packer tree packs', () => {
     const backend = new LocalBackend(repoDir);
     await backend.create();
     const written: { blobs: { type: string }[]; length: number }[] = [];
-    const packer = new Packer(backend, Buffer.alloc(32, 1), 16 << 20, {}, { packWritten: (p: { blobs: { type: string }[]; length: number }) => written.push(p) });
+    const keys = deriveRepoKeys(Buffer.alloc(32, 1));
+    const packer = new Packer(backend, { pack: { blobKey: keys.blobKey, metaKey: keys.metaKey }, repo: keys }, 16 << 20, {}, { packWritten: (p: { blobs: { type: string }[]; length: number }) => written.push(p) });
     const MiB = 1 << 20;
     let n = 0;
     const id = () => (++n).toString(16).padStart(64, '0');
