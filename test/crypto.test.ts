@@ -173,6 +173,19 @@ describe('AES-256-GCM known answers (node:crypto)', () => {
 // seal / open
 // ---------------------------------------------------------------------------
 describe('seal / open', () => {
+  it('never hands out the same nonce twice, across refills of the nonce pool (seal and sealInto interleaved)', () => {
+    const key = Buffer.alloc(32, 7);
+    const seen = new Set<string>();
+    const out = Buffer.alloc(SEAL_OVERHEAD + 1);
+    for (let i = 0; i < 2000; i++) {
+      const n = i % 2 ? seal(key, Buffer.from([i & 255]), Buffer.alloc(0)).subarray(0, NONCE_BYTES) : out.subarray(0, sealInto(key, [Buffer.from([1])], Buffer.alloc(0), out, 0)).subarray(0, NONCE_BYTES);
+      const hex = n.toString('hex');
+      expect(hex).not.toBe('0'.repeat(2 * NONCE_BYTES));
+      seen.add(hex);
+    }
+    expect(seen.size).toBe(2000);
+  });
+
   const key = Buffer.from(Array.from({ length: 32 }, (_, i) => i * 7 + 1));
   const aad = Buffer.from('coffer-test-aad');
   const msg = Buffer.from('attack at dawn, bring snacks; '.repeat(5));

@@ -25,6 +25,26 @@ export class AuthenticationError extends Error {
   }
 }
 
+/**
+ * Random nonce bytes drawn from the CSPRNG 4 KiB at a time: one
+ * randomFillSync per 24-byte nonce cost ~2.5 µs (measured), a copy from the
+ * pool ~0.15 µs. Each byte is handed out once; every thread has its own pool.
+ */
+const NONCE_POOL_BYTES = 4096;
+const noncePool = Buffer.allocUnsafeSlow(NONCE_POOL_BYTES);
+let noncePos = NONCE_POOL_BYTES;
+
+function fillNonce(out: Buffer, offset: number): Buffer {
+  if (noncePos + NONCE_BYTES > NONCE_POOL_BYTES) {
+    randomFillSync(noncePool);
+    noncePos = 0;
+  }
+  noncePool.copy(out, offset, noncePos, noncePos + NONCE_BYTES);
+  noncePool.fill(0, noncePos, noncePos + NONCE_BYTES);
+  noncePos += NONCE_BYTES;
+  return out.subarray(offset, offset + NONCE_BYTES);
+}
+
 function subkey(key: Uint8Array, nonce: Uint8Array): Buffer {
   if (key.length !== KEY_BYTES) throw new RangeError('seal: key must be 32 bytes');
   return keyedHash(key, nonce.subarray(0, 12));
@@ -36,7 +56,7 @@ function subkey(key: Uint8Array, nonce: Uint8Array): Buffer {
  */
 export function seal(key: Uint8Array, parts: Uint8Array | Uint8Array[], aad: Uint8Array, nonce?: Uint8Array): Buffer {
   const list = Array.isArray(parts) ? parts : [parts];
-  const n = nonce ?? randomFillSync(Buffer.allocUnsafe(NONCE_BYTES));
+  const n = nonce ?? fillNonce(Buffer.allocUnsafe(NONCE_BYTES), 0);
   if (n.length !== NONCE_BYTES) throw new RangeError('seal: nonce must be 24 bytes');
   const sk = subkey(key, n);
   const c = createCipheriv('aes-256-gcm', sk, n.subarray(12, 24));
@@ -54,7 +74,7 @@ export function seal(key: Uint8Array, parts: Uint8Array | Uint8Array[], aad: Uin
  * Avoids one allocation and copy per message on the hot path.
  */
 export function sealInto(key: Uint8Array, parts: Uint8Array[], aad: Uint8Array, out: Buffer, offset: number): number {
-  const n = randomFillSync(out, offset, NONCE_BYTES).subarray(offset, offset + NONCE_BYTES);
+  const n = fillNonce(out, offset);
   const sk = subkey(key, n);
   const c = createCipheriv('aes-256-gcm', sk, n.subarray(12, 24));
   sk.fill(0);
