@@ -6,7 +6,7 @@
  * truncated reads are always detected (check reports them, restore fails or
  * reports errors).
  */
-import { writeFileSync, readdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -222,8 +222,15 @@ describe('storage faults: retries, full disk, read-only storage', () => {
       const target = path.join(dir, 'restore-full');
       expect((await restore(repo, snapshot, { target })).errors).toBe(0);
       expect(compareScans(await scanTree(src), subScan(await scanTree(target), key(src.slice(1))))).toEqual([]);
-      // Make a partly used pack, then run out of space while prune repacks it.
-      writeFileSync(path.join(src, 'f1'), randomBytes(1000));
+      // Make partly used packs, then run out of space while prune repacks them. Edit the middle of every
+      // file: the changed chunks lose their use, their neighbours (often in the same pack) keep it. (Replacing
+      // one whole file left its chunks alone in their packs now and then, and prune only deleted.)
+      for (let i = 0; i < 10; i++) {
+        const f = path.join(src, `f${i}`);
+        const bytes = readFileSync(f);
+        randomBytes(1000).copy(bytes, 50_000);
+        writeFileSync(f, bytes);
+      }
       await backup(repo, { paths: [src] });
       await repo.backend.remove({ type: 'snapshots', name: snapshot.id });
     } finally {
