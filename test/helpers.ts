@@ -1,5 +1,6 @@
 /** Shared test helpers: scratch directories and running the real CLI. */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { expect } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
 import os from 'node:os';
@@ -44,4 +45,41 @@ export const SMALL_REPO = { packSize: 64 * 1024, chunker: { minSize: 8 * 1024, a
 export function randomFiles(root: string, files: number, size: number): void {
   mkdirSync(root, { recursive: true });
   for (let i = 0; i < files; i++) writeFileSync(path.join(root, `f${i}`), randomBytes(size + i * 101));
+}
+
+/** An environment for the CLI with every password source cleared, then `extra` (tests pick exactly one source). */
+export function noSecretsEnv(repo: string, extra: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  return {
+    COFFER_REPOSITORY: repo,
+    COFFER_PASSWORD: undefined,
+    COFFER_PASSWORD_FILE: undefined,
+    COFFER_PASSWORD_COMMAND: undefined,
+    COFFER_RECOVERY_KEY: undefined,
+    COFFER_NEW_PASSWORD: undefined,
+    ...extra,
+  };
+}
+
+/** Asserts exit 0 (showing stderr otherwise) and returns the result. */
+export function expectOk(r: RunResult): RunResult {
+  expect(r.code, r.stderr).toBe(0);
+  return r;
+}
+
+/** The last line of a successful command's stdout, parsed as JSON (the --json summary). */
+export function lastJson(r: RunResult): Record<string, unknown> {
+  expectOk(r);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+}
+
+/** Names of a local repository's objects of one type (data packs live in 2-hex-digit subfolders). */
+export function objectNames(repo: string, type: string): string[] {
+  const d = path.join(repo, type);
+  if (type !== 'data') return readdirSync(d).filter((n) => /^[0-9a-f]{64}$/.test(n));
+  return readdirSync(d).flatMap((s) => readdirSync(path.join(d, s)).filter((n) => /^[0-9a-f]{64}$/.test(n)));
+}
+
+/** Where a local repository keeps object `name` of `type`. */
+export function objectPath(repo: string, type: string, name: string): string {
+  return type === 'data' ? path.join(repo, 'data', name.slice(0, 2), name) : path.join(repo, type, name);
 }

@@ -8,7 +8,7 @@ import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } f
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { coffer, scratch, type RunResult } from './helpers.js';
+import { coffer, expectOk, lastJson, noSecretsEnv, objectNames, objectPath, scratch, type RunResult } from './helpers.js';
 import { parseKeyFile, unwrapSlot } from '../dist/src/format/keyfile.js';
 import { deriveKek } from '../dist/src/crypto/kdf.js';
 import { deriveRepoKeys } from '../dist/src/crypto/keys.js';
@@ -29,35 +29,11 @@ let cleanup: () => void;
 let repo: string;
 let src: string;
 
-function env(extra: Record<string, string | undefined> = {}): Record<string, string | undefined> {
-  return {
-    COFFER_REPOSITORY: repo,
-    COFFER_CACHE_DIR: path.join(dir, 'cache'),
-    COFFER_PASSWORD: undefined,
-    COFFER_PASSWORD_FILE: undefined,
-    COFFER_PASSWORD_COMMAND: undefined,
-    COFFER_RECOVERY_KEY: undefined,
-    COFFER_NEW_PASSWORD: undefined,
-    ...extra,
-  };
-}
+const env = (extra: Record<string, string | undefined> = {}) => noSecretsEnv(repo, { COFFER_CACHE_DIR: path.join(dir, 'cache'), ...extra });
 const pw = (p: string, extra: Record<string, string | undefined> = {}) => env({ COFFER_PASSWORD: p, ...extra });
-function ok(r: RunResult): RunResult {
-  expect(r.code, r.stderr).toBe(0);
-  return r;
-}
-function last(r: RunResult): Record<string, unknown> {
-  ok(r);
-  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
-}
-function names(root: string, type: string): string[] {
-  const d = path.join(root, type);
-  if (type !== 'data') return readdirSync(d).filter((n) => /^[0-9a-f]{64}$/.test(n));
-  return readdirSync(d).flatMap((s) => readdirSync(path.join(d, s)).filter((n) => /^[0-9a-f]{64}$/.test(n)));
-}
-function objectPath(root: string, type: string, name: string): string {
-  return type === 'data' ? path.join(root, 'data', name.slice(0, 2), name) : path.join(root, type, name);
-}
+const ok = expectOk;
+const last = lastJson;
+const names = objectNames;
 function files(root: string, rel = ''): Map<string, string> {
   const out = new Map<string, string>();
   for (const e of readdirSync(path.join(root, rel), { withFileTypes: true })) {

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { coffer, ROOT, scratch, type RunResult } from './helpers.js';
+import { coffer, expectOk, lastJson, noSecretsEnv, objectNames, objectPath, ROOT, scratch, type RunResult } from './helpers.js';
 import { padme } from '../dist/src/format/padding.js';
 import { parseKeyFile, unwrapSlot, decodeKeyMeta } from '../dist/src/format/keyfile.js';
 import { deriveKek } from '../dist/src/crypto/kdf.js';
@@ -34,44 +34,22 @@ let cleanup: () => void;
 let repo: string;
 let src: string;
 
-function env(extra: Record<string, string | undefined> = {}): Record<string, string | undefined> {
-  return {
-    COFFER_REPOSITORY: repo,
-    COFFER_PASSWORD: undefined,
-    COFFER_PASSWORD_FILE: undefined,
-    COFFER_PASSWORD_COMMAND: undefined,
-    COFFER_RECOVERY_KEY: undefined,
-    COFFER_NEW_PASSWORD: undefined,
-    ...extra,
-  };
-}
+const env = (extra: Record<string, string | undefined> = {}) => noSecretsEnv(repo, extra);
 /** The owner: a full key and its own cache. */
 const owner = (extra: Record<string, string | undefined> = {}) => env({ COFFER_PASSWORD: OWNER, COFFER_CACHE_DIR: path.join(dir, 'owner-cache'), ...extra });
 /** The backed-up host: the write-only key and its own cache. */
 const host = (extra: Record<string, string | undefined> = {}) => env({ COFFER_PASSWORD: HOST, COFFER_CACHE_DIR: path.join(dir, 'host-cache'), ...extra });
 
-function ok(r: RunResult): RunResult {
-  expect(r.code, r.stderr).toBe(0);
-  return r;
-}
-function last(r: RunResult): Record<string, unknown> {
-  ok(r);
-  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
-}
+const ok = expectOk;
+const last = lastJson;
 function summary(r: RunResult): Record<string, number | string> {
   ok(r);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, number | string>;
 }
-function names(type: string): string[] {
-  const d = path.join(repo, type);
-  if (type !== 'data') return readdirSync(d).filter((n) => /^[0-9a-f]{64}$/.test(n));
-  return readdirSync(d).flatMap((s) => readdirSync(path.join(d, s)).filter((n) => /^[0-9a-f]{64}$/.test(n)));
-}
-function objectPath(type: string, name: string): string {
-  return type === 'data' ? path.join(repo, 'data', name.slice(0, 2), name) : path.join(repo, type, name);
-}
+const names = (type: string) => objectNames(repo, type);
+const objPath = (type: string, name: string) => objectPath(repo, type, name);
 function repoBytes(): number {
-  return ['data', 'index', 'snapshots'].reduce((n, t) => n + names(t).reduce((m, x) => m + statSync(objectPath(t, x)).size, 0), 0);
+  return ['data', 'index', 'snapshots'].reduce((n, t) => n + names(t).reduce((m, x) => m + statSync(objPath(t, x)).size, 0), 0);
 }
 /** Every file under `root` as relative path → contents. */
 function tree(root: string, rel = ''): Map<string, string> {
@@ -180,7 +158,7 @@ describe('write-only keys', () => {
     const wo = writeOnlyRepoKeys(bundle);
     const candidates: Buffer[] = [bundle.ownerPub, bundle.blobIdKey, bundle.chunkerKey, bundle.idListKey, bundle.lockKey, bundle.cacheKey, wo.wrapKey, wrapKeyFrom(bundle.ownerPub)];
     // Snapshot file.
-    const snap = readFileSync(objectPath('snapshots', hostObjects.snapshots[0]));
+    const snap = readFileSync(objPath('snapshots', hostObjects.snapshots[0]));
     for (const k of candidates) {
       expect(() => decodeFile(k, 'snapshot', snap)).toThrow();
       expect(() => decodeFile(k, 'snapshot', snap.subarray(EPH_BOX_BYTES))).toThrow();
@@ -188,7 +166,7 @@ describe('write-only keys', () => {
     }
     // Packs: the trailer gives the ephemeral public key (by design), but no key opens the header or a blob.
     for (const name of hostObjects.data) {
-      const pack = readFileSync(objectPath('data', name));
+      const pack = readFileSync(objPath('data', name));
       const loc = decodeAnyPackTrailer({ metaKey: Buffer.alloc(32), wrapKey: wo.wrapKey }, pack.subarray(pack.length - OWNER_TRAILER_BYTES), pack.length);
       expect(loc.ephPub).toHaveLength(32);
       const header = pack.subarray(loc.offset, loc.offset + loc.length);
@@ -201,7 +179,7 @@ describe('write-only keys', () => {
     }
     // Index files: the id list opens (by design), the packs and offsets do not.
     for (const name of hostObjects.index) {
-      const stored = readFileSync(objectPath('index', name));
+      const stored = readFileSync(objPath('index', name));
       expect(readIndexIds(bundle.idListKey, stored)?.length).toBeGreaterThan(0);
       for (const k of candidates) expect(() => decodeIndexFile({ ...wo, ownerSecret: k, metaKey: k }, stored)).toThrow();
     }
@@ -210,7 +188,7 @@ describe('write-only keys', () => {
     const master = (unwrapSlot(await deriveKek(Buffer.from(OWNER), slot.kdf as never), slot) as { master: Buffer }).master;
     const full = deriveRepoKeys(master);
     expect(decodeFileFromOwner(full, 'snapshot', snap).toString()).toContain('"paths"');
-    for (const name of hostObjects.index) expect(decodeIndexFile(full, readFileSync(objectPath('index', name))).length).toBeGreaterThan(0);
+    for (const name of hostObjects.index) expect(decodeIndexFile(full, readFileSync(objPath('index', name))).length).toBeGreaterThan(0);
     expect(decodeKeyMeta(full.metaKey, parseKeyFile(readFileSync(path.join(repo, 'keys', woKeyId)))).kind).toBe('write-only');
   });
 
@@ -252,7 +230,7 @@ describe('write-only keys', () => {
   it('the storage cannot tell the host objects apart: no names or markers, Padmé sizes', () => {
     for (const [type, list] of Object.entries(hostObjects)) {
       for (const name of list) {
-        const b = readFileSync(objectPath(type, name));
+        const b = readFileSync(objPath(type, name));
         expect(padme(b.length), `${type}/${name}`).toBe(b.length);
         for (const m of [MARK, 'big.bin', os.hostname(), '"paths"', src]) expect(b.includes(m), `${type}/${name} holds ${m}`).toBe(false);
       }
