@@ -22,6 +22,26 @@ const SCHEMA_VERSION = 2;
 /** Ids per knownOf() query, largest first. */
 const KNOWN_ARITIES = [64, 16, 4, 1];
 
+/**
+ * Splits `ids` (hex) into batches for the fixed-arity IN (…) statements: for
+ * each, the statement index k and exactly KNOWN_ARITIES[k] binary ids (the
+ * smallest arity that takes what is left, or the largest; padded with a
+ * repeat, which an IN list ignores).
+ */
+function* idBatches(ids: string[]): Generator<[number, Buffer[]]> {
+  for (let i = 0; i < ids.length; ) {
+    const left = ids.length - i;
+    let k = KNOWN_ARITIES.length - 1;
+    while (k > 0 && KNOWN_ARITIES[k] < left) k--;
+    const n = KNOWN_ARITIES[k];
+    const params: Buffer[] = [];
+    for (let j = i; j < Math.min(ids.length, i + n); j++) params.push(Buffer.from(ids[j], 'hex'));
+    while (params.length < n) params.push(params[0]);
+    yield [k, params];
+    i += n;
+  }
+}
+
 /** SQLite's page cache in normal use, KiB (better-sqlite3's default, 16 MB). */
 const CACHE_KIB = 16_000;
 /**
@@ -181,19 +201,12 @@ export class IndexCache {
    */
   lookupMany(type: BlobType, ids: string[]): Map<string, BlobLocation> {
     const found = new Map<string, BlobLocation>();
-    for (let i = 0; i < ids.length; ) {
-      const left = ids.length - i;
-      let k = KNOWN_ARITIES.length - 1;
-      while (k > 0 && KNOWN_ARITIES[k] < left) k--;
-      const n = KNOWN_ARITIES[k];
-      const params: Buffer[] = [];
-      for (let j = i; j < Math.min(ids.length, i + n); j++) params.push(Buffer.from(ids[j], 'hex'));
-      while (params.length < n) params.push(params[0]);
-      for (const r of this.stmts.lookupMany[k].all(BLOB_TYPE_CODE[type], ...params) as { id: Buffer; pack: Buffer; offset: number; length: number; raw_length: number }[]) {
+    type Row = { id: Buffer; pack: Buffer; offset: number; length: number; raw_length: number };
+    for (const [k, params] of idBatches(ids)) {
+      for (const r of this.stmts.lookupMany[k].all(BLOB_TYPE_CODE[type], ...params) as Row[]) {
         const id = r.id.toString('hex');
         if (!found.has(id)) found.set(id, { packId: r.pack.toString('hex') as PackId, offset: r.offset, length: r.length, rawLength: r.raw_length });
       }
-      i += n;
     }
     return found;
   }
@@ -205,17 +218,8 @@ export class IndexCache {
    */
   knownOf(type: BlobType, ids: string[]): Set<string> {
     const known = new Set<string>();
-    for (let i = 0; i < ids.length; ) {
-      const left = ids.length - i;
-      // The smallest arity that takes what is left (or the largest), padded with a repeat.
-      let k = KNOWN_ARITIES.length - 1;
-      while (k > 0 && KNOWN_ARITIES[k] < left) k--;
-      const n = KNOWN_ARITIES[k];
-      const params: Buffer[] = [];
-      for (let j = i; j < Math.min(ids.length, i + n); j++) params.push(Buffer.from(ids[j], 'hex'));
-      while (params.length < n) params.push(params[0]);
+    for (const [k, params] of idBatches(ids)) {
       for (const id of this.stmts.knownOf[k].all(BLOB_TYPE_CODE[type], ...params) as Buffer[]) known.add(id.toString('hex'));
-      i += n;
     }
     return known;
   }
