@@ -25,7 +25,7 @@ import { decodeAnyPackTrailer, decodePackHeader, OWNER_TRAILER_BYTES, PackCorrup
 import { validateSnapshot, type Snapshot, type SnapshotData } from '../format/snapshot.js';
 import { IndexCache, type BlobLocation } from '../cache/index-cache.js';
 import { StorageError, describe, type Backend, type Handle, type ObjectInfo } from '../storage/backend.js';
-import { WorkerPool } from '../worker/pool.js';
+import { WorkerPool, defaultThreads } from '../worker/pool.js';
 import { addKeyFile, openMaster, type RepoSecret } from './keyring.js';
 import type { BlobType, SnapshotId } from '../ids.js';
 
@@ -520,6 +520,11 @@ export class Repository {
         message: `index/${name} ${why} and was skipped: the blobs it lists are unknown until "coffer repair index" rebuilds the index`,
       });
     }
+  }
+
+  /** How many worker threads {@link Repository.workers} runs (without starting them). */
+  get workerThreads(): number {
+    return this.pool?.threads ?? this.threads ?? defaultThreads();
   }
 
   workers(): WorkerPool {

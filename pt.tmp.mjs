@@ -1,0 +1,11 @@
+import { WorkerPool } from './dist/src/worker/pool.js';
+import { randomBytes } from 'node:crypto';
+const t0 = performance.now();
+const gear = randomBytes(1024);
+const p = new WorkerPool({ chunker: { minSize: 512*1024, avgSize: 1024*1024, maxSize: 8*1024*1024 }, gearBytes: gear, blobIdKey: randomBytes(32), blobKey: randomBytes(32), compressionLevel: 3 }, 2);
+const t1 = performance.now();
+const b = new ArrayBuffer(1024);
+await Promise.all([p.hash(b, [{start:0,end:1024,eof:true}]), p.hash(new ArrayBuffer(1024), [{start:0,end:1024,eof:true}])]);
+const t2 = performance.now();
+await p.close();
+console.log('construct', (t1-t0).toFixed(1), 'first tasks', (t2-t1).toFixed(1), 'close', (performance.now()-t2).toFixed(1));
