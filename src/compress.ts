@@ -13,7 +13,9 @@ interface ZstdBinding {
   getFrameContentSize(frame: Uint8Array): number | null;
 }
 
-const zstd = createRequire(import.meta.url)('zstd-napi/binding') as ZstdBinding;
+// Loaded on first use, not at start-up (see docs/PERFORMANCE.md, "Start-up").
+let binding: ZstdBinding | undefined;
+const zstd = (): ZstdBinding => (binding ??= createRequire(import.meta.url)('zstd-napi/binding') as ZstdBinding);
 
 let cctx: CCtx | undefined;
 let dctx: DCtx | undefined;
@@ -27,8 +29,8 @@ export const DEFAULT_LEVEL = 3;
  */
 export function compressIfSmaller(src: Uint8Array, level = DEFAULT_LEVEL): Buffer | undefined {
   if (src.length < 64) return undefined;
-  cctx ??= new zstd.CCtx();
-  const bound = zstd.compressBound(src.length);
+  cctx ??= new (zstd().CCtx)();
+  const bound = zstd().compressBound(src.length);
   if (scratch.length < bound) scratch = Buffer.allocUnsafe(Math.max(bound, 1 << 20));
   const n = cctx.compress(scratch, src, level);
   if (n >= src.length) return undefined;
@@ -44,8 +46,8 @@ export function decompressExact(frame: Uint8Array, expectedLength: number): Buff
 
 /** Decompresses one frame into exactly all of `out`. Throws on any mismatch. */
 export function decompressInto(frame: Uint8Array, out: Uint8Array): void {
-  dctx ??= new zstd.DCtx();
-  const declared = zstd.getFrameContentSize(frame);
+  dctx ??= new (zstd().DCtx)();
+  const declared = zstd().getFrameContentSize(frame);
   if (declared !== out.length) throw new RangeError('zstd frame size mismatch');
   const n = out.length === 0 ? 0 : dctx.decompress(out, frame);
   if (n !== out.length) throw new RangeError('zstd output size mismatch');
@@ -53,7 +55,7 @@ export function decompressInto(frame: Uint8Array, out: Uint8Array): void {
 
 export function frameContentSize(frame: Uint8Array): number | null {
   try {
-    return zstd.getFrameContentSize(frame);
+    return zstd().getFrameContentSize(frame);
   } catch {
     return null;
   }

@@ -89,7 +89,8 @@ export class DataPipeline {
     this.batches = new BufferPool(BATCH_BYTES + this.smallLimit + 1, 3);
     // Sealing runs one task per worker at a time; more outputs would only
     // hold memory. Separate sizes, so small files never pin large outputs.
-    const threads = repo.workers().threads;
+    // (The pool itself starts with the first file to read: an unchanged re-backup needs none.)
+    const threads = repo.workerThreads;
     this.windowOutputs = new BufferPool(size + MAX_FILES_PER_BATCH * BLOB_OVERHEAD, threads);
     this.batchOutputs = new BufferPool(this.batches.size + MAX_FILES_PER_BATCH * BLOB_OVERHEAD, threads);
   }

@@ -22,7 +22,12 @@
  * costs one regular-expression test per entry when no `!` pattern is used.
  */
 import { closeSync, lstatSync, openSync, readSync } from 'node:fs';
-import picomatch from 'picomatch';
+import { createRequire } from 'node:module';
+import type Picomatch from 'picomatch';
+
+// Loaded on first use, not at start-up (see docs/PERFORMANCE.md, "Start-up").
+let pm: typeof Picomatch | undefined;
+const picomatch = (): typeof Picomatch => (pm ??= createRequire(import.meta.url)('picomatch') as typeof Picomatch);
 import { CofferError } from '../errors.js';
 
 /**
@@ -118,8 +123,8 @@ function compileOne(raw: string, nocase: boolean): Compiled | undefined {
   const glob = anchored ? body : `**/${body}`;
   const opts = { dot: true, nocase, nobrace: true, noextglob: true, nonegate: true };
   // The pattern itself, or anything below what it matches.
-  const a = picomatch.makeRe(glob, opts);
-  const b = picomatch.makeRe(`${glob}/**`, opts);
+  const a = picomatch().makeRe(glob, opts);
+  const b = picomatch().makeRe(`${glob}/**`, opts);
   return { re: new RegExp(`(?:${a.source})|(?:${b.source})`, nocase ? 'i' : ''), negated };
 }
 

@@ -4,7 +4,12 @@
  * It holds no keys and no plaintext file data; blob ids are keyed hashes.
  * Deleting it loses nothing: it is rebuilt from the repository's index files.
  */
-import Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
+import type Database from 'better-sqlite3';
+
+// Loaded when the first cache opens, not at start-up (see docs/PERFORMANCE.md, "Start-up").
+let sqlite: typeof Database | undefined;
+const openDatabase = (file: string): Database.Database => new (sqlite ??= createRequire(import.meta.url)('better-sqlite3') as typeof Database)(file);
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { BLOB_TYPE_CODE, blobTypeFromCode, type BlobType, type PackId } from '../ids.js';
@@ -106,7 +111,7 @@ export class IndexCache {
   /** Opens (creating) the cache file, or an in-memory cache when `file` is undefined. */
   static open(file: string | undefined): IndexCache {
     if (file) mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    return new IndexCache(new Database(file ?? ':memory:'));
+    return new IndexCache(openDatabase(file ?? ':memory:'));
   }
 
   indexFiles(): Set<string> {

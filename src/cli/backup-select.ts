@@ -6,7 +6,12 @@
 import { readFileSync, readdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import picomatch from 'picomatch';
+import { createRequire } from 'node:module';
+import type Picomatch from 'picomatch';
+
+// Loaded on first use, not at start-up (see docs/PERFORMANCE.md, "Start-up").
+let pm: typeof Picomatch | undefined;
+const picomatch = (): typeof Picomatch => (pm ??= createRequire(import.meta.url)('picomatch') as typeof Picomatch);
 import { CofferError, errnoCode } from '../errors.js';
 import { createFilter, parsePatternFile, type EntryFilter } from '../archiver/select.js';
 import { parseSize } from './context.js';
@@ -66,14 +71,14 @@ function readList(file: string): Buffer {
 
 /** Expands a shell-style glob (as restic does for --files-from lines); a path without magic is returned as is. */
 export function expandGlob(pattern: string): string[] {
-  if (!picomatch.scan(pattern).isGlob) return [pattern];
+  if (!picomatch().scan(pattern).isGlob) return [pattern];
   const abs = pattern.startsWith('/');
   const parts = pattern.split('/').filter(Boolean);
   let bases = [abs ? '/' : '.'];
   for (const part of parts) {
     const next: string[] = [];
-    const isGlob = picomatch.scan(part).isGlob;
-    const re = isGlob ? picomatch.makeRe(part, { nobrace: true, noextglob: true, nonegate: true }) : undefined;
+    const isGlob = picomatch().scan(part).isGlob;
+    const re = isGlob ? picomatch().makeRe(part, { nobrace: true, noextglob: true, nonegate: true }) : undefined;
     for (const b of bases) {
       if (!re) {
         next.push(path.join(b, part));

@@ -6,7 +6,12 @@
 import { once } from 'node:events';
 import path from 'node:path';
 import type { Command } from 'commander';
-import picomatch from 'picomatch';
+import { createRequire } from 'node:module';
+import type Picomatch from 'picomatch';
+
+// Loaded on first use, not at start-up (see docs/PERFORMANCE.md, "Start-up").
+let pm: typeof Picomatch | undefined;
+const picomatch = (): typeof Picomatch => (pm ??= createRequire(import.meta.url)('picomatch') as typeof Picomatch);
 import { CofferError } from '../errors.js';
 import { parseTimeArg } from './time-arg.js';
 import type { Repository } from '../repo/repository.js';
@@ -133,7 +138,7 @@ export async function cmdFind(
   return withRepo(gl, async (repo, out) => {
     const matchers = patterns.map((pat) => {
       const full = pat.includes('/');
-      const m = picomatch(full && !pat.startsWith('/') ? `**/${pat}` : pat.replace(/^\/+/, ''), { dot: true, nocase: o.ignoreCase === true, nobrace: true, noextglob: true });
+      const m = picomatch()(full && !pat.startsWith('/') ? `**/${pat}` : pat.replace(/^\/+/, ''), { dot: true, nocase: o.ignoreCase === true, nobrace: true, noextglob: true });
       return (p: string, name: string) => (full ? m(p.slice(1)) : m(name));
     });
     const filter = snapFilter(o);

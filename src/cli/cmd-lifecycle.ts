@@ -1,9 +1,7 @@
 /** Registers the repository lifecycle commands: unlock, forget, prune, repair. */
 import type { Command } from 'commander';
 import type { GlobalOptions } from './context.js';
-import { cmdUnlock } from './cmd-lock.js';
-import { cmdForget, cmdPrune } from './cmd-forget.js';
-import { cmdRepairIndex, cmdRepairSnapshots } from './cmd-repair.js';
+// The command modules load only when their command runs (see docs/PERFORMANCE.md, "Start-up").
 
 type Run = (p: Promise<number>) => void;
 
@@ -16,7 +14,7 @@ export function registerLifecycle(p: Command, globals: (c: Command) => Command, 
       .description('remove stale locks (left by crashed processes)')
       .option('--remove-all', 'remove all locks, even live ones (only when you are sure nothing else uses the repository)')
       .addHelpText('after', '\nA lock is stale when its process is gone (same host) or it was not refreshed for 30 minutes.\n\nExamples:\n  coffer unlock\n  coffer unlock --remove-all'),
-  ).action((o, cmd) => run(cmdUnlock(g(cmd), o)));
+  ).action((o, cmd) => run(import('./cmd-lock.js').then((m) => m.cmdUnlock(g(cmd), o))));
 
   const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -49,7 +47,7 @@ export function registerLifecycle(p: Command, globals: (c: Command) => Command, 
         'after',
         '\nn may be "unlimited". Policies are applied per group; a snapshot kept by any rule stays.\n\nExamples:\n  coffer forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --dry-run\n  coffer forget --keep-within-daily 7d --keep-within-weekly 1m --keep-within-monthly 1y --keep-within-yearly 75y\n  coffer forget --keep-last 10 --prune\n  coffer forget 1a2b3c4d',
       ),
-  ).action((ids, o, cmd) => run(cmdForget(g(cmd), ids, o, signal)));
+  ).action((ids, o, cmd) => run(import('./cmd-forget.js').then((m) => m.cmdForget(g(cmd), ids, o, signal))));
 
   globals(
     p
@@ -58,7 +56,7 @@ export function registerLifecycle(p: Command, globals: (c: Command) => Command, 
       .option('--max-unused <limit>', 'unused data to tolerate before repacking: a share of the used data ("5%"), a size ("100M") or "unlimited"', '5%')
       .option('-n, --dry-run', 'print the plan (packs to keep, repack, delete; bytes freed) and change nothing')
       .addHelpText('after', '\nTakes an exclusive lock. Safe to interrupt at any moment: run it again to finish.\n\nExamples:\n  coffer prune --dry-run\n  coffer prune --max-unused 0%'),
-  ).action((o, cmd) => run(cmdPrune(g(cmd), o, signal)));
+  ).action((o, cmd) => run(import('./cmd-forget.js').then((m) => m.cmdPrune(g(cmd), o, signal))));
 
   const repair = p
     .command('repair')
@@ -69,7 +67,7 @@ export function registerLifecycle(p: Command, globals: (c: Command) => Command, 
       .command('index')
       .description('rebuild the index from the pack headers (when index files are damaged or missing)')
       .addHelpText('after', '\nTakes an exclusive lock. New index files are written before the old ones are removed.\n\nExample:\n  coffer repair index'),
-  ).action((_o, cmd) => run(cmdRepairIndex(g(cmd), signal)));
+  ).action((_o, cmd) => run(import('./cmd-repair.js').then((m) => m.cmdRepairIndex(g(cmd), signal))));
 
   globals(
     repair
@@ -82,5 +80,5 @@ export function registerLifecycle(p: Command, globals: (c: Command) => Command, 
         'after',
         '\nUnreadable directories become empty; files lose their missing parts (and shrink). New snapshots are tagged "repaired".\nRun "coffer repair index" first if index files are damaged.\n\nExamples:\n  coffer repair snapshots --dry-run\n  coffer repair snapshots --forget',
       ),
-  ).action((ids, o, cmd) => run(cmdRepairSnapshots(g(cmd), ids, o, signal)));
+  ).action((ids, o, cmd) => run(import('./cmd-repair.js').then((m) => m.cmdRepairSnapshots(g(cmd), ids, o, signal))));
 }

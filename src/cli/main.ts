@@ -6,7 +6,6 @@ import { Command, CommanderError, Option } from 'commander';
 import { CofferError, EXIT_CODES } from '../errors.js';
 import { VERSION } from '../version.js';
 import { withEnv, type GlobalOptions } from './context.js';
-import { cmdBackup, cmdCheck, cmdInit, cmdRestore, cmdSnapshots } from './commands.js';
 import { registerKeyCommands } from './cmd-key.js';
 import { addSelectOptions, PATTERN_HELP } from './backup-select.js';
 import { registerExploreCommands } from './cmd-explore.js';
@@ -14,6 +13,9 @@ import { registerCopy } from './cmd-copy.js';
 import { StorageError } from '../storage/backend.js';
 import { storageFailure } from '../repo/repository.js';
 import { registerLifecycle } from './cmd-lifecycle.js';
+
+/** The commands' code loads only when one of them runs (docs/PERFORMANCE.md, "Start-up"). */
+const commands = () => import('./commands.js');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -51,7 +53,7 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
       .option('--chunk-max <size>', 'maximum chunk size (default 8M)')
       .option('--compression <level>', 'zstd level for data, 0 disables (default 3)')
       .addHelpText('after', '\nExamples:\n  coffer init -r /mnt/backup/repo\n  COFFER_PASSWORD_FILE=~/.coffer-pw coffer init -r /srv/repo'),
-  ).action((o, cmd) => run(cmdInit(g(cmd), o)));
+  ).action((o, cmd) => run(commands().then((m) => m.cmdInit(g(cmd), o))));
 
   globals(
     addSelectOptions(p
@@ -63,7 +65,7 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
       .option('--parent <snapshot>', 'compare with this snapshot instead of the latest one with the same host and paths')
       .option('-f, --force', 'read every file, ignoring the parent snapshot')
       .addHelpText('after', `${PATTERN_HELP}\n\nExamples:\n  coffer backup -r /mnt/backup/repo ~/Documents ~/Pictures\n  coffer backup --tag daily /etc\n  coffer backup ~ --exclude '*.tmp' --exclude node_modules --exclude-caches -x\n  find ~/photos -newer stamp -print0 | coffer backup --files-from-raw -\n  pg_dump db | coffer backup --stdin --stdin-filename db.sql`),
-  ).action((paths, o, cmd) => run(cmdBackup(g(cmd), paths, o, signal)));
+  ).action((paths, o, cmd) => run(commands().then((m) => m.cmdBackup(g(cmd), paths, o, signal))));
 
   globals(
     p
@@ -73,7 +75,7 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
       .option('--tag <tags>', 'only snapshots with these tags (repeatable)', collect)
       .option('--path <path>', 'only snapshots that include this path (repeatable)', collect)
       .addHelpText('after', '\nExamples:\n  coffer snapshots -r /mnt/backup/repo\n  coffer snapshots --json | jq \'.[].short_id\''),
-  ).action((o, cmd) => run(cmdSnapshots(g(cmd), o)));
+  ).action((o, cmd) => run(commands().then((m) => m.cmdSnapshots(g(cmd), o))));
 
   globals(
     p
@@ -93,7 +95,7 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
         'after',
         `\nBacking up /a/b and restoring into T recreates T/a/b. Patterns work as for backup --exclude.\n\nExamples:\n  coffer restore latest --target /tmp/restore\n  coffer restore 1a2b3c4d --target /tmp/r --include /home/me/docs\n  coffer restore latest --target / --include '*.conf' --exclude '/etc/ssl'\n  coffer restore latest --target ~/mirror --delete --dry-run -v`,
       ),
-  ).action((ref, o, cmd) => run(cmdRestore(g(cmd), ref, o, signal)));
+  ).action((ref, o, cmd) => run(commands().then((m) => m.cmdRestore(g(cmd), ref, o, signal))));
 
   globals(
     p
@@ -102,7 +104,7 @@ function program(run: (p: Promise<number>) => void, signal: AbortSignal): Comman
       .option('--read-data', 'read, decrypt and verify every blob')
       .option('--read-data-subset <n/t|x%>', 'read and verify only subset n of t of the packs, or a random x% of them')
       .addHelpText('after', '\nExit code 13 when a problem is found.\n\nExamples:\n  coffer check\n  coffer check --read-data'),
-  ).action((o, cmd) => run(cmdCheck(g(cmd), o, signal)));
+  ).action((o, cmd) => run(commands().then((m) => m.cmdCheck(g(cmd), o, signal))));
 
   registerKeyCommands(p, globals, run, signal);
   registerExploreCommands(p, globals, run, signal);

@@ -3,7 +3,13 @@
  * @napi-rs/blake-hash binding (measured fastest; see docs/PERFORMANCE.md).
  * Pure, synchronous, safe to call inside worker threads.
  */
-import { Blake3Hasher, blake3 } from '@napi-rs/blake-hash';
+import { createRequire } from 'node:module';
+import type * as BlakeHash from '@napi-rs/blake-hash';
+
+// Loaded on first use, not at start-up (see docs/PERFORMANCE.md, "Start-up").
+let native: typeof BlakeHash | undefined;
+/** The binding, loaded on first use. */
+export const blakeHash = (): typeof BlakeHash => (native ??= createRequire(import.meta.url)('@napi-rs/blake-hash') as typeof BlakeHash);
 
 export const KEY_BYTES = 32;
 
@@ -16,7 +22,7 @@ const asBuffer = (u: Uint8Array): Buffer => u as Buffer;
 
 /** Unkeyed BLAKE3-256 of the stored bytes: used only for object names (of ciphertext). */
 export function plainHash(data: Uint8Array): Buffer {
-  return blake3(asBuffer(data));
+  return blakeHash().blake3(asBuffer(data));
 }
 
 /**
@@ -25,10 +31,10 @@ export function plainHash(data: Uint8Array): Buffer {
  * heap); with 100,000 small files that grew the process by hundreds of MB.
  */
 export class KeyedHasher {
-  private readonly h: Blake3Hasher;
+  private readonly h: BlakeHash.Blake3Hasher;
   constructor(key: Uint8Array) {
     if (key.length !== KEY_BYTES) throw new RangeError('keyed hash: key must be 32 bytes');
-    this.h = Blake3Hasher.newKeyed(Buffer.from(key));
+    this.h = blakeHash().Blake3Hasher.newKeyed(Buffer.from(key));
   }
   hash(data: Uint8Array): Buffer {
     this.h.reset();
@@ -62,5 +68,5 @@ export function forgetKey(key: Uint8Array): void {
 
 /** BLAKE3 derive_key mode: a 32-byte working key from key material and a context string. */
 export function deriveKey(context: string, keyMaterial: Uint8Array): Buffer {
-  return Blake3Hasher.deriveKey(context, asBuffer(keyMaterial));
+  return blakeHash().Blake3Hasher.deriveKey(context, asBuffer(keyMaterial));
 }

@@ -2,7 +2,13 @@
  * Passphrase → key-encryption key, with Argon2id (memory-hard), via the
  * native @node-rs/argon2 binding. Parameters are stored in each key file.
  */
-import { hashRaw, Algorithm } from '@node-rs/argon2';
+import { createRequire } from 'node:module';
+import type * as Argon2 from '@node-rs/argon2';
+import { Algorithm } from '@node-rs/argon2'; // a const enum: inlined, no runtime import
+
+// Loaded on first use, not at start-up (see docs/PERFORMANCE.md, "Start-up").
+let argon2: typeof Argon2 | undefined;
+const hashRaw: typeof Argon2.hashRaw = (...a) => (argon2 ??= createRequire(import.meta.url)('@node-rs/argon2') as typeof Argon2).hashRaw(...a);
 
 export interface KdfParams {
   algorithm: 'argon2id';

@@ -9,7 +9,7 @@
  * so memory stays fixed (open packs + packs being written) and callers can
  * reuse their buffers as soon as add() resolves.
  */
-import { Blake3Hasher } from '@napi-rs/blake-hash';
+import { blakeHash } from '../crypto/hash.js';
 import { encodePackTail, type PackEntry } from '../format/pack.js';
 import type { IndexedPack } from '../format/index-file.js';
 import type { Backend } from '../storage/backend.js';
@@ -182,7 +182,7 @@ export class Packer {
       const body = p.buf.subarray(0, p.size);
       const k = this.keys.pack;
       const tail = encodePackTail(k.metaKey, p.entries, p.size, k.ephPub && k.wrapKey ? { wrapKey: k.wrapKey, ephPub: k.ephPub } : undefined);
-      const id = new Blake3Hasher().update(body).update(tail).digest('hex');
+      const id = new (blakeHash().Blake3Hasher)().update(body).update(tail).digest('hex');
       await this.backend.write({ type: 'data', name: id }, [body, tail]);
       const pack: IndexedPack = { id: id as PackId, length: p.size + tail.length, blobs: p.entries, ...(k.ref ? { ref: k.ref } : {}) };
       this.packsWritten++;

@@ -4,6 +4,7 @@
  * (archiver, restorer) build on this; it knows nothing about file trees.
  */
 import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { CofferError, integrityError } from '../errors.js';
@@ -23,8 +24,8 @@ import { openBlob } from '../format/blob.js';
 import { decodeAnyPackTrailer, decodePackHeader, OWNER_TRAILER_BYTES, PackCorruptError, TRAILER_BYTES, type PackEntry } from '../format/pack.js';
 import { validateSnapshot, type Snapshot, type SnapshotData } from '../format/snapshot.js';
 import { IndexCache, type BlobLocation } from '../cache/index-cache.js';
-import { StorageError, describe, type Backend, type Handle } from '../storage/backend.js';
-import { WorkerPool } from '../worker/pool.js';
+import { StorageError, describe, type Backend, type Handle, type ObjectInfo } from '../storage/backend.js';
+import { WorkerPool, defaultThreads } from '../worker/pool.js';
 import { addKeyFile, openMaster, type RepoSecret } from './keyring.js';
 import type { BlobType, SnapshotId } from '../ids.js';
 
@@ -162,6 +163,8 @@ export function configOpens(got: { master?: Buffer; older?: Buffer[]; bundle?: B
  */
 export class Repository {
   private pool?: WorkerPool;
+  /** The index listing started while the KDF ran (see open); used once by the first syncIndex. */
+  private prefetchedIndexList?: Promise<ObjectInfo[]>;
   /** True when the key slot that opened the repository has KDF settings below the creation floor. */
   weakKey = false;
   /**
@@ -312,6 +315,13 @@ export class Repository {
   /** Opens with a passphrase (a Buffer) or a recovery code's entropy ({kind: 'recovery', entropy}). */
   static async open(backend: Backend, secret: Buffer | RepoSecret, opts: OpenOptions = {}): Promise<Repository> {
     const stored = await readConfig(backend);
+    // While the KDF runs (about half a second, on a libuv thread) the main
+    // thread is idle: list the index and load the native modules the rest of
+    // the open needs. Neither needs a key; a wrong password only wastes them.
+    const indexList = opts.skipIndex ? undefined : backend.list('index');
+    indexList?.catch(() => undefined); // awaited (and reported) by syncIndex, or dropped
+    const preload = setTimeout(preloadNativeModules, 1);
+    preload.unref();
     const got = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored), !opts.allowWriteOnly).catch((e) => {
       throw e instanceof CofferError ? e : storageFailure(e);
     });
@@ -345,6 +355,7 @@ export class Repository {
     const repo = new Repository(backend, config, keys, cache, keyName, opts.threads);
     repo.weakKey = weak;
     repo.onWarning = opts.onWarning;
+    repo.prefetchedIndexList = indexList;
     try {
       if (!opts.skipIndex) await repo.syncIndex();
     } catch (e) {
@@ -437,7 +448,9 @@ export class Repository {
   async syncIndex(): Promise<void> {
     let listed;
     try {
-      listed = await this.backend.list('index');
+      const prefetched = this.prefetchedIndexList;
+      this.prefetchedIndexList = undefined;
+      listed = await (prefetched ?? this.backend.list('index'));
     } catch (e) {
       throw storageFailure(e);
     }
@@ -507,6 +520,11 @@ export class Repository {
         message: `index/${name} ${why} and was skipped: the blobs it lists are unknown until "coffer repair index" rebuilds the index`,
       });
     }
+  }
+
+  /** How many worker threads {@link Repository.workers} runs (without starting them). */
+  get workerThreads(): number {
+    return this.pool?.threads ?? this.threads ?? defaultThreads();
   }
 
   workers(): WorkerPool {
@@ -671,5 +689,21 @@ export class Repository {
     this.session = undefined;
     this.writeOnlyCacheKey?.fill(0);
     await this.backend.close?.();
+  }
+}
+
+/**
+ * Loads the native modules an open repository uses next (SQLite, zstd,
+ * piscina) into the module cache; called while the KDF runs. A failure is
+ * left for the real load to report.
+ */
+function preloadNativeModules(): void {
+  const require = createRequire(import.meta.url);
+  for (const m of ['better-sqlite3', 'zstd-napi/binding', 'piscina']) {
+    try {
+      require(m);
+    } catch {
+      // reported where the module is used
+    }
   }
 }

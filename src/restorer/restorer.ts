@@ -26,7 +26,12 @@ import { joinPath, displayPath } from '../util/paths.js';
 import { BufferPool, Semaphore, ownedArrayBuffer } from '../util/semaphore.js';
 import { PatternList } from '../archiver/select.js';
 import { computeBlobId } from '../format/blob.js';
-import picomatch from 'picomatch';
+import { createRequire } from 'node:module';
+import type Picomatch from 'picomatch';
+
+// Loaded on first use, not at start-up (see docs/PERFORMANCE.md, "Start-up").
+let pm: typeof Picomatch | undefined;
+const picomatch = (): typeof Picomatch => (pm ??= createRequire(import.meta.url)('picomatch') as typeof Picomatch);
 
 /**
  * Progress of a running restore, passed to `onProgress`.
@@ -990,7 +995,7 @@ function childMayMatch(pattern: string): (dir: string) => boolean {
   const p = pattern.trim().replace(/^!/, '');
   if (!p.startsWith('/')) return () => true;
   const parts = p.split('/').filter((c) => c !== '' && c !== '.');
-  const tests = parts.map((c) => (c === '**' ? undefined : picomatch(c, { dot: true, nobrace: true, noextglob: true, nonegate: true })));
+  const tests = parts.map((c) => (c === '**' ? undefined : picomatch()(c, { dot: true, nobrace: true, noextglob: true, nonegate: true })));
   return (dir) => {
     const comps = dir.split('/').filter(Boolean);
     for (let i = 0; i < comps.length; i++) {

@@ -6,7 +6,12 @@
  * Transports throw StorageError `transient` when the connection fails.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import http2 from 'node:http2';
+import { createRequire } from 'node:module';
+import type * as http2 from 'node:http2';
+
+// Only rclone: needs HTTP/2; not loaded at start-up (see docs/PERFORMANCE.md, "Start-up").
+let h2: typeof http2 | undefined;
+const loadHttp2 = (): typeof http2 => (h2 ??= createRequire(import.meta.url)('node:http2') as typeof http2);
 import { Duplex } from 'node:stream';
 import { errnoCode } from '../errors.js';
 import { StorageError } from './backend.js';
@@ -145,7 +150,7 @@ export class StdioTransport implements HttpTransport {
     p.stdin!.on('error', () => undefined); // reported through the session
     const pipe = Duplex.from({ readable: p.stdout!, writable: p.stdin! });
     pipe.on('error', () => undefined);
-    const session = http2.connect('http://localhost', { createConnection: () => pipe });
+    const session = loadHttp2().connect('http://localhost', { createConnection: () => pipe });
     session.on('error', () => undefined); // reported through the streams
     const drop = () => {
       if (this.session === session) {
@@ -203,7 +208,7 @@ export class StdioTransport implements HttpTransport {
         resolve({ status, header: get, body: Buffer.concat(chunks) });
       });
       stream.on('close', () => {
-        if (status && stream.rstCode === http2.constants.NGHTTP2_NO_ERROR) return;
+        if (status && stream.rstCode === loadHttp2().constants.NGHTTP2_NO_ERROR) return;
         // Give 'exit' and stderr a moment to arrive, for a useful message.
         setTimeout(() => {
           const why = child.spawnError ?? (proc.exitCode !== null || proc.signalCode !== null ? `exited (${proc.signalCode ?? `code ${proc.exitCode}`})` : 'connection failed');

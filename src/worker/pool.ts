@@ -3,7 +3,8 @@
  * back by transfer, never by copy: callers must pass buffers that own their
  * whole ArrayBuffer, and must not touch them until the promise resolves.
  */
-import { Piscina } from 'piscina';
+import { createRequire } from 'node:module';
+import type { Piscina } from 'piscina';
 import os from 'node:os';
 import type { Region, RegionChunks, SealItem, OpenItem, WorkerContext } from './tasks.js';
 import type { WriteTarget } from './write-files.js';
@@ -55,7 +56,8 @@ export class WorkerPool {
 
   constructor(ctx: WorkerContext, threads = defaultThreads()) {
     this.threads = threads;
-    this.pool = new Piscina({
+    const { Piscina: Pool } = createRequire(import.meta.url)('piscina') as typeof import('piscina');
+    this.pool = new Pool({
       filename: new URL('./entry.cjs', import.meta.url).href,
       workerData: ctx,
       minThreads: threads,
