@@ -1,10 +1,29 @@
 /** Piscina worker entry: dispatches tasks to the HotPath and moves buffers back (no copies). */
 import { readSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Piscina } from 'piscina';
 import { HotPath, type Region, type SealItem, type OpenItem, type WorkerContext } from './tasks.js';
 import { writeTargets, type WriteTarget } from './write-files.js';
 
-const hot = new HotPath(Piscina.workerData as WorkerContext);
+/**
+ * V8's gc(), taken from a fresh context while --expose-gc is briefly on (the
+ * flag is process-wide and a worker's execArgv cannot carry V8 flags); used
+ * for young-generation collections while verifying packs (see HotPath).
+ * Undefined if this V8 does not allow it: then nothing is collected early.
+ */
+function youngCollector(): (() => void) | undefined {
+  try {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as ((o?: { type: string }) => void) | undefined;
+    setFlagsFromString('--no-expose-gc');
+    return typeof gc === 'function' ? () => gc({ type: 'minor' }) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const hot = new HotPath(Piscina.workerData as WorkerContext, youngCollector());
 
 export type Task =
   | { kind: 'hash'; buf: ArrayBuffer; regions: Region[] }

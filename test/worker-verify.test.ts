@@ -1,0 +1,52 @@
+import { describe, it, expect } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { HotPath, type OpenItem } from '../dist/src/worker/tasks.js';
+import { gearBytesFrom } from '../dist/src/crypto/keys.js';
+import { computeBlobId, BLOB_OVERHEAD } from '../dist/src/format/blob.js';
+import { DEFAULT_CHUNKER } from '../dist/src/repo/repository.js';
+
+// verifyPack asks its collector for a young-generation GC every 4 MiB of opened blobs (check --read-data's memory).
+describe('HotPath.verifyPack', () => {
+  const ctx = { chunker: DEFAULT_CHUNKER, gearBytes: gearBytesFrom(randomBytes(32)), blobIdKey: randomBytes(32), blobKey: randomBytes(32), compressionLevel: 3 };
+
+  function pack(hot: HotPath, sizes: number[]): { buf: Buffer; items: OpenItem[] } {
+    const plain = sizes.map((n) => randomBytes(n));
+    const input = Buffer.concat(plain);
+    let at = 0;
+    const seal = plain.map((p) => {
+      const it = { offset: at, length: p.length, type: 'data' as const, id: computeBlobId(ctx.blobIdKey, p).toString('hex') };
+      at += p.length;
+      return it;
+    });
+    const out = Buffer.alloc(input.length + sizes.length * BLOB_OVERHEAD);
+    const lengths = hot.seal(input, seal, out);
+    let pos = 0;
+    const items = seal.map((s, k) => {
+      const it = { offset: pos, length: lengths[k], type: s.type, id: s.id, rawLength: sizes[k] };
+      pos += lengths[k];
+      return it;
+    });
+    return { buf: out.subarray(0, pos), items };
+  }
+
+  it('verifies every blob and collects once per 4 MiB opened', () => {
+    let collected = 0;
+    const hot = new HotPath(ctx, () => collected++);
+    const { buf, items } = pack(hot, [3 << 20, 3 << 20, 3 << 20, 1000]);
+    const r = hot.verifyPack(buf, items);
+    expect(r.errors).toEqual([null, null, null, null]);
+    expect(collected).toBe(1); // after the second 3 MiB blob
+    // A damaged blob is still reported; the count carries over between packs.
+    buf[items[0].offset + 40] ^= 1;
+    const again = hot.verifyPack(buf, items);
+    expect(again.errors[0]).toMatch(/authenticate/);
+    expect(again.errors.slice(1)).toEqual([null, null, null]);
+    expect(collected).toBe(3);
+  });
+
+  it('works without a collector', () => {
+    const hot = new HotPath(ctx);
+    const { buf, items } = pack(hot, [5 << 20, 10]);
+    expect(hot.verifyPack(buf, items).errors).toEqual([null, null]);
+  });
+});
