@@ -36,7 +36,7 @@
  * before every step for every tool, `sync` runs between commands, and the
  * tool order rotates from step to step so that drift affects all alike.
  */
-import { copyFileSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -259,19 +259,23 @@ function makeCoffer(): Tool {
   const cacheDir = path.join(scratch, 'cache-coffer');
   const env = { ...cleanEnv(), COFFER_REPOSITORY: repo, COFFER_PASSWORD: PASSWORD };
   const node = process.execPath;
-  const checkHelp = capture(node, [bin, 'check', '--help'], env);
+  // Run it as an installed `coffer` runs: with the node flags its shebang line asks for.
+  const shebang = readFileSync(bin, 'utf8').split('\n', 1)[0];
+  const flags = shebang.replace(/^#!.*?\bnode\b/, '').trim().split(/\s+/).filter(Boolean);
+  const start = [...flags, bin];
+  const checkHelp = capture(node, [...start, 'check', '--help'], env);
   const hasReadData = checkHelp.includes('--read-data');
   return {
     name: 'coffer',
-    version: capture(node, [bin, '--version'], env) || 'unknown',
+    version: capture(node, [...start, '--version'], env) || 'unknown',
     repo,
     env,
     snapshots: new Map(),
-    init: () => ({ cmd: node, args: [bin, 'init', '-q', '--cache-dir', cacheDir] }),
-    backup: (_s, p) => ({ cmd: node, args: [bin, 'backup', '-q', '--json', '--cache-dir', cacheDir, p] }),
+    init: () => ({ cmd: node, args: [...start, 'init', '-q', '--cache-dir', cacheDir] }),
+    backup: (_s, p) => ({ cmd: node, args: [...start, 'backup', '-q', '--json', '--cache-dir', cacheDir, p] }),
     snapshotFrom: (_s, r) => lastJson(r.stdout, 'summary')?.snapshot_id as string | undefined,
-    restore: (_s, snap, target) => ({ cmd: node, args: [bin, 'restore', '-q', '--cache-dir', cacheDir, snap, '--target', target] }),
-    check: () => (hasReadData ? { cmd: node, args: [bin, 'check', '-q', '--read-data', '--cache-dir', cacheDir] } : undefined),
+    restore: (_s, snap, target) => ({ cmd: node, args: [...start, 'restore', '-q', '--cache-dir', cacheDir, snap, '--target', target] }),
+    check: () => (hasReadData ? { cmd: node, args: [...start, 'check', '-q', '--read-data', '--cache-dir', cacheDir] } : undefined),
   };
 }
 
