@@ -180,6 +180,9 @@ describe('a damaged index file', () => {
     const p = coffer(['prune', '--no-cache'], env);
     expect(p.code, p.stderr).toBe(13);
     expect(p.stderr).toMatch(new RegExp(`^coffer: integrity check failed: index/${first[0]} is damaged; prune refuses`, 'm'));
+    const fp = coffer(['forget', '--keep-last', '1', '--prune', '--no-cache'], env);
+    expect(fp.code, fp.stderr).toBe(13);
+    expect(fp.stderr).toMatch(new RegExp(`^coffer: integrity check failed: index/${first[0]} is damaged; forget --prune refuses`, 'm'));
     const rs = coffer(['repair', 'snapshots', '--no-cache'], env);
     expect(rs.code, rs.stderr).toBe(13);
     expect(contents(repoDir)).toEqual(before);

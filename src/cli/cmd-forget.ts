@@ -111,6 +111,8 @@ export async function cmdForget(g: GlobalOptions, ids: string[], o: ForgetOption
   const repo = await openRepo(g);
   try {
     return await withLock(repo, !o.dryRun, async (lock) => {
+      // Refuse before removing any snapshot, not after (prune would refuse then).
+      if (o.prune && !o.dryRun) repo.requireIntactIndex('forget --prune');
       let remove: { id: string }[] = [];
       if (ids.length) {
         // By file name, so that a snapshot whose file is damaged can still be removed.
