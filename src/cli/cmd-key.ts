@@ -17,8 +17,20 @@ import { reencrypt } from '../lifecycle/reencrypt.js';
 import { CofferError } from '../errors.js';
 import { StorageError } from '../storage/backend.js';
 
-/** Opens the key admin and holds the repository lock (exclusive, or shared) while `f` runs. */
-async function withAdmin<T>(g: GlobalOptions, f: (a: KeyAdmin) => Promise<T>, exclusive = true): Promise<T> {
+/**
+ * Opens the key admin and holds the repository lock (exclusive, or shared)
+ * while `f` runs. With `newPassword`, the new password is read (and checked)
+ * before the lock is taken, so a missing password file fails the same way
+ * whoever holds the lock; it is wiped after `f`.
+ */
+async function withAdmin<T>(
+  g: GlobalOptions,
+  f: (a: KeyAdmin, newPassword: Buffer) => Promise<T>,
+  exclusive = true,
+  newPassword?: { file: string | undefined },
+  /** Checks that fail without the lock (bad arguments), run before it is taken. */
+  precheck?: (a: KeyAdmin) => Promise<unknown>,
+): Promise<T> {
   const backend = openBackend(repoLocation(g));
   const secret = await readSecret(g);
   let admin: KeyAdmin;
@@ -29,7 +41,10 @@ async function withAdmin<T>(g: GlobalOptions, f: (a: KeyAdmin) => Promise<T>, ex
   }
   warnIfWeakKey(g, admin.weakKey);
   let lock: RepoLock | undefined;
+  let pw: Buffer = Buffer.alloc(0);
   try {
+    if (precheck) await precheck(admin);
+    if (newPassword) pw = await readNewPassword(newPassword.file);
     try {
       lock = await lockRepository({ backend, keys: admin.lockKeys }, { exclusive });
     } catch (e) {
@@ -37,10 +52,11 @@ async function withAdmin<T>(g: GlobalOptions, f: (a: KeyAdmin) => Promise<T>, ex
       const readOnly = e instanceof CofferError && e.cause instanceof StorageError && e.cause.kind === 'permission';
       if (exclusive || !readOnly) throw e;
     }
-    const r = await f(admin);
+    const r = await f(admin, pw);
     lock?.throwIfLost();
     return r;
   } finally {
+    pw.fill(0);
     await lock?.release();
     admin.close();
   }
@@ -73,14 +89,7 @@ export async function cmdKeyAdd(g: GlobalOptions, o: { label?: string; recovery?
   const out = new Output(g);
   if (o.recovery && o.writeOnly) throw new CofferError('INVALID_ARGUMENT', '--recovery and --write-only cannot be combined');
   if (o.writeOnly) {
-    const r = await withAdmin(g, async (a) => {
-      const pw = await readNewPassword(o.newPasswordFile);
-      try {
-        return await a.addWriteOnly(pw, o.label ?? 'write-only key');
-      } finally {
-        pw.fill(0);
-      }
-    });
+    const r = await withAdmin(g, (a, pw) => a.addWriteOnly(pw, o.label ?? 'write-only key'), true, { file: o.newPasswordFile });
     if (lowCostKdfAllowed()) out.warn('COFFER_TEST_LOW_KDF=1: the new key uses the weak test KDF setting; never use it for real data');
     if (out.json) out.emit({ message_type: 'key_added', id: r.id, kind: 'write-only', upgraded_index_files: r.upgradedIndexFiles });
     else {
@@ -100,14 +109,7 @@ export async function cmdKeyAdd(g: GlobalOptions, o: { label?: string; recovery?
     }
     return 0;
   }
-  const id = await withAdmin(g, async (a) => {
-    const pw = await readNewPassword(o.newPasswordFile);
-    try {
-      return await a.addPassphrase(pw, o.label ?? 'passphrase key');
-    } finally {
-      pw.fill(0);
-    }
-  });
+  const id = await withAdmin(g, (a, pw) => a.addPassphrase(pw, o.label ?? 'passphrase key'), true, { file: o.newPasswordFile });
   if (lowCostKdfAllowed()) out.warn('COFFER_TEST_LOW_KDF=1: the new key uses the weak test KDF setting; never use it for real data');
   if (out.json) out.emit({ message_type: 'key_added', id, kind: 'passphrase' });
   else out.info(`added key ${id.slice(0, 8)}`);
@@ -116,14 +118,7 @@ export async function cmdKeyAdd(g: GlobalOptions, o: { label?: string; recovery?
 
 export async function cmdKeyPasswd(g: GlobalOptions, o: { newPasswordFile?: string }): Promise<number> {
   const out = new Output(g);
-  const r = await withAdmin(g, async (a) => {
-    const pw = await readNewPassword(o.newPasswordFile);
-    try {
-      return await a.changePassphrase(pw);
-    } finally {
-      pw.fill(0);
-    }
-  });
+  const r = await withAdmin(g, (a, pw) => a.changePassphrase(pw), true, { file: o.newPasswordFile });
   if (lowCostKdfAllowed()) out.warn('COFFER_TEST_LOW_KDF=1: the new key uses the weak test KDF setting; never use it for real data');
   if (out.json) out.emit({ message_type: 'key_changed', old_id: r.oldId, new_id: r.newId });
   else out.info(`password changed: key ${r.oldId.slice(0, 8)} replaced by ${r.newId.slice(0, 8)}`);
@@ -132,7 +127,8 @@ export async function cmdKeyPasswd(g: GlobalOptions, o: { newPasswordFile?: stri
 
 export async function cmdKeyRemove(g: GlobalOptions, ref: string): Promise<number> {
   const out = new Output(g);
-  const k = await withAdmin(g, (a) => a.remove(ref));
+  // An id that names no key fails before the lock is taken (then again under it, as the slots may change).
+  const k = await withAdmin(g, (a) => a.remove(ref), true, undefined, (a) => a.resolve(ref));
   if (out.json) out.emit({ message_type: 'key_removed', id: k.id });
   else out.info(`removed key ${k.id.slice(0, 8)}${k.label ? ` (${k.label})` : ''}`);
   return 0;
