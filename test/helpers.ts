@@ -1,6 +1,7 @@
 /** Shared test helpers: scratch directories and running the real CLI. */
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { expect } from 'vitest';
+import { Repository, LocalBackend, backup } from '../dist/src/index.js';
 import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
 import os from 'node:os';
@@ -82,4 +83,21 @@ export function objectNames(repo: string, type: string): string[] {
 /** Where a local repository keeps object `name` of `type`. */
 export function objectPath(repo: string, type: string, name: string): string {
   return type === 'data' ? path.join(repo, 'data', name.slice(0, 2), name) : path.join(repo, type, name);
+}
+
+/**
+ * Backs `src` up twice into the repository at `repoDir` from two sessions
+ * opened before either writes (hosts "a" and "b"): neither knows the other's
+ * blobs, as with two machines at once, so each stores its own copy of every blob.
+ */
+export async function backupFromTwoSessions(repoDir: string, src: string, password: string): Promise<void> {
+  const open = () => Repository.open(new LocalBackend(repoDir), Buffer.from(password), { noCache: true, threads: 1 });
+  const [a, b] = [await open(), await open()];
+  try {
+    await backup(a, { paths: [src], hostname: 'a' });
+    await backup(b, { paths: [src], hostname: 'b' });
+  } finally {
+    await a.close();
+    await b.close();
+  }
 }

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeRecoveryCode } from '../dist/src/crypto/recovery.js';
-import { coffer, scratch, type RunResult } from './helpers.js';
+import { coffer, expectOk, noSecretsEnv, scratch, type RunResult } from './helpers.js';
 
 let dir: string;
 let cleanup: () => void;
@@ -16,18 +16,7 @@ let repo: string;
 let src: string;
 
 /** Environment with no password source but the ones given. */
-function env(extra: Record<string, string | undefined>): Record<string, string | undefined> {
-  return {
-    COFFER_REPOSITORY: repo,
-    COFFER_CACHE_DIR: path.join(dir, 'cache'),
-    COFFER_PASSWORD: undefined,
-    COFFER_PASSWORD_FILE: undefined,
-    COFFER_PASSWORD_COMMAND: undefined,
-    COFFER_RECOVERY_KEY: undefined,
-    COFFER_NEW_PASSWORD: undefined,
-    ...extra,
-  };
-}
+const env = (extra: Record<string, string | undefined>) => noSecretsEnv(repo, { COFFER_CACHE_DIR: path.join(dir, 'cache'), ...extra });
 const pw = (p: string) => env({ COFFER_PASSWORD: p });
 
 interface KeyRow {
@@ -43,10 +32,7 @@ function list(e: Record<string, string | undefined>): KeyRow[] {
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout) as KeyRow[];
 }
-function ok(r: RunResult): RunResult {
-  expect(r.code, r.stderr).toBe(0);
-  return r;
-}
+const ok = expectOk;
 function fails(r: RunResult, code: number, msg: RegExp): void {
   expect(r.code, r.stderr).toBe(code);
   const lines = r.stderr.trim().split('\n');

@@ -10,7 +10,7 @@
 import { cpSync, mkdirSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { scratch } from './helpers.js';
+import { backupFromTwoSessions, scratch } from './helpers.js';
 import { compareScans, key, removeTree, scanTree, subScan, type Scan } from './tree-fixture.js';
 import { Repository, LocalBackend, backup, restore } from '../dist/src/index.js';
 import { StorageError, type Backend } from '../dist/src/storage/backend.js';
@@ -265,15 +265,7 @@ describe('duplicates from concurrent sessions', () => {
     for (let i = 0; i < 6; i++) writeFileSync(path.join(src, `f${i}`), bytesFrom(rand, 150_000));
     await Repository.init(new LocalBackend(repoDir), Buffer.from(PW), small);
     const open = () => Repository.open(new LocalBackend(repoDir), Buffer.from(PW), { noCache: true, threads: 1 });
-    // Both open before either writes: neither knows the other's blobs, as with two machines at once.
-    const [a, b] = [await open(), await open()];
-    try {
-      await backup(a, { paths: [src], hostname: 'a' });
-      await backup(b, { paths: [src], hostname: 'b' });
-    } finally {
-      await a.close();
-      await b.close();
-    }
+    await backupFromTwoSessions(repoDir, src, PW);
     const repo = await open();
     try {
       const plan = await planPrune(repo);

@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { coffer, scratch } from './helpers.js';
+import { backupFromTwoSessions, coffer, scratch } from './helpers.js';
 import { Repository, LocalBackend, backup } from '../dist/src/index.js';
 import { prng } from '../dist/src/storage/faulty.js';
 
@@ -56,15 +56,8 @@ beforeAll(async () => {
   writeFileSync(path.join(src, NAMES[2]), 'not damaged\n');
   await Repository.init(new LocalBackend(repoDir), Buffer.from(PW), small);
   const open = () => Repository.open(new LocalBackend(repoDir), Buffer.from(PW), { noCache: true, threads: 1 });
-  // Both open before either writes: each stores its own copy of every blob.
-  const [a, b] = [await open(), await open()];
-  try {
-    await backup(a, { paths: [src], hostname: 'a' });
-    await backup(b, { paths: [src], hostname: 'b' });
-  } finally {
-    await a.close();
-    await b.close();
-  }
+  // Each session stores its own copy of every blob.
+  await backupFromTwoSessions(repoDir, src, PW);
   const repo = await open();
   try {
     const snap = await repo.findSnapshot('latest');
