@@ -367,6 +367,7 @@ describe('KDF strength check', () => {
     delete process.env.COFFER_TEST_LOW_KDF;
     const p = await calibrate(Buffer.alloc(16, 6));
     expect(p.memoryKiB).toBe(128 * 1024);
+    expect(p.parallelism).toBe(2);
     expect(p.iterations).toBeGreaterThanOrEqual(MIN_PARAMS.iterations);
     expect(() => checkKdfStrength(p)).not.toThrow();
   });

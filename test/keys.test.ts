@@ -167,7 +167,7 @@ describe('KDF strength outside tests', () => {
     const files = readdirSync(path.join(weakRepo, 'keys')).filter((n) => /^[0-9a-f]{64}$/.test(n));
     expect(files).toHaveLength(1);
     const kdf = JSON.parse(readFileSync(path.join(weakRepo, 'keys', files[0]), 'utf8')).kdf;
-    expect(kdf).toMatchObject({ algorithm: 'argon2id', memoryKiB: 131072, parallelism: 1 });
+    expect(kdf).toMatchObject({ algorithm: 'argon2id', memoryKiB: 131072, parallelism: 2 });
     expect(kdf.iterations).toBeGreaterThanOrEqual(2);
     expect(Buffer.from(kdf.salt, 'base64')).toHaveLength(16);
     const again = ok(coffer(['snapshots', '-q'], { ...real, COFFER_PASSWORD: 'strong one' }));
