@@ -9,7 +9,14 @@
  *   mknod(path, mode, rdev)                           mknod(2) + chmod(2)
  *   scanDir(dir) -> [names, stats, count]             readdir + fstatat + llistxattr size (backup walk)
  *   readSmall(path, buf, offset, want) -> number      open + fstat + pread + close (small files)
+ *   gcmSeal(key, iv, aad, a, b, out, offset) -> number AES-256-GCM into a caller's buffer
+ *   gcmOpen(key, iv, aad, ct, tag, out, offset) -> bool AES-256-GCM open into a caller's buffer
  *
+ * The two AES-GCM calls use the OpenSSL that Node itself carries (its headers
+ * ship with Node's; its symbols are Node's own, referenced weakly so that a
+ * Node without them still loads the addon, just without these two). They exist
+ * because node:crypto's Cipheriv costs ~10 µs of object set-up per message and
+ * a fresh output buffer per update; coffer seals one message per blob.
  * Plain C against node_api.h only (no node-addon-api, no libuv). All calls are
  * synchronous: they are short metadata syscalls. The TypeScript wrapper in
  * src/platform/native.ts turns them into promises.
@@ -890,6 +897,163 @@ static napi_value ReadSmall(napi_env env, napi_callback_info info) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* AES-256-GCM through Node's own OpenSSL                                    */
+/* ------------------------------------------------------------------------ */
+
+#if defined(__has_include)
+#if __has_include(<openssl/evp.h>)
+#define COFFER_HAVE_OPENSSL 1
+#endif
+#endif
+
+#ifdef COFFER_HAVE_OPENSSL
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#pragma weak EVP_CIPHER_CTX_new
+#pragma weak EVP_CIPHER_CTX_free
+#pragma weak EVP_CIPHER_CTX_ctrl
+#pragma weak EVP_EncryptInit_ex
+#pragma weak EVP_EncryptUpdate
+#pragma weak EVP_EncryptFinal_ex
+#pragma weak EVP_DecryptInit_ex
+#pragma weak EVP_DecryptUpdate
+#pragma weak EVP_DecryptFinal_ex
+#pragma weak EVP_aes_256_gcm
+#pragma weak OPENSSL_cleanse
+
+#define GCM_KEY 32
+#define GCM_IV 12
+#define GCM_TAG 16
+
+/* True when every OpenSSL function used below resolved at load time. */
+static bool gcm_available(void) {
+  return EVP_CIPHER_CTX_new && EVP_CIPHER_CTX_free && EVP_CIPHER_CTX_ctrl && EVP_EncryptInit_ex &&
+         EVP_EncryptUpdate && EVP_EncryptFinal_ex && EVP_DecryptInit_ex && EVP_DecryptUpdate &&
+         EVP_DecryptFinal_ex && EVP_aes_256_gcm && OPENSSL_cleanse;
+}
+
+/* Any ArrayBufferView (napi_is_buffer accepts them all since Node 10). */
+static bool arg_bytes(napi_env env, napi_value v, const char *what, size_t want, unsigned char **data, size_t *len) {
+  void *p;
+  char msg[128];
+  if (!arg_buffer(env, v, what, &p, len)) return false;
+  if (want && *len != want) {
+    snprintf(msg, sizeof msg, "The \"%s\" argument must be %u bytes", what, (unsigned)want);
+    throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+    return false;
+  }
+  *data = (unsigned char *)p;
+  return true;
+}
+
+/* One context per message: EVP_CIPHER_CTX_free cleanses the key schedule, so no
+ * key material outlives the call (measured: ~0.3 µs of the ~1.5 µs per call). */
+static EVP_CIPHER_CTX *gcm_begin(napi_env env, const unsigned char *key, const unsigned char *iv, int enc) {
+  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+  int ok = ctx != NULL;
+  if (ok) ok = enc ? EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, iv) == 1
+                   : EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, iv) == 1;
+  if (!ok) {
+    if (ctx) EVP_CIPHER_CTX_free(ctx);
+    napi_throw_error(env, "ERR_CRYPTO_OPERATION_FAILED", "AES-256-GCM set-up failed");
+    return NULL;
+  }
+  return ctx;
+}
+
+/* OpenSSL takes int lengths: feed large inputs in pieces. */
+#define GCM_STEP (1 << 30)
+
+static bool gcm_update(EVP_CIPHER_CTX *ctx, int enc, unsigned char *out, const unsigned char *in, size_t len, size_t *written) {
+  size_t done = 0;
+  while (done < len) {
+    int step = (int)(len - done > GCM_STEP ? GCM_STEP : len - done), n = 0;
+    if ((enc ? EVP_EncryptUpdate(ctx, out ? out + done : NULL, &n, in + done, step)
+             : EVP_DecryptUpdate(ctx, out ? out + done : NULL, &n, in + done, step)) != 1) return false;
+    if (out && n != step) return false; /* GCM is a stream mode: all bytes come out at once */
+    done += (size_t)step;
+  }
+  if (written) *written += len;
+  return true;
+}
+
+/*
+ * gcmSeal(key[32], iv[12], aad, a, b|null, out, offset) -> bytes written
+ * Encrypts a‖b with AAD into out[offset..] followed by the 16-byte tag.
+ */
+static napi_value GcmSeal(napi_env env, napi_callback_info info) {
+  napi_value argv[7], result;
+  unsigned char *key, *iv, *aad, *a, *b = NULL, *out;
+  size_t klen, ivlen, aadlen, alen, blen = 0, outlen, pos;
+  uint32_t off;
+  napi_valuetype bt;
+  EVP_CIPHER_CTX *ctx;
+  int n = 0;
+  bool ok;
+
+  if (!get_args(env, info, 7, argv)) return NULL;
+  if (!arg_bytes(env, argv[0], "key", GCM_KEY, &key, &klen) || !arg_bytes(env, argv[1], "iv", GCM_IV, &iv, &ivlen) ||
+      !arg_bytes(env, argv[2], "aad", 0, &aad, &aadlen) || !arg_bytes(env, argv[3], "a", 0, &a, &alen))
+    return NULL;
+  if (napi_typeof(env, argv[4], &bt) != napi_ok) return NULL;
+  if (bt != napi_null && bt != napi_undefined && !arg_bytes(env, argv[4], "b", 0, &b, &blen)) return NULL;
+  if (!arg_bytes(env, argv[5], "out", 0, &out, &outlen) || !arg_u32(env, argv[6], "offset", &off)) return NULL;
+  if ((size_t)off > outlen || outlen - off < alen + blen + GCM_TAG) {
+    throw_range_error(env, "ERR_OUT_OF_RANGE", "out has no room for the sealed message");
+    return NULL;
+  }
+  if ((ctx = gcm_begin(env, key, iv, 1)) == NULL) return NULL;
+  pos = off;
+  ok = gcm_update(ctx, 1, NULL, aad, aadlen, NULL) && gcm_update(ctx, 1, out + pos, a, alen, &pos) &&
+       (b == NULL || gcm_update(ctx, 1, out + pos, b, blen, &pos)) && EVP_EncryptFinal_ex(ctx, out + pos, &n) == 1 && n == 0 &&
+       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, GCM_TAG, out + pos) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  if (!ok) {
+    OPENSSL_cleanse(out + off, outlen - off < alen + blen + GCM_TAG ? outlen - off : alen + blen + GCM_TAG);
+    napi_throw_error(env, "ERR_CRYPTO_OPERATION_FAILED", "AES-256-GCM encryption failed");
+    return NULL;
+  }
+  napi_create_double(env, (double)(pos + GCM_TAG - off), &result);
+  return result;
+}
+
+/*
+ * gcmOpen(key[32], iv[12], aad, ct, tag[16], out, offset) -> boolean
+ * Decrypts ct into out[offset..offset+ct.length) and checks the tag; on a bad
+ * tag the output is wiped and false is returned.
+ */
+static napi_value GcmOpen(napi_env env, napi_callback_info info) {
+  napi_value argv[7], result;
+  unsigned char *key, *iv, *aad, *ct, *tag, *out;
+  size_t klen, ivlen, aadlen, ctlen, taglen, outlen, pos;
+  uint32_t off;
+  EVP_CIPHER_CTX *ctx;
+  int n = 0;
+  bool ok;
+
+  if (!get_args(env, info, 7, argv)) return NULL;
+  if (!arg_bytes(env, argv[0], "key", GCM_KEY, &key, &klen) || !arg_bytes(env, argv[1], "iv", GCM_IV, &iv, &ivlen) ||
+      !arg_bytes(env, argv[2], "aad", 0, &aad, &aadlen) || !arg_bytes(env, argv[3], "ct", 0, &ct, &ctlen) ||
+      !arg_bytes(env, argv[4], "tag", GCM_TAG, &tag, &taglen) || !arg_bytes(env, argv[5], "out", 0, &out, &outlen) ||
+      !arg_u32(env, argv[6], "offset", &off))
+    return NULL;
+  if ((size_t)off > outlen || outlen - off < ctlen) {
+    throw_range_error(env, "ERR_OUT_OF_RANGE", "out has no room for the plaintext");
+    return NULL;
+  }
+  if ((ctx = gcm_begin(env, key, iv, 0)) == NULL) return NULL;
+  pos = off;
+  ok = gcm_update(ctx, 0, NULL, aad, aadlen, NULL) && gcm_update(ctx, 0, out + pos, ct, ctlen, &pos) &&
+       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, GCM_TAG, tag) == 1 && EVP_DecryptFinal_ex(ctx, out + pos, &n) == 1 && n == 0;
+  EVP_CIPHER_CTX_free(ctx);
+  if (!ok) OPENSSL_cleanse(out + off, ctlen);
+  napi_get_boolean(env, ok, &result);
+  return result;
+}
+#endif /* COFFER_HAVE_OPENSSL */
+
+/* ------------------------------------------------------------------------ */
 /* module                                                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -907,6 +1071,15 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok)
     return NULL;
+#ifdef COFFER_HAVE_OPENSSL
+  if (gcm_available()) {
+    napi_property_descriptor gcm[] = {
+      {"gcmSeal", NULL, GcmSeal, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"gcmOpen", NULL, GcmOpen, NULL, NULL, NULL, napi_enumerable, NULL},
+    };
+    if (napi_define_properties(env, exports, 2, gcm) != napi_ok) return NULL;
+  }
+#endif
   if (napi_create_uint32(env, COFFER_NATIVE_ABI, &abi) == napi_ok)
     napi_set_named_property(env, exports, "abi", abi);
   if (napi_get_boolean(env, COFFER_HAVE_XATTR ? true : false, &xattr) == napi_ok)

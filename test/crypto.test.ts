@@ -3,12 +3,16 @@
  * vectors through node:crypto), the extended-nonce seal/open, Argon2id
  * (phc-winner-argon2 vectors), the KDF strength floor and the key hierarchy.
  */
-import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hashRaw, Algorithm } from '@node-rs/argon2';
 import { deriveKey, keyedHash, plainHash, KeyedHasher } from '../dist/src/crypto/hash.js';
-import { open, seal, sealInto, AuthenticationError, NONCE_BYTES, SEAL_OVERHEAD, TAG_BYTES } from '../dist/src/crypto/aead.js';
+import { open, openInto, seal, sealInto, AuthenticationError, NONCE_BYTES, SEAL_OVERHEAD, TAG_BYTES } from '../dist/src/crypto/aead.js';
 import { calibrate, checkKdfStrength, deriveKek, lowCostKdfAllowed, MIN_PARAMS, TEST_PARAMS, type KdfParams } from '../dist/src/crypto/kdf.js';
+import { nativeAddonStatus } from '../dist/src/platform/native.js';
+import { nativeGcm } from '../dist/src/platform/addon.js';
 import { CONTEXTS, deriveRepoKeys, gearBytesFrom, MASTER_BYTES, newMasterSecret } from '../dist/src/crypto/keys.js';
 
 const hex = (s: string) => Buffer.from(s, 'hex');
@@ -282,6 +286,66 @@ describe('seal / open', () => {
       }
     }
     expect(errs.map((e) => `${e.name}: ${e.message}`)).toEqual(Array(3).fill('AuthenticationError: authentication failed'));
+  });
+});
+
+describe('seal / open: native addon and node:crypto agree', () => {
+  const aeadModule = fileURLToPath(new URL('../dist/src/crypto/aead.js', import.meta.url));
+  const key = Buffer.alloc(32, 0x42);
+  const aad = Buffer.from('coffer-blob-v1 aad');
+  const sizes = [0, 1, 15, 16, 17, 255, 4096, 70_001];
+  const nonceOf = (i: number) => Buffer.alloc(NONCE_BYTES, i + 1);
+  const msgOf = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + n) & 255));
+  /** Seals every size (as flag + body, like a blob) in a process with COFFER_NO_NATIVE=1, and opens `given` there. */
+  function inJsOnlyProcess(given: string[]): { sealed: string[]; opened: string[] } {
+    const script = `
+      const { seal, open } = await import(${JSON.stringify(aeadModule)});
+      const require = (await import('node:module')).createRequire(import.meta.url);
+      const key = Buffer.alloc(32, 0x42), aad = Buffer.from('coffer-blob-v1 aad');
+      const sizes = ${JSON.stringify(sizes)};
+      const given = JSON.parse(require('node:fs').readFileSync(0, 'utf8'));
+      const msgOf = (n) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + n) & 255));
+      const sealed = sizes.map((n, i) => seal(key, [Buffer.from([1]), msgOf(n)], aad, Buffer.alloc(24, i + 1)).toString('hex'));
+      const opened = given.map((h) => open(key, Buffer.from(h, 'hex'), aad).toString('hex'));
+      process.stdout.write(JSON.stringify({ sealed, opened }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, COFFER_NO_NATIVE: '1' }, encoding: 'utf8', input: JSON.stringify(given) });
+    expect(r.error ?? r.stderr).toBe('');
+    return JSON.parse(r.stdout) as { sealed: string[]; opened: string[] };
+  }
+
+  it('the addon provides AES-GCM whenever it is loaded (so the fast path is what the other tests exercise)', () => {
+    if (nativeAddonStatus().loaded) expect(nativeGcm()).not.toBeNull();
+  });
+
+  it('same sealed bytes both ways, and each opens what the other sealed', () => {
+    const here = sizes.map((n, i) => seal(key, [Buffer.from([1]), msgOf(n)], aad, nonceOf(i)));
+    const there = inJsOnlyProcess(here.map((b) => b.toString('hex')));
+    expect(here.map((b) => b.toString('hex'))).toEqual(there.sealed);
+    expect(there.opened).toEqual(sizes.map((n) => Buffer.concat([Buffer.from([1]), msgOf(n)]).toString('hex')));
+    for (const h of there.sealed) expect(open(key, Buffer.from(h, 'hex'), aad).length).toBe(Buffer.from(h, 'hex').length - SEAL_OVERHEAD);
+  });
+
+  it('sealInto and openInto work at offsets inside larger buffers and leave the rest alone', () => {
+    const msg = randomBytes(1000);
+    const out = Buffer.alloc(2000, 0xee);
+    const n = sealInto(key, [msg], aad, out, 100);
+    expect(n).toBe(msg.length + SEAL_OVERHEAD);
+    expect(out.subarray(0, 100).every((b) => b === 0xee) && out.subarray(100 + n).every((b) => b === 0xee)).toBe(true);
+    const back = Buffer.alloc(1200, 0xdd);
+    expect(openInto(key, out.subarray(100, 100 + n), aad, back, 50)).toBe(1000);
+    expect(back.subarray(50, 1050).equals(msg)).toBe(true);
+    expect(back.subarray(0, 50).every((b) => b === 0xdd) && back.subarray(1050).every((b) => b === 0xdd)).toBe(true);
+    expect(() => sealInto(key, [msg], aad, out, 1000)).toThrow(RangeError);
+    expect(() => openInto(key, out.subarray(100, 100 + n), aad, back, 201)).toThrow(RangeError);
+  });
+
+  it('openInto wipes its output and throws when the tag does not match', () => {
+    const msg = Buffer.alloc(500, 0x61);
+    const sealed = seal(key, msg, aad);
+    sealed[sealed.length - 1] ^= 1;
+    const out = Buffer.alloc(500, 0x77);
+    expect(() => openInto(key, sealed, aad, out, 0)).toThrow(AuthenticationError);
+    expect(out.every((b) => b === 0)).toBe(true);
   });
 });
 

@@ -10,8 +10,14 @@
  * A (subkey, GCM nonce) pair repeats only if all 192 random bits repeat, so the
  * safe message count per key is ~2^80 (birthday bound with a 2^-32 margin),
  * far beyond anything a repository writes. See docs/FORMAT.md.
+ *
+ * The GCM step runs in the native addon when it is built (Node's own OpenSSL,
+ * straight into the caller's buffer: ~10 µs less per message than a
+ * node:crypto Cipheriv, and no output buffer per call), else in node:crypto.
+ * Both give the same bytes (tested).
  */
 import { createCipheriv, createDecipheriv, randomFillSync } from 'node:crypto';
+import { nativeGcm } from '../platform/addon.js';
 import { keyedHash, KEY_BYTES } from './hash.js';
 
 export const NONCE_BYTES = 24;
@@ -50,22 +56,22 @@ function subkey(key: Uint8Array, nonce: Uint8Array): Buffer {
   return keyedHash(key, nonce.subarray(0, 12));
 }
 
+let gcm: ReturnType<typeof nativeGcm> | undefined;
+const native = (): ReturnType<typeof nativeGcm> => (gcm === undefined ? (gcm = nativeGcm()) : gcm);
+const EMPTY = new Uint8Array(0);
+
 /**
  * Encrypt and authenticate `parts` (concatenated) with `aad` bound in.
  * `nonce` may be given only by tests that check vectors.
  */
 export function seal(key: Uint8Array, parts: Uint8Array | Uint8Array[], aad: Uint8Array, nonce?: Uint8Array): Buffer {
   const list = Array.isArray(parts) ? parts : [parts];
-  const n = nonce ?? fillNonce(Buffer.allocUnsafe(NONCE_BYTES), 0);
-  if (n.length !== NONCE_BYTES) throw new RangeError('seal: nonce must be 24 bytes');
-  const sk = subkey(key, n);
-  const c = createCipheriv('aes-256-gcm', sk, n.subarray(12, 24));
-  sk.fill(0);
-  c.setAAD(aad);
-  const out: Buffer[] = [Buffer.from(n)];
-  for (const p of list) out.push(c.update(p));
-  out.push(c.final(), c.getAuthTag());
-  return Buffer.concat(out);
+  if (nonce !== undefined && nonce.length !== NONCE_BYTES) throw new RangeError('seal: nonce must be 24 bytes');
+  const out = Buffer.allocUnsafe(SEAL_OVERHEAD + list.reduce((a, p) => a + p.length, 0));
+  if (nonce) out.set(nonce, 0);
+  else fillNonce(out, 0);
+  sealAfterNonce(key, list, aad, out, 0);
+  return out;
 }
 
 /**
@@ -74,33 +80,72 @@ export function seal(key: Uint8Array, parts: Uint8Array | Uint8Array[], aad: Uin
  * Avoids one allocation and copy per message on the hot path.
  */
 export function sealInto(key: Uint8Array, parts: Uint8Array[], aad: Uint8Array, out: Buffer, offset: number): number {
-  const n = fillNonce(out, offset);
+  if (offset + SEAL_OVERHEAD + parts.reduce((a, p) => a + p.length, 0) > out.length) throw new RangeError('seal: output buffer too small');
+  fillNonce(out, offset);
+  return sealAfterNonce(key, parts, aad, out, offset);
+}
+
+/** Seals `parts` behind the nonce already at out[offset..offset+24); returns the sealed length. */
+function sealAfterNonce(key: Uint8Array, parts: Uint8Array[], aad: Uint8Array, out: Buffer, offset: number): number {
+  const n = out.subarray(offset, offset + NONCE_BYTES);
   const sk = subkey(key, n);
-  const c = createCipheriv('aes-256-gcm', sk, n.subarray(12, 24));
-  sk.fill(0);
-  c.setAAD(aad);
-  let pos = offset + NONCE_BYTES;
-  for (const p of parts) pos += c.update(p).copy(out, pos);
-  pos += c.final().copy(out, pos);
-  pos += c.getAuthTag().copy(out, pos);
-  return pos - offset;
+  const iv = n.subarray(12, 24);
+  try {
+    const g = native();
+    if (g && parts.length <= 2) return NONCE_BYTES + g.gcmSeal(sk, iv, aad, parts[0] ?? EMPTY, parts[1] ?? null, out, offset + NONCE_BYTES);
+    const c = createCipheriv('aes-256-gcm', sk, iv);
+    c.setAAD(aad);
+    let pos = offset + NONCE_BYTES;
+    for (const p of parts) pos += c.update(p).copy(out, pos);
+    pos += c.final().copy(out, pos);
+    pos += c.getAuthTag().copy(out, pos);
+    return pos - offset;
+  } finally {
+    sk.fill(0);
+  }
 }
 
 /** Decrypt and verify; throws AuthenticationError on any mismatch (wrong key, tampering, truncation). */
 export function open(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Buffer {
   if (sealed.length < SEAL_OVERHEAD) throw new AuthenticationError();
-  const n = sealed.subarray(0, NONCE_BYTES);
-  const sk = subkey(key, n);
-  const d = createDecipheriv('aes-256-gcm', sk, n.subarray(12, 24));
-  sk.fill(0);
-  d.setAAD(aad);
-  d.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
-  const body = d.update(sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES));
-  try {
-    d.final();
-  } catch {
-    body.fill(0);
-    throw new AuthenticationError();
-  }
+  const body = Buffer.allocUnsafe(sealed.length - SEAL_OVERHEAD);
+  openInto(key, sealed, aad, body, 0);
   return body;
+}
+
+/**
+ * Like open, but writes the plaintext into `out` at `offset` and returns its
+ * length. On an authentication failure the output range is wiped and
+ * AuthenticationError is thrown.
+ */
+export function openInto(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array, out: Uint8Array, offset: number): number {
+  if (sealed.length < SEAL_OVERHEAD) throw new AuthenticationError();
+  const len = sealed.length - SEAL_OVERHEAD;
+  if (offset + len > out.length) throw new RangeError('open: output buffer too small');
+  const n = sealed.subarray(0, NONCE_BYTES);
+  const ct = sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES);
+  const tag = sealed.subarray(sealed.length - TAG_BYTES);
+  const sk = subkey(key, n);
+  try {
+    const g = native();
+    if (g) {
+      if (!g.gcmOpen(sk, n.subarray(12, 24), aad, ct, tag, out, offset)) throw new AuthenticationError();
+      return len;
+    }
+    const d = createDecipheriv('aes-256-gcm', sk, n.subarray(12, 24));
+    d.setAAD(aad);
+    d.setAuthTag(tag);
+    const body = d.update(ct);
+    try {
+      d.final();
+    } catch {
+      body.fill(0);
+      throw new AuthenticationError();
+    }
+    out.set(body, offset);
+    body.fill(0);
+    return len;
+  } finally {
+    sk.fill(0);
+  }
 }

@@ -8,7 +8,7 @@
  * id or relabelled (data ↔ tree) without failing authentication; the reader
  * also re-hashes the plaintext and compares it with the id.
  */
-import { open, seal, sealInto, AuthenticationError, SEAL_OVERHEAD } from '../crypto/aead.js';
+import { openInto, seal, sealInto, AuthenticationError, SEAL_OVERHEAD } from '../crypto/aead.js';
 import { keyedHash } from '../crypto/hash.js';
 import { compressIfSmaller, decompressInto } from '../compress.js';
 import { BLOB_TYPE_CODE, type BlobType, idBytes } from '../ids.js';
@@ -74,11 +74,22 @@ export function openBlob(
  * raw length) and checks its id. On failure `out` holds garbage and a
  * BlobCorruptError is thrown.
  */
+/**
+ * Per-thread buffer for the decrypted body (flag + payload) before it is
+ * copied or decompressed into the caller's output: a fresh buffer per blob
+ * cost a page-faulted allocation per chunk (restore, check).
+ */
+let bodyScratch = Buffer.allocUnsafeSlow(0);
+const SCRATCH_MIN = 1 << 20;
+
 export function openBlobInto(keys: { blobKey: Uint8Array; blobIdKey: Uint8Array }, type: BlobType, id: string, stored: Uint8Array, out: Buffer): void {
   const idb = idBytes(id);
-  let body: Buffer;
+  const bodyLength = stored.length - SEAL_OVERHEAD;
+  if (bodyLength < 1) throw new BlobCorruptError('blob does not authenticate');
+  if (bodyScratch.length < bodyLength) bodyScratch = Buffer.allocUnsafeSlow(Math.max(bodyLength, SCRATCH_MIN));
+  const body = bodyScratch.subarray(0, bodyLength);
   try {
-    body = open(keys.blobKey, stored, blobAad(type, idb));
+    openInto(keys.blobKey, stored, blobAad(type, idb), body, 0);
   } catch (e) {
     if (e instanceof AuthenticationError) throw new BlobCorruptError('blob does not authenticate');
     throw e;

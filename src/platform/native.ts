@@ -16,13 +16,13 @@
  * byte, so file names that are not valid UTF-8 work.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readFileSync, readSync, constants as fsc } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readSync, constants as fsc } from 'node:fs';
 import fsp from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import util from 'node:util';
+import { loadBinding, nativeDisabled, type NativeBinding } from './addon.js';
+
+export { nativeAddonStatus, type NativeAddonStatus } from './addon.js';
 
 export interface Platform {
   readonly hasNative: boolean;
@@ -41,98 +41,6 @@ export interface Platform {
   /** lchown exists in Node already; not needed here. */
 }
 
-/** The raw addon interface (paths and names as Buffers, all calls synchronous). */
-interface NativeBinding {
-  readonly abi: number;
-  readonly hasXattr: boolean;
-  setTimes(path: Buffer, atimeNs: bigint, mtimeNs: bigint, followSymlinks: boolean): void;
-  listXattrs(path: Buffer): Buffer[];
-  getXattr(path: Buffer, name: Buffer): Buffer;
-  setXattr(path: Buffer, name: Buffer, value: Buffer): void;
-  mkfifo(path: Buffer, mode: number): void;
-  mknod(path: Buffer, mode: number, rdev: bigint): void;
-  /** Present in addons built from this version on (feature-detected, see scanDir below). */
-  scanDir?(dir: Buffer): [Buffer, ArrayBuffer, number];
-  readSmall?(path: Buffer, buf: Buffer, offset: number, want: number): number;
-}
-
-/** Must match COFFER_NATIVE_ABI in native/coffer_native.c. */
-const NATIVE_ABI = 1;
-const ADDON_RELATIVE_PATH = path.join('native', 'build', 'Release', 'coffer_native.node');
-
-// ---------------------------------------------------------------------------
-// loading
-// ---------------------------------------------------------------------------
-
-export interface NativeAddonStatus {
-  /** The addon is loaded and usable. */
-  loaded: boolean;
-  /** Where the addon was looked for (null if the package root was not found). */
-  path: string | null;
-  /** Why it is not loaded (null when loaded, or when disabled by COFFER_NO_NATIVE=1). */
-  error: Error | null;
-  /** COFFER_NO_NATIVE=1 is set. */
-  disabled: boolean;
-}
-
-function nativeDisabled(): boolean {
-  const v = process.env.COFFER_NO_NATIVE;
-  return v !== undefined && v !== '' && v !== '0';
-}
-
-/** Walk up from this module to the directory holding coffer's package.json. */
-function findPackageRoot(): string | null {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    try {
-      const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: unknown };
-      if (pkg.name === 'coffer') return dir;
-    } catch {
-      // no (readable) package.json here: keep walking
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) return null;
-    dir = parent;
-  }
-}
-
-let loadResult: { binding: NativeBinding | null; path: string | null; error: Error | null } | undefined;
-
-function loadBinding(): NativeBinding | null {
-  if (loadResult === undefined) loadResult = tryLoad();
-  return loadResult.binding;
-}
-
-function tryLoad(): { binding: NativeBinding | null; path: string | null; error: Error | null } {
-  const root = findPackageRoot();
-  if (root === null) return { binding: null, path: null, error: new Error('coffer package root not found') };
-  const addonPath = path.join(root, ADDON_RELATIVE_PATH);
-  try {
-    const req = createRequire(import.meta.url);
-    const binding = req(addonPath) as Partial<NativeBinding>;
-    if (binding.abi !== NATIVE_ABI) {
-      return {
-        binding: null,
-        path: addonPath,
-        error: new Error(`native addon ABI ${String(binding.abi)} does not match expected ${NATIVE_ABI}; rebuild it`),
-      };
-    }
-    return { binding: binding as NativeBinding, path: addonPath, error: null };
-  } catch (err) {
-    return { binding: null, path: addonPath, error: err instanceof Error ? err : new Error(String(err)) };
-  }
-}
-
-/** Diagnostics: whether the native addon is in use, and why not. */
-export function nativeAddonStatus(): NativeAddonStatus {
-  if (nativeDisabled()) {
-    const root = findPackageRoot();
-    return { loaded: false, path: root === null ? null : path.join(root, ADDON_RELATIVE_PATH), error: null, disabled: true };
-  }
-  loadBinding();
-  const r = loadResult!;
-  return { loaded: r.binding !== null, path: r.path, error: r.error, disabled: false };
-}
 
 // ---------------------------------------------------------------------------
 // helpers
