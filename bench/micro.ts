@@ -13,7 +13,7 @@
  *   compress  zstd-napi (dist/src/compress.js compressIfSmaller) levels 1/3/6/9
  *             on 1 MiB of text and 1/3 on random data; node:zlib brotli q1 and
  *             gzip 1/6; decompression of each format
- *   cipher    coffer's AEAD (dist/src/crypto/aead.js seal/open) on 1 MiB;
+ *   cipher    coffer's AEAD (dist/src/crypto/aead.js seal/open) on 1 MiB; the addon's AES-GCM (Node's OpenSSL) on 1 MiB and 1 KiB;
  *             plain node:crypto AES-256-GCM and ChaCha20-Poly1305;
  *             @noble/ciphers AES-256-GCM and XChaCha20-Poly1305
  *   pack      pack tail encode / trailer+header decode for 16 blobs; the full
@@ -41,6 +41,7 @@ import { gearFromBytes } from '../src/chunker/gear.js';
 import { keyedHash } from '../src/crypto/hash.js';
 import { compressIfSmaller, decompressExact } from '../src/compress.js';
 import { open, seal } from '../src/crypto/aead.js';
+import { nativeGcm } from '../src/platform/addon.js';
 import { encodePackTail, decodePackHeader, decodePackTrailer, TRAILER_BYTES, type PackEntry } from '../src/format/pack.js';
 import { computeBlobId, openBlob, sealBlob } from '../src/format/blob.js';
 import { IndexCache } from '../src/cache/index-cache.js';
@@ -415,6 +416,48 @@ async function stageCipher(): Promise<void> {
     },
   ];
   const absent: Row[] = [];
+  // The addon's AES-GCM (Node's own OpenSSL, into a reused buffer), which
+  // coffer's seal/open use when it is built, against node:crypto's Cipheriv,
+  // on 1 MiB and on 1 KiB (where the per-message set-up dominates).
+  const addon = nativeGcm();
+  if (addon) {
+    const out = Buffer.allocUnsafe(MiB + 16);
+    const kib = random1.subarray(0, KiB);
+    const kibRef = (() => {
+      const c = createCipheriv('aes-256-gcm', key, iv12);
+      c.setAAD(aad);
+      return Buffer.concat([c.update(kib), c.final(), c.getAuthTag()]);
+    })();
+    const n = addon.gcmSeal(key, iv12, aad, random1, null, out, 0);
+    if (!out.subarray(0, n).equals(Buffer.concat([gcm.body, gcm.tag]))) throw new Error('addon gcmSeal disagrees with node:crypto');
+    const plain = Buffer.allocUnsafe(MiB);
+    if (!addon.gcmOpen(key, iv12, aad, gcm.body, gcm.tag, plain, 0) || !plain.equals(random1)) throw new Error('addon gcmOpen round trip failed');
+    tasks.push(
+      { name: 'addon (Node OpenSSL) aes-256-gcm encrypt into buffer, 1 MiB', bytes: MiB, fn: () => void (sink += addon.gcmSeal(key, iv12, aad, random1, null, out, 0)) },
+      { name: 'addon (Node OpenSSL) aes-256-gcm decrypt into buffer, 1 MiB', bytes: MiB, fn: () => void (sink += +addon.gcmOpen(key, iv12, aad, gcm.body, gcm.tag, plain, 0)) },
+      {
+        name: 'node:crypto aes-256-gcm encrypt, 1 KiB',
+        bytes: KiB,
+        fn: () => {
+          const c = createCipheriv('aes-256-gcm', key, iv12);
+          c.setAAD(aad);
+          sink += c.update(kib).length + c.final().length + c.getAuthTag().length;
+        },
+      },
+      { name: 'addon (Node OpenSSL) aes-256-gcm encrypt into buffer, 1 KiB', bytes: KiB, fn: () => void (sink += addon.gcmSeal(key, iv12, aad, kib, null, out, 0)) },
+      {
+        name: 'node:crypto aes-256-gcm decrypt, 1 KiB',
+        bytes: KiB,
+        fn: () => {
+          const d = createDecipheriv('aes-256-gcm', key, iv12);
+          d.setAAD(aad);
+          d.setAuthTag(kibRef.subarray(KiB));
+          sink += d.update(kibRef.subarray(0, KiB)).length + d.final().length;
+        },
+      },
+      { name: 'addon (Node OpenSSL) aes-256-gcm decrypt into buffer, 1 KiB', bytes: KiB, fn: () => void (sink += +addon.gcmOpen(key, iv12, aad, kibRef.subarray(0, KiB), kibRef.subarray(KiB), plain, 0)) },
+    );
+  } else absent.push(absentRow('cipher', 'addon AES-GCM', 'native addon not built or without OpenSSL headers'));
   if (installed('@noble/ciphers')) {
     try {
       type Aead = { encrypt(p: Uint8Array): Uint8Array; decrypt(c: Uint8Array): Uint8Array };
