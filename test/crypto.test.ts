@@ -4,7 +4,7 @@
  * (phc-winner-argon2 vectors), the KDF strength floor and the key hierarchy.
  */
 import { spawnSync } from 'node:child_process';
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hashRaw, Algorithm } from '@node-rs/argon2';
@@ -293,8 +293,9 @@ describe('seal / open: native addon and node:crypto agree', () => {
   const aeadModule = fileURLToPath(new URL('../dist/src/crypto/aead.js', import.meta.url));
   const key = Buffer.alloc(32, 0x42);
   const aad = Buffer.from('coffer-blob-v1 aad');
-  const sizes = [0, 1, 15, 16, 17, 255, 4096, 70_001];
-  const nonceOf = (i: number) => Buffer.alloc(NONCE_BYTES, i + 1);
+  const sizes = [0, 1, 15, 16, 17, 255, 4096, 70_001, ...Array.from({ length: 24 }, (_, i) => 100 + i * 37)];
+  // Varied nonces: the addon derives each message's subkey from nonce[0..12) with its own one-block BLAKE3.
+  const nonceOf = (i: number) => createHash('sha256').update(`nonce ${i}`).digest().subarray(0, NONCE_BYTES);
   const msgOf = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + n) & 255));
   /** Seals every size (as flag + body, like a blob) in a process with COFFER_NO_NATIVE=1, and opens `given` there. */
   function inJsOnlyProcess(given: string[]): { sealed: string[]; opened: string[] } {
@@ -305,7 +306,8 @@ describe('seal / open: native addon and node:crypto agree', () => {
       const sizes = ${JSON.stringify(sizes)};
       const given = JSON.parse(require('node:fs').readFileSync(0, 'utf8'));
       const msgOf = (n) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + n) & 255));
-      const sealed = sizes.map((n, i) => seal(key, [Buffer.from([1]), msgOf(n)], aad, Buffer.alloc(24, i + 1)).toString('hex'));
+      const { createHash } = await import('node:crypto');
+      const sealed = sizes.map((n, i) => seal(key, [Buffer.from([1]), msgOf(n)], aad, createHash('sha256').update('nonce ' + i).digest().subarray(0, 24)).toString('hex'));
       const opened = given.map((h) => open(key, Buffer.from(h, 'hex'), aad).toString('hex'));
       process.stdout.write(JSON.stringify({ sealed, opened }));`;
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, COFFER_NO_NATIVE: '1' }, encoding: 'utf8', input: JSON.stringify(given) });
