@@ -214,6 +214,12 @@ function baseNode(name: Buffer, st: EntryMeta): TreeNode {
 }
 
 const NO_IDS: ReadonlySet<string> = new Set();
+/**
+ * Stands for "the index lists every data blob of this directory's parent
+ * nodes": the parent tree is reached from a root the cache records as
+ * complete (IndexCache.isCompleteTree), so no lookup is needed.
+ */
+const ALL_IDS: ReadonlySet<string> = { has: () => true } as unknown as ReadonlySet<string>;
 
 /** What readSmallFile said besides a byte count (see Archiver.smallFill). */
 interface SmallRead {
@@ -321,6 +327,9 @@ export class Archiver {
     const hostname = this.opts.hostname ?? os.hostname();
     const parent = await this.findParent(hostname, paths);
     const parentRoot = parent ? await this.loadTree(parent.tree) : undefined;
+    // One lookup for the whole parent snapshot instead of one per directory
+    // (see ALL_IDS); a write-only key's cache lists ids only and is not used.
+    if (parentRoot && parent && !this.local && this.repo.cache.isCompleteTree(parent.tree)) this.knownContent = ALL_IDS;
     if (this.opts.scan && !this.opts.stdin) void this.scan(paths);
 
     let rootId: string;
@@ -382,6 +391,9 @@ export class Archiver {
     this.checkAbort();
     const id = await this.repo.saveSnapshot(data);
     this.local?.save(hostname, paths, id, data.time, rootId);
+    // Every blob the snapshot reaches is now in the loaded index files: the
+    // parent's were checked (or were complete), this session's were flushed.
+    if (!this.local) this.repo.cache.addCompleteTree(rootId);
     return { snapshot: { ...data, id }, incomplete: this.progress.errors > 0 };
   }
 
@@ -465,11 +477,11 @@ export class Archiver {
    * equals the parent snapshot's (same order, same fields), the parent's tree
    * id is reused without encoding or hashing anything.
    */
-  private finishDir(entries: Done[], prev?: { id: string; nodes: TreeNode[] }): Later<string> {
+  private finishDir(entries: Done[], prev?: { id: string; nodes: TreeNode[]; complete: boolean }): Later<string> {
     return later(
       Promise.all(entries.map((e) => e.done)).then((all) => {
         const nodes = all.filter((n): n is TreeNode => n !== undefined);
-        if (prev && this.repo.hasBlob('tree', prev.id) && sameNodes(nodes, prev.nodes)) return prev.id;
+        if (prev && (prev.complete || this.repo.hasBlob('tree', prev.id)) && sameNodes(nodes, prev.nodes)) return prev.id;
         return this.saveTree(nodes);
       }),
     );
@@ -496,7 +508,9 @@ export class Archiver {
     for (const n of parentNodes ?? []) byName.set(n.name.toString('latin1'), n);
     // The walk is sequential: subdirectories set and restore their own set.
     const outerKnown = this.knownContent;
-    this.knownContent = parentNodes ? this.indexedContent(parentNodes) : NO_IDS;
+    // Under a complete parent tree (ALL_IDS), parentNodes is a subtree of it, complete too.
+    const complete = parentNodes !== undefined && outerKnown === ALL_IDS;
+    this.knownContent = !parentNodes ? NO_IDS : complete ? ALL_IDS : this.indexedContent(parentNodes);
     const entries: Done[] = [];
     for (const i of order) {
       const name = names[i];
@@ -504,7 +518,7 @@ export class Archiver {
     }
     this.knownContent = outerKnown;
     this.progress.dirsDone++;
-    return this.finishDir(entries, parentNodes && parentId ? { id: parentId, nodes: parentNodes } : undefined);
+    return this.finishDir(entries, parentNodes && parentId ? { id: parentId, nodes: parentNodes, complete } : undefined);
   }
 
   /** One directory entry of any type. Resolves once scheduled. `targetDev` is undefined for a backup target itself. */
