@@ -275,6 +275,21 @@ export class Repository {
     }
   }
 
+  /** Key references of indexed packs read so far (a pack's reference never changes: it is part of its content). */
+  private readonly packRefs = new Map<string, Buffer | undefined>();
+
+  /**
+   * The key reference of a pack the index lists, remembered: re-backups and
+   * restores read many trees from few packs (one SQLite query each, before).
+   */
+  private indexedPackRef(packId: string): Buffer | undefined {
+    if (this.packRefs.has(packId)) return this.packRefs.get(packId);
+    const ref = this.cache.packRef(packId);
+    if (this.packRefs.size >= 10_000) this.packRefs.clear();
+    this.packRefs.set(packId, ref);
+    return ref;
+  }
+
   /** The keys that open a pack's blobs and header. */
   keysForPack(packId: string): { blobKey: Buffer; metaKey: Buffer } {
     return this.keysForRef(this.cache.packRef(packId));
@@ -605,7 +620,7 @@ export class Repository {
       throw storageFailure(e);
     }
     try {
-      return openBlob({ blobKey: this.keysForPack(loc.packId).blobKey, blobIdKey: this.keys.blobIdKey }, type, id, stored, loc.rawLength);
+      return openBlob({ blobKey: this.keysForRef(this.indexedPackRef(loc.packId)).blobKey, blobIdKey: this.keys.blobIdKey }, type, id, stored, loc.rawLength);
     } catch (e) {
       throw integrityError(`${type} blob ${id.slice(0, 12)} in pack ${loc.packId.slice(0, 12)} is damaged (${(e as Error).message})`, {
         pack: loc.packId,
