@@ -504,8 +504,16 @@ export class Archiver {
       this.warn(dir, `cannot read directory: ${errnoCode(e) ?? String(e)}`);
     }
     const order = names.map((_, i) => i).sort((a, b) => compareNames(names[a], names[b]));
-    const byName = new Map<string, TreeNode>();
-    for (const n of parentNodes ?? []) byName.set(n.name.toString('latin1'), n);
+    // Both lists are sorted by name: the parent's nodes are matched in one
+    // pass, without a map. A write-only key's local state names nodes by a
+    // keyed hash of the name (another order): it keeps a map.
+    let byName: Map<string, TreeNode> | undefined;
+    if (this.local) {
+      byName = new Map();
+      for (const n of parentNodes ?? []) byName.set(n.name.toString('latin1'), n);
+    }
+    const prevNodes = parentNodes ?? [];
+    let j = 0;
     // The walk is sequential: subdirectories set and restore their own set.
     const outerKnown = this.knownContent;
     // Under a complete parent tree (ALL_IDS), parentNodes is a subtree of it, complete too.
@@ -514,7 +522,13 @@ export class Archiver {
     const entries: Done[] = [];
     for (const i of order) {
       const name = names[i];
-      entries.push(await this.entry(joinPath(dir, name), name, byName.get(this.parentName(name).toString('latin1')), targetDev, scan?.meta(i)));
+      let prev: TreeNode | undefined;
+      if (byName) prev = byName.get(this.parentName(name).toString('latin1'));
+      else {
+        while (j < prevNodes.length && compareNames(prevNodes[j].name, name) < 0) j++;
+        if (j < prevNodes.length && prevNodes[j].name.equals(name)) prev = prevNodes[j];
+      }
+      entries.push(await this.entry(joinPath(dir, name), name, prev, targetDev, scan?.meta(i)));
     }
     this.knownContent = outerKnown;
     this.progress.dirsDone++;
