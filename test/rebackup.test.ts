@@ -112,6 +112,20 @@ describe('re-backup under a complete parent tree', () => {
     }
   });
 
+  it('loadBlob with a location hint that is wrong still finds the blob through the index', async () => {
+    const { src, repo } = await setup();
+    try {
+      const snap = (await backup(repo, { paths: [src], hostname: 'h' })).snapshot;
+      const good = await repo.loadBlob('tree', snap.tree);
+      const loc = repo.lookupBlob('tree', snap.tree)!;
+      for (const hint of [{ ...loc, offset: loc.offset + 1 }, { ...loc, packId: 'ab'.repeat(32) }]) {
+        expect((await repo.loadBlob('tree', snap.tree, undefined, hint as typeof loc)).equals(good)).toBe(true);
+      }
+    } finally {
+      await repo.close();
+    }
+  });
+
   it('a cache left by an older schema is rebuilt without its records', async () => {
     const { src, dir, cache, repo: r1 } = await setup();
     let first;

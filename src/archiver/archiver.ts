@@ -17,6 +17,7 @@ import { sealBlob, computeBlobId } from '../format/blob.js';
 import type { Snapshot, SnapshotData, SnapshotSummary } from '../format/snapshot.js';
 import { Packer } from '../repo/packer.js';
 import type { Repository } from '../repo/repository.js';
+import type { BlobLocation } from '../cache/index-cache.js';
 import { storageFailure } from '../repo/repository.js';
 import { platform, scanDir, lstatMeta, readSmallFile, NOT_REGULAR, type DirScan, type EntryMeta } from '../platform/native.js';
 import { joinPath, displayPath } from '../util/paths.js';
@@ -431,11 +432,25 @@ export class Archiver {
     return all.filter((s) => s.hostname === hostname && JSON.stringify([...s.paths].sort()) === key).at(-1);
   }
 
+  /**
+   * Index locations of subtrees of the parent trees loaded so far, looked up
+   * in one query per tree rather than one per directory; taken by loadTree.
+   * The walk is depth-first, so this holds about the subdirectories not yet
+   * visited (bounded: entries of directories gone since stay unused).
+   */
+  private readonly treeLocs = new Map<string, BlobLocation>();
+
   private async loadTree(id: string | undefined): Promise<TreeNode[] | undefined> {
     if (!id) return undefined;
     if (this.local) return this.local.tree(id);
     try {
-      return decodeTree(await this.repo.loadBlob('tree', id));
+      const hint = this.treeLocs.get(id);
+      if (hint) this.treeLocs.delete(id);
+      const nodes = decodeTree(await this.repo.loadBlob('tree', id, undefined, hint));
+      const subtrees: string[] = [];
+      for (const n of nodes) if (n.subtree !== undefined) subtrees.push(n.subtree);
+      if (subtrees.length > 1 && this.treeLocs.size < 100_000) for (const [sub, loc] of this.repo.cache.lookupMany('tree', subtrees)) this.treeLocs.set(sub, loc);
+      return nodes;
     } catch {
       // An unreadable parent only costs speed: every file is read again. But
       // the identical tree this backup builds would get the same id, and the

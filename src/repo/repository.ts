@@ -593,10 +593,20 @@ export class Repository {
    * (after concurrent backups, or a damaged one saved again), a copy that
    * cannot be read or does not authenticate falls back to the next one; the
    * first failure is reported when none is good. `accept` limits the copies
-   * tried (restore passes over one it already found damaged).
+   * tried (restore passes over one it already found damaged); `hint` is
+   * tried first.
    */
-  async loadBlob(type: BlobType, id: string, accept?: (loc: BlobLocation) => boolean): Promise<Buffer> {
+  async loadBlob(type: BlobType, id: string, accept?: (loc: BlobLocation) => boolean, hint?: BlobLocation): Promise<Buffer> {
     this.requireReadable();
+    // `hint`: a location the caller already looked up (with lookupMany, for
+    // several blobs in one query); the index is asked only if it fails.
+    if (hint && !accept) {
+      try {
+        return await this.loadCopy(type, id, hint);
+      } catch {
+        // every copy is tried below, this one included
+      }
+    }
     let locs = this.cache.lookupAll(type, id);
     if (accept) locs = locs.filter(accept);
     if (locs.length === 0) throw new CofferError('BLOB_NOT_FOUND', `${type} blob ${id.slice(0, 12)} is not in the index`, { id });
