@@ -17,6 +17,7 @@ import { sealBlob, computeBlobId } from '../format/blob.js';
 import type { Snapshot, SnapshotData, SnapshotSummary } from '../format/snapshot.js';
 import { Packer } from '../repo/packer.js';
 import type { Repository } from '../repo/repository.js';
+import type { BlobLocation } from '../cache/index-cache.js';
 import { storageFailure } from '../repo/repository.js';
 import { platform, scanDir, lstatMeta, readSmallFile, NOT_REGULAR, type DirScan, type EntryMeta } from '../platform/native.js';
 import { joinPath, displayPath } from '../util/paths.js';
@@ -214,6 +215,12 @@ function baseNode(name: Buffer, st: EntryMeta): TreeNode {
 }
 
 const NO_IDS: ReadonlySet<string> = new Set();
+/**
+ * Stands for "the index lists every data blob of this directory's parent
+ * nodes": the parent tree is reached from a root the cache records as
+ * complete (IndexCache.isCompleteTree), so no lookup is needed.
+ */
+const ALL_IDS: ReadonlySet<string> = { has: () => true } as unknown as ReadonlySet<string>;
 
 /** What readSmallFile said besides a byte count (see Archiver.smallFill). */
 interface SmallRead {
@@ -321,6 +328,9 @@ export class Archiver {
     const hostname = this.opts.hostname ?? os.hostname();
     const parent = await this.findParent(hostname, paths);
     const parentRoot = parent ? await this.loadTree(parent.tree) : undefined;
+    // One lookup for the whole parent snapshot instead of one per directory
+    // (see ALL_IDS); a write-only key's cache lists ids only and is not used.
+    if (parentRoot && parent && !this.local && this.repo.cache.isCompleteTree(parent.tree)) this.knownContent = ALL_IDS;
     if (this.opts.scan && !this.opts.stdin) void this.scan(paths);
 
     let rootId: string;
@@ -382,6 +392,9 @@ export class Archiver {
     this.checkAbort();
     const id = await this.repo.saveSnapshot(data);
     this.local?.save(hostname, paths, id, data.time, rootId);
+    // Every blob the snapshot reaches is now in the loaded index files: the
+    // parent's were checked (or were complete), this session's were flushed.
+    if (!this.local) this.repo.cache.addCompleteTree(rootId);
     return { snapshot: { ...data, id }, incomplete: this.progress.errors > 0 };
   }
 
@@ -419,11 +432,25 @@ export class Archiver {
     return all.filter((s) => s.hostname === hostname && JSON.stringify([...s.paths].sort()) === key).at(-1);
   }
 
+  /**
+   * Index locations of subtrees of the parent trees loaded so far, looked up
+   * in one query per tree rather than one per directory; taken by loadTree.
+   * The walk is depth-first, so this holds about the subdirectories not yet
+   * visited (bounded: entries of directories gone since stay unused).
+   */
+  private readonly treeLocs = new Map<string, BlobLocation>();
+
   private async loadTree(id: string | undefined): Promise<TreeNode[] | undefined> {
     if (!id) return undefined;
     if (this.local) return this.local.tree(id);
     try {
-      return decodeTree(await this.repo.loadBlob('tree', id));
+      const hint = this.treeLocs.get(id);
+      if (hint) this.treeLocs.delete(id);
+      const nodes = decodeTree(await this.repo.loadBlob('tree', id, undefined, hint));
+      const subtrees: string[] = [];
+      for (const n of nodes) if (n.subtree !== undefined) subtrees.push(n.subtree);
+      if (subtrees.length > 1 && this.treeLocs.size < 100_000) for (const [sub, loc] of this.repo.cache.lookupMany('tree', subtrees)) this.treeLocs.set(sub, loc);
+      return nodes;
     } catch {
       // An unreadable parent only costs speed: every file is read again. But
       // the identical tree this backup builds would get the same id, and the
@@ -465,11 +492,11 @@ export class Archiver {
    * equals the parent snapshot's (same order, same fields), the parent's tree
    * id is reused without encoding or hashing anything.
    */
-  private finishDir(entries: Done[], prev?: { id: string; nodes: TreeNode[] }): Later<string> {
+  private finishDir(entries: Done[], prev?: { id: string; nodes: TreeNode[]; complete: boolean }): Later<string> {
     return later(
       Promise.all(entries.map((e) => e.done)).then((all) => {
         const nodes = all.filter((n): n is TreeNode => n !== undefined);
-        if (prev && this.repo.hasBlob('tree', prev.id) && sameNodes(nodes, prev.nodes)) return prev.id;
+        if (prev && (prev.complete || this.repo.hasBlob('tree', prev.id)) && sameNodes(nodes, prev.nodes)) return prev.id;
         return this.saveTree(nodes);
       }),
     );
@@ -492,19 +519,35 @@ export class Archiver {
       this.warn(dir, `cannot read directory: ${errnoCode(e) ?? String(e)}`);
     }
     const order = names.map((_, i) => i).sort((a, b) => compareNames(names[a], names[b]));
-    const byName = new Map<string, TreeNode>();
-    for (const n of parentNodes ?? []) byName.set(n.name.toString('latin1'), n);
+    // Both lists are sorted by name: the parent's nodes are matched in one
+    // pass, without a map. A write-only key's local state names nodes by a
+    // keyed hash of the name (another order): it keeps a map.
+    let byName: Map<string, TreeNode> | undefined;
+    if (this.local) {
+      byName = new Map();
+      for (const n of parentNodes ?? []) byName.set(n.name.toString('latin1'), n);
+    }
+    const prevNodes = parentNodes ?? [];
+    let j = 0;
     // The walk is sequential: subdirectories set and restore their own set.
     const outerKnown = this.knownContent;
-    this.knownContent = parentNodes ? this.indexedContent(parentNodes) : NO_IDS;
+    // Under a complete parent tree (ALL_IDS), parentNodes is a subtree of it, complete too.
+    const complete = parentNodes !== undefined && outerKnown === ALL_IDS;
+    this.knownContent = !parentNodes ? NO_IDS : complete ? ALL_IDS : this.indexedContent(parentNodes);
     const entries: Done[] = [];
     for (const i of order) {
       const name = names[i];
-      entries.push(await this.entry(joinPath(dir, name), name, byName.get(this.parentName(name).toString('latin1')), targetDev, scan?.meta(i)));
+      let prev: TreeNode | undefined;
+      if (byName) prev = byName.get(this.parentName(name).toString('latin1'));
+      else {
+        while (j < prevNodes.length && compareNames(prevNodes[j].name, name) < 0) j++;
+        if (j < prevNodes.length && prevNodes[j].name.equals(name)) prev = prevNodes[j];
+      }
+      entries.push(await this.entry(joinPath(dir, name), name, prev, targetDev, scan?.meta(i)));
     }
     this.knownContent = outerKnown;
     this.progress.dirsDone++;
-    return this.finishDir(entries, parentNodes && parentId ? { id: parentId, nodes: parentNodes } : undefined);
+    return this.finishDir(entries, parentNodes && parentId ? { id: parentId, nodes: parentNodes, complete } : undefined);
   }
 
   /** One directory entry of any type. Resolves once scheduled. `targetDev` is undefined for a backup target itself. */

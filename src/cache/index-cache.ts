@@ -23,7 +23,12 @@ export interface BlobLocation {
   rawLength: number;
 }
 
-const SCHEMA_VERSION = 2;
+/**
+ * 3: adds complete_trees. A cache of another version is dropped and rebuilt
+ * (an older coffer does not know to clear complete_trees when it forgets
+ * an index file, so it must never share one with a newer one).
+ */
+const SCHEMA_VERSION = 3;
 /** Ids per knownOf() query, largest first. */
 const KNOWN_ARITIES = [64, 16, 4, 1];
 
@@ -69,7 +74,7 @@ export class IndexCache {
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version !== SCHEMA_VERSION) {
       db.exec(`
-        DROP TABLE IF EXISTS index_files; DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs; DROP TABLE IF EXISTS snapshots;
+        DROP TABLE IF EXISTS index_files; DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs; DROP TABLE IF EXISTS snapshots; DROP TABLE IF EXISTS complete_trees;
         CREATE TABLE index_files (name TEXT PRIMARY KEY) WITHOUT ROWID;
         CREATE TABLE packs (id BLOB NOT NULL, index_file TEXT NOT NULL, length INTEGER NOT NULL, ref BLOB, PRIMARY KEY (id, index_file)) WITHOUT ROWID;
         CREATE INDEX packs_by_file ON packs (index_file);
@@ -77,6 +82,7 @@ export class IndexCache {
                             length INTEGER NOT NULL, raw_length INTEGER NOT NULL, PRIMARY KEY (id, type, pack)) WITHOUT ROWID;
         CREATE INDEX blobs_by_pack ON blobs (pack);
         CREATE TABLE snapshots (id TEXT PRIMARY KEY, stored BLOB NOT NULL) WITHOUT ROWID;
+        CREATE TABLE complete_trees (id BLOB PRIMARY KEY) WITHOUT ROWID;
       `);
       db.pragma(`user_version = ${SCHEMA_VERSION}`);
     }
@@ -105,6 +111,9 @@ export class IndexCache {
       putSnapshot: db.prepare('INSERT OR REPLACE INTO snapshots (id, stored) VALUES (?, ?)'),
       snapshotIds: db.prepare('SELECT id FROM snapshots').pluck(),
       delSnapshot: db.prepare('DELETE FROM snapshots WHERE id = ?'),
+      isComplete: db.prepare('SELECT 1 FROM complete_trees WHERE id = ?').pluck(),
+      addComplete: db.prepare('INSERT OR IGNORE INTO complete_trees (id) VALUES (?)'),
+      clearComplete: db.prepare('DELETE FROM complete_trees'),
     };
   }
 
@@ -179,11 +188,29 @@ export class IndexCache {
   /** Forgets an index file that is gone from the repository (and blobs no other index file lists). */
   removeIndexFile(name: string): void {
     this.db.transaction(() => {
+      // Blobs may leave the index: no tree is known to be complete any more.
+      this.stmts.clearComplete.run();
       const packs = this.stmts.packsOfFile.all(name) as Buffer[];
       this.stmts.delPacksOfFile.run(name);
       for (const p of packs) if (!this.stmts.packStillListed.get(p)) this.stmts.delBlobsOfPack.run(p);
       this.stmts.delIndexFile.run(name);
     })();
+  }
+
+  /**
+   * Whether `treeId` was recorded as complete: every tree and data blob
+   * reachable from it was listed by the loaded index files when it was
+   * recorded, and no index file has been removed from the cache since (that
+   * clears the record). A backup whose parent root is complete skips the
+   * per-blob index lookups for unchanged files.
+   */
+  isCompleteTree(treeId: string): boolean {
+    return this.stmts.isComplete.get(Buffer.from(treeId, 'hex')) !== undefined;
+  }
+
+  /** Records `treeId` as complete (see isCompleteTree): only once all it reaches is in the loaded index files. */
+  addCompleteTree(treeId: string): void {
+    this.stmts.addComplete.run(Buffer.from(treeId, 'hex'));
   }
 
   /** The key reference of a pack (undefined: the repository's own keys). */

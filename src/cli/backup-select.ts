@@ -14,7 +14,7 @@ let pm: typeof Picomatch | undefined;
 const picomatch = (): typeof Picomatch => (pm ??= createRequire(import.meta.url)('picomatch') as typeof Picomatch);
 import { CofferError, errnoCode } from '../errors.js';
 import { createFilter, parsePatternFile, type EntryFilter } from '../archiver/select.js';
-import { parseSize } from './context.js';
+import { parseSize } from './options.js';
 
 export interface SelectFlags {
   exclude?: string[];

@@ -5,13 +5,12 @@
 import { Command, CommanderError, Option } from 'commander';
 import { CofferError, EXIT_CODES } from '../errors.js';
 import { VERSION } from '../version.js';
-import { withEnv, type GlobalOptions } from './context.js';
-import { registerKeyCommands } from './cmd-key.js';
+import { withEnv, type GlobalOptions } from './options.js';
+import { registerKeyCommands } from './register-key.js';
 import { addSelectOptions, PATTERN_HELP } from './backup-select.js';
-import { registerExploreCommands } from './cmd-explore.js';
-import { registerCopy } from './cmd-copy.js';
+import { registerExploreCommands } from './register-explore.js';
+import { registerCopy } from './register-copy.js';
 import { StorageError } from '../storage/backend.js';
-import { storageFailure } from '../repo/repository.js';
 import { registerLifecycle } from './cmd-lifecycle.js';
 
 /** The commands' code loads only when one of them runs (docs/PERFORMANCE.md, "Start-up"). */
@@ -163,7 +162,6 @@ export function usageLine(str: string): string {
 }
 
 function report(e: unknown, debug: boolean): number {
-  if (e instanceof StorageError) e = storageFailure(e); // a storage failure an engine did not wrap
   if (e instanceof CofferError) {
     process.stderr.write(`coffer: ${e.message}\n`);
     if (debug && e.cause) process.stderr.write(`${String((e.cause as Error).stack ?? e.cause)}\n`);
@@ -205,6 +203,8 @@ export async function main(argv: string[]): Promise<number> {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
       return 2;
     }
+    // A storage failure an engine did not wrap (repository.js loads only then: see "Start-up").
+    if (e instanceof StorageError) e = (await import('../repo/repository.js')).storageFailure(e);
     return report(e, debug);
   } finally {
     process.off('SIGINT', onSignal);

@@ -275,6 +275,21 @@ export class Repository {
     }
   }
 
+  /** Key references of indexed packs read so far (a pack's reference never changes: it is part of its content). */
+  private readonly packRefs = new Map<string, Buffer | undefined>();
+
+  /**
+   * The key reference of a pack the index lists, remembered: re-backups and
+   * restores read many trees from few packs (one SQLite query each, before).
+   */
+  private indexedPackRef(packId: string): Buffer | undefined {
+    if (this.packRefs.has(packId)) return this.packRefs.get(packId);
+    const ref = this.cache.packRef(packId);
+    if (this.packRefs.size >= 10_000) this.packRefs.clear();
+    this.packRefs.set(packId, ref);
+    return ref;
+  }
+
   /** The keys that open a pack's blobs and header. */
   keysForPack(packId: string): { blobKey: Buffer; metaKey: Buffer } {
     return this.keysForRef(this.cache.packRef(packId));
@@ -578,10 +593,20 @@ export class Repository {
    * (after concurrent backups, or a damaged one saved again), a copy that
    * cannot be read or does not authenticate falls back to the next one; the
    * first failure is reported when none is good. `accept` limits the copies
-   * tried (restore passes over one it already found damaged).
+   * tried (restore passes over one it already found damaged); `hint` is
+   * tried first.
    */
-  async loadBlob(type: BlobType, id: string, accept?: (loc: BlobLocation) => boolean): Promise<Buffer> {
+  async loadBlob(type: BlobType, id: string, accept?: (loc: BlobLocation) => boolean, hint?: BlobLocation): Promise<Buffer> {
     this.requireReadable();
+    // `hint`: a location the caller already looked up (with lookupMany, for
+    // several blobs in one query); the index is asked only if it fails.
+    if (hint && !accept) {
+      try {
+        return await this.loadCopy(type, id, hint);
+      } catch {
+        // every copy is tried below, this one included
+      }
+    }
     let locs = this.cache.lookupAll(type, id);
     if (accept) locs = locs.filter(accept);
     if (locs.length === 0) throw new CofferError('BLOB_NOT_FOUND', `${type} blob ${id.slice(0, 12)} is not in the index`, { id });
@@ -605,7 +630,7 @@ export class Repository {
       throw storageFailure(e);
     }
     try {
-      return openBlob({ blobKey: this.keysForPack(loc.packId).blobKey, blobIdKey: this.keys.blobIdKey }, type, id, stored, loc.rawLength);
+      return openBlob({ blobKey: this.keysForRef(this.indexedPackRef(loc.packId)).blobKey, blobIdKey: this.keys.blobIdKey }, type, id, stored, loc.rawLength);
     } catch (e) {
       throw integrityError(`${type} blob ${id.slice(0, 12)} in pack ${loc.packId.slice(0, 12)} is damaged (${(e as Error).message})`, {
         pack: loc.packId,
@@ -701,7 +726,10 @@ function preloadNativeModules(): void {
   const require = createRequire(import.meta.url);
   for (const m of ['better-sqlite3', 'zstd-napi/binding', 'piscina']) {
     try {
-      require(m);
+      const loaded = require(m);
+      // better-sqlite3 loads its addon only when the first database opens
+      // (~15-70 ms, measured): open a throw-away one now, not after the KDF.
+      if (m === 'better-sqlite3') new (loaded as typeof import('better-sqlite3'))(':memory:').close();
     } catch {
       // reported where the module is used
     }
