@@ -23,7 +23,7 @@ import type { OpenItem } from '../worker/tasks.js';
 import type { FileTarget, WriteTarget } from '../worker/write-files.js';
 import { platform } from '../platform/native.js';
 import { joinPath, displayPath } from '../util/paths.js';
-import { BufferPool, Semaphore, ownedArrayBuffer } from '../util/semaphore.js';
+import { BufferPool, ownedArrayBuffer } from '../util/semaphore.js';
 import { PatternList } from '../archiver/select.js';
 import { computeBlobId } from '../format/blob.js';
 import { createRequire } from 'node:module';
@@ -195,6 +195,12 @@ const OUT_BYTES = 4 << 20;
 const IN_BYTES = OUT_BYTES + (256 << 10);
 const MAX_OPEN_FILES = 256;
 /**
+ * The plan hands its needed blobs to the workers every this many bytes of
+ * plaintext (and at its end), so that data is restored while the trees are
+ * still being walked and directories made.
+ */
+const FLUSH_BYTES = 8 << 20;
+/**
  * Writes at least this large go to the thread pool; smaller ones, and the
  * per-file open/truncate/close/chmod, are synchronous: a thread-pool round
  * trip per call cost more than the call (restoring the 26,000 files of the
@@ -209,7 +215,18 @@ function pwrite(fd: number, buf: Buffer, off: number, len: number, pos: number):
 
 export class Restorer {
   private readonly progress: RestoreProgress = { filesDone: 0, bytesDone: 0, totalFiles: 0, totalBytes: 0, errors: 0 };
-  private readonly packs = new Map<PackId, Map<string, NeededBlob>>();
+  /** Needed blobs planned since the last `flush`, per pack. */
+  private packs = new Map<PackId, Map<string, NeededBlob>>();
+  /** Plaintext bytes and files planned since the last `flush`. */
+  private pendingBytes = 0;
+  private pendingFiles: FileJob[] = [];
+  /** Groups of blobs (one ranged read each) waiting for a slot; `queueHead`: the next one. */
+  private readonly queue: { packId: PackId; blobs: NeededBlob[] }[] = [];
+  private queueHead = 0;
+  /** Groups being read and restored (at most `tasksAtOnce`). */
+  private readonly running = new Set<Promise<void>>();
+  /** The first error of a group (or an interruption): no group starts after it. */
+  private failure: unknown;
   private readonly files: FileJob[] = [];
   private readonly dirs: { path: Buffer; node: TreeNode }[] = [];
   private readonly links: { path: Buffer; first: FileJob }[] = [];
@@ -292,14 +309,25 @@ export class Restorer {
       const st = await fs.stat(target).catch((e) => (errnoCode(e) === 'ENOTDIR' ? 'file' : undefined));
       if (st === 'file' || (st && !st.isDirectory())) throw notDir();
     }
-    await this.planDir(this.snapshot.tree, { path: target, made: true, fresh }, '', this.includes.size === 0);
-    this.report(true);
-    if (!this.dry) {
+    if (this.dry) await this.planDir(this.snapshot.tree, { path: target, made: true, fresh }, '', this.includes.size === 0);
+    else {
+      // The contents are restored while the plan goes on: every FLUSH_BYTES
+      // of planned data become groups that start at once (see `flush`).
       try {
-        await this.restoreContents();
+        try {
+          await this.planDir(this.snapshot.tree, { path: target, made: true, fresh }, '', this.includes.size === 0);
+          await this.flush();
+        } catch (e) {
+          this.failure ??= e;
+        }
+        // Also on failure or interruption: no worker may still be writing into a descriptor about to be closed.
+        while (this.running.size) await Promise.all(this.running);
+        if (this.failure) throw this.failure;
+        await this.retryOtherCopies();
       } finally {
         for (const f of this.openFiles) this.closeFd(f);
       }
+      this.report(true);
       await this.finish();
       if (this.opts.verify) await this.verifyAll();
     }
@@ -545,6 +573,7 @@ export class Restorer {
     } else this.item(only || existed ? 'updated' : 'restored', p, 'file', node.size);
     job.fast = absent && !this.dry && !job.damaged && content.length === 1 && locs[0].rawLength === node.size && !node.xattrs?.length;
     this.files.push(job);
+    if (!this.dry) this.pendingFiles.push(job);
     this.progress.totalFiles++;
     this.progress.totalBytes += node.size;
     if (job.damaged) return;
@@ -556,11 +585,15 @@ export class Restorer {
         let pack = this.packs.get(loc.packId);
         if (!pack) this.packs.set(loc.packId, (pack = new Map()));
         let need = pack.get(id);
-        if (!need) pack.set(id, (need = { id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength, uses: [] }));
+        if (!need) {
+          pack.set(id, (need = { id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength, uses: [] }));
+          this.pendingBytes += loc.rawLength;
+        }
         need.uses.push({ file: job, offset });
       }
       offset += loc.rawLength;
     });
+    if (this.pendingBytes >= FLUSH_BYTES && !this.dry) await this.flush();
   }
 
   /** --verify: reads every restored file back and compares each chunk with the snapshot. */
@@ -578,46 +611,58 @@ export class Restorer {
     }
   }
 
-  private async restoreContents(): Promise<void> {
-    // Files without content (empty, or already known damaged) are created now.
-    for (const f of this.files) if (f.remaining === 0 || f.damaged) await this.completeFile(f);
-    const sem = new Semaphore(this.tasksAtOnce);
-    const running = new Set<Promise<void>>();
-    let failure: unknown;
-    // Each pack is read once, in order, as consecutive ranges of its needed
-    // blobs (one group each: up to OUT_BYTES of plaintext), several groups in
-    // flight so that both workers stay busy and remote reads overlap.
-    try {
-      await this.dispatchGroups(sem, running, () => failure, (e) => (failure ??= e));
-    } finally {
-      // Also on interruption: no worker may still be writing into a descriptor about to be closed.
-      await Promise.all(running);
-    }
-    if (failure) throw failure;
-    await this.retryOtherCopies();
-  }
-
-  private async dispatchGroups(sem: Semaphore, running: Set<Promise<void>>, failed: () => unknown, fail: (e: unknown) => void): Promise<void> {
-    outer: for (const [packId, blobs] of [...this.packs].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+  /**
+   * Hands what was planned since the last flush to the workers: files
+   * without content are created now; each pack's needed blobs, in offset
+   * order, become groups (consecutive blobs, up to OUT_BYTES of plaintext,
+   * one ranged read each) queued behind those of earlier flushes. A blob
+   * that a later part of the plan needs again is read again then (a new
+   * NeededBlob): the cost of not waiting for the whole plan.
+   */
+  private async flush(): Promise<void> {
+    if (this.failure) throw this.failure;
+    const files = this.pendingFiles;
+    this.pendingFiles = [];
+    for (const f of files) if (f.remaining === 0 || f.damaged) await this.completeFile(f);
+    const packs = this.packs;
+    this.packs = new Map();
+    this.pendingBytes = 0;
+    for (const [packId, blobs] of packs) {
       const sorted = [...blobs.values()].sort((a, b) => a.offset - b.offset);
       for (let i = 0; i < sorted.length; ) {
         let raw = sorted[i].rawLength;
         let j = i + 1;
         const from = sorted[i].offset;
         while (j < sorted.length && raw + sorted[j].rawLength <= OUT_BYTES && sorted[j].offset + sorted[j].length - from <= IN_BYTES) raw += sorted[j++].rawLength;
-        const group = sorted.slice(i, j);
+        this.queue.push({ packId, blobs: sorted.slice(i, j) });
         i = j;
-        this.checkAbort();
-        await sem.acquire();
-        if (failed()) break outer;
-        const t = this.restoreGroup(packId, group)
-          .catch(fail)
-          .finally(() => {
-            sem.release();
-            running.delete(t);
-          });
-        running.add(t);
       }
+    }
+    this.pump();
+  }
+
+  /** Starts queued groups while fewer than `tasksAtOnce` run (and nothing has failed). */
+  private pump(): void {
+    while (this.failure === undefined && this.running.size < this.tasksAtOnce && this.queueHead < this.queue.length) {
+      if (this.opts.signal?.aborted) {
+        this.failure = new CofferError('INTERRUPTED', 'restore interrupted');
+        return;
+      }
+      const g = this.queue[this.queueHead];
+      this.queue[this.queueHead++] = undefined as never; // let it be collected
+      if (this.queueHead === this.queue.length) {
+        this.queue.length = 0;
+        this.queueHead = 0;
+      }
+      const t: Promise<void> = this.restoreGroup(g.packId, g.blobs)
+        .catch((e) => {
+          this.failure ??= e;
+        })
+        .finally(() => {
+          this.running.delete(t);
+          this.pump();
+        });
+      this.running.add(t);
     }
   }
 
