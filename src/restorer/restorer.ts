@@ -184,6 +184,12 @@ interface NeededBlob {
   length: number;
   rawLength: number;
   uses: BlobUse[];
+  /**
+   * Its group's worker has returned (or its read failed): a use planned
+   * after this needs a new read. Until then a new use joins this one (written
+   * by the worker if its group has not started, else here from the plaintext).
+   */
+  done?: boolean;
 }
 
 const IS_ROOT = process.getuid?.() === 0;
@@ -195,11 +201,13 @@ const OUT_BYTES = 4 << 20;
 const IN_BYTES = OUT_BYTES + (256 << 10);
 const MAX_OPEN_FILES = 256;
 /**
- * The plan hands its needed blobs to the workers every this many bytes of
- * plaintext (and at its end), so that data is restored while the trees are
- * still being walked and directories made.
+ * The plan hands its needed blobs to the workers after FLUSH_FIRST_BYTES of
+ * plaintext, then after twice as much each time up to FLUSH_MAX_BYTES (and at
+ * its end), so that data is restored while the trees are still being walked
+ * and directories made; larger batches split fewer packs into extra groups.
  */
-const FLUSH_BYTES = 8 << 20;
+const FLUSH_FIRST_BYTES = 4 << 20;
+const FLUSH_MAX_BYTES = 64 << 20;
 /**
  * Writes at least this large go to the thread pool; smaller ones, and the
  * per-file open/truncate/close/chmod, are synchronous: a thread-pool round
@@ -217,9 +225,12 @@ export class Restorer {
   private readonly progress: RestoreProgress = { filesDone: 0, bytesDone: 0, totalFiles: 0, totalBytes: 0, errors: 0 };
   /** Needed blobs planned since the last `flush`, per pack. */
   private packs = new Map<PackId, Map<string, NeededBlob>>();
+  /** Every needed blob by id (flushed or not), so that a blob used again joins its first read while it can. */
+  private readonly needed = new Map<string, NeededBlob>();
   /** Plaintext bytes and files planned since the last `flush`. */
   private pendingBytes = 0;
   private pendingFiles: FileJob[] = [];
+  private flushBytes = FLUSH_FIRST_BYTES;
   /** Groups of blobs (one ranged read each) waiting for a slot; `queueHead`: the next one. */
   private readonly queue: { packId: PackId; blobs: NeededBlob[] }[] = [];
   private queueHead = 0;
@@ -582,18 +593,19 @@ export class Restorer {
       const loc = locs[i];
       if (!only || only.has(i)) {
         job.remaining++;
-        let pack = this.packs.get(loc.packId);
-        if (!pack) this.packs.set(loc.packId, (pack = new Map()));
-        let need = pack.get(id);
-        if (!need) {
+        let need = this.needed.get(id);
+        if (!need || need.done) {
+          let pack = this.packs.get(loc.packId);
+          if (!pack) this.packs.set(loc.packId, (pack = new Map()));
           pack.set(id, (need = { id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength, uses: [] }));
+          this.needed.set(id, need);
           this.pendingBytes += loc.rawLength;
         }
         need.uses.push({ file: job, offset });
       }
       offset += loc.rawLength;
     });
-    if (this.pendingBytes >= FLUSH_BYTES && !this.dry) await this.flush();
+    if (this.pendingBytes >= this.flushBytes && !this.dry) await this.flush();
   }
 
   /** --verify: reads every restored file back and compares each chunk with the snapshot. */
@@ -616,8 +628,9 @@ export class Restorer {
    * without content are created now; each pack's needed blobs, in offset
    * order, become groups (consecutive blobs, up to OUT_BYTES of plaintext,
    * one ranged read each) queued behind those of earlier flushes. A blob
-   * that a later part of the plan needs again is read again then (a new
-   * NeededBlob): the cost of not waiting for the whole plan.
+   * that a later part of the plan needs again joins the first read if its
+   * worker has not returned yet (see NeededBlob.done), else it is read again:
+   * the cost of not waiting for the whole plan.
    */
   private async flush(): Promise<void> {
     if (this.failure) throw this.failure;
@@ -627,6 +640,7 @@ export class Restorer {
     const packs = this.packs;
     this.packs = new Map();
     this.pendingBytes = 0;
+    this.flushBytes = Math.min(this.flushBytes * 2, FLUSH_MAX_BYTES);
     for (const [packId, blobs] of packs) {
       const sorted = [...blobs.values()].sort((a, b) => a.offset - b.offset);
       for (let i = 0; i < sorted.length; ) {
@@ -715,12 +729,14 @@ export class Restorer {
       } else data = await backend.read(h, { offset: start, length: end - start });
     } catch (e) {
       if (pooledIn) this.inputs.release(pooledIn);
+      markDone(blobs);
       for (const b of blobs) await this.blobUnusable(b, packId, `pack ${packId.slice(0, 12)} cannot be read (${errnoCode(e) ?? (e as Error).message})`);
       return;
     }
     if (data.length < end - start) {
       // Truncated pack: the blobs wholly inside what is left are still good.
       const cut = blobs.findIndex((b) => b.offset + b.length - start > data.length);
+      markDone(blobs.slice(cut));
       for (const b of blobs.slice(cut)) await this.blobUnusable(b, packId, `data blob ${b.id.slice(0, 12)} is missing from pack ${packId.slice(0, 12)} (pack is truncated)`);
       blobs = blobs.slice(0, cut);
       if (blobs.length === 0) {
@@ -751,7 +767,13 @@ export class Restorer {
         return t.length ? t : null;
       });
       // Workers take whole ArrayBuffers by transfer; copy only if the read shares one.
-      const r = await this.repo.workers().openWrite(pooledIn ? (pooledIn.buffer as ArrayBuffer) : ownedArrayBuffer(data), items, out.buffer as ArrayBuffer, targets, this.repo.blobKeyFor(packId));
+      let r;
+      try {
+        r = await this.repo.workers().openWrite(pooledIn ? (pooledIn.buffer as ArrayBuffer) : ownedArrayBuffer(data), items, out.buffer as ArrayBuffer, targets, this.repo.blobKeyFor(packId));
+      } finally {
+        // From here on each blob's uses are final (what joined while the worker ran is written below from the plaintext).
+        markDone(blobs);
+      }
       outBack = r.out;
       if (pooledIn) inBack = r.buf;
       for (const f of held) f.writes--;
@@ -1029,6 +1051,10 @@ export class Restorer {
       }
     }
   }
+}
+
+function markDone(blobs: NeededBlob[]): void {
+  for (const b of blobs) b.done = true;
 }
 
 /**
