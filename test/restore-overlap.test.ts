@@ -6,7 +6,7 @@
  * file) come back before and after the flush thresholds, in many
  * directories, next to files that differ.
  */
-import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync, utimesSync, chmodSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync, utimesSync, chmodSync, chownSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -52,7 +52,8 @@ beforeAll(() => {
       mkdirSync(sub);
       writeFileSync(path.join(sub, 'same.txt'), small);
       writeFileSync(path.join(sub, 'own.txt'), randomBytes(1000 + i));
-      chmodSync(path.join(sub, 'same.txt'), i % 2 ? 0o640 : 0o604);
+      // 0o666: bits the umask (022) takes away at creation, so the worker must still chmod.
+      chmodSync(path.join(sub, 'same.txt'), [0o640, 0o604, 0o666][i % 3]);
       utimesSync(path.join(sub, 'same.txt'), t, t++);
     }
     writeFileSync(path.join(d, 'multi.bin'), multi);
@@ -77,3 +78,19 @@ it('restores exactly when contents repeat across the plan’s batches (joined or
     expect(g[2], p).toBe(mtime);
   }
 }, 120_000);
+
+const IS_ROOT = process.getuid?.() === 0;
+
+it.runIf(IS_ROOT)('as root, into a set-group-ID directory: files keep their own group (the worker chowns them there)', () => {
+  const target = path.join(dir, 'sgid');
+  mkdirSync(target);
+  chownSync(target, 0, 5678);
+  chmodSync(target, 0o2775);
+  expectOk(coffer(['restore', '-q', 'latest', '--target', target, '--include', '/**/a/s0*'], env));
+  const root = path.join(target, src, 'a');
+  const st = statSync(path.join(root, 's01', 'same.txt'));
+  expect(st.gid).toBe(0); // not the directory's 5678
+  expect(st.mode & 0o7777).toBe(0o604);
+  // A directory the restore made inside it inherited the bit: same there.
+  expect(statSync(path.join(root, 's02', 'own.txt')).gid).toBe(0);
+}, 60_000);

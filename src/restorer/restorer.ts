@@ -151,6 +151,8 @@ interface DirCtx {
   made: boolean;
   /** Made by this restore (it was not there): nothing in it can exist yet, so no need to look. */
   fresh?: boolean;
+  /** Known not to be set-group-ID: a file created in it gets this process's group. */
+  plainGid?: boolean;
 }
 
 interface FileJob {
@@ -171,6 +173,8 @@ interface FileJob {
    * with its metadata right after opening the blob (see worker/write-files.ts).
    */
   fast: boolean;
+  /** Its directory is known not to be set-group-ID (see DirCtx). */
+  plainGid?: boolean;
 }
 
 interface BlobUse {
@@ -193,6 +197,10 @@ interface NeededBlob {
 }
 
 const IS_ROOT = process.getuid?.() === 0;
+const EUID = process.geteuid?.() ?? -1;
+const EGID = process.getegid?.() ?? -1;
+/** The file mode creation mask (read without changing it: process.umask() with no argument). */
+const UMASK = process.umask();
 /** Groups of blobs being read and restored at once (local storage; remote: see `tasksAtOnce`). */
 const TASKS_AT_ONCE = 4;
 /** Plaintext handed back from the workers per task (a larger blob gets a buffer of its own). */
@@ -320,13 +328,15 @@ export class Restorer {
       const st = await fs.stat(target).catch((e) => (errnoCode(e) === 'ENOTDIR' ? 'file' : undefined));
       if (st === 'file' || (st && !st.isDirectory())) throw notDir();
     }
+    // Files created in a directory without the set-group-ID bit get our group: no fchown needed when it is theirs.
+    const plainGid = !this.dry && (lstatSync(target).mode & 0o2000) === 0;
     if (this.dry) await this.planDir(this.snapshot.tree, { path: target, made: true, fresh }, '', this.includes.size === 0);
     else {
       // The contents are restored while the plan goes on: every FLUSH_BYTES
       // of planned data become groups that start at once (see `flush`).
       try {
         try {
-          await this.planDir(this.snapshot.tree, { path: target, made: true, fresh }, '', this.includes.size === 0);
+          await this.planDir(this.snapshot.tree, { path: target, made: true, fresh, plainGid }, '', this.includes.size === 0);
           await this.flush();
         } catch (e) {
           this.failure ??= e;
@@ -364,6 +374,8 @@ export class Restorer {
     try {
       mkdirSync(d.path);
       d.fresh = true;
+      // mkdir gives a new directory the set-group-ID bit only when its parent has it.
+      d.plainGid = d.parent?.plainGid === true;
     } catch (e) {
       if (errnoCode(e) !== 'EEXIST') throw e;
       if (!lstatSync(d.path).isDirectory()) {
@@ -582,6 +594,7 @@ export class Restorer {
       this.counts.unchanged++;
       this.item('unchanged', p, 'file', node.size);
     } else this.item(only || existed ? 'updated' : 'restored', p, 'file', node.size);
+    job.plainGid = parent.plainGid;
     job.fast = absent && !this.dry && !job.damaged && content.length === 1 && locs[0].rawLength === node.size && !node.xattrs?.length;
     this.files.push(job);
     if (!this.dry) this.pendingFiles.push(job);
@@ -862,7 +875,12 @@ export class Restorer {
 
   private fileTarget(f: FileJob): FileTarget {
     const n = f.node;
-    return { path: f.path.toString('latin1'), mode: n.mode, chown: IS_ROOT, uid: n.uid, gid: n.gid, mtimeNs: n.mtimeNs };
+    // As root, the new file is ours (EUID) with our group (EGID) unless its directory is set-group-ID.
+    const chown = IS_ROOT && !(n.uid === EUID && n.gid === EGID && f.plainGid === true);
+    // Created with its final mode when the umask leaves that mode whole (no fchmod); not when it
+    // is to be given away (its content would be readable under our ownership until the fchown).
+    const exact = !chown && (n.mode & ~0o777) === 0 && (n.mode & UMASK) === 0;
+    return { path: f.path.toString('latin1'), mode: n.mode, createMode: exact ? n.mode : 0o600, chmod: !exact, chown, uid: n.uid, gid: n.gid, mtimeNs: n.mtimeNs };
   }
 
   /** A file a worker has created, written and given its metadata. */
