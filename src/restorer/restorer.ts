@@ -233,7 +233,7 @@ export class Restorer {
   private readonly progress: RestoreProgress = { filesDone: 0, bytesDone: 0, totalFiles: 0, totalBytes: 0, errors: 0 };
   /** Needed blobs planned since the last `flush`, per pack. */
   private packs = new Map<PackId, Map<string, NeededBlob>>();
-  /** Every needed blob by id (flushed or not), so that a blob used again joins its first read while it can. */
+  /** Needed blobs by id until their worker returns (flushed or not), so that a blob used again joins its first read while it can. */
   private readonly needed = new Map<string, NeededBlob>();
   /** Plaintext bytes and files planned since the last `flush`. */
   private pendingBytes = 0;
@@ -596,7 +596,8 @@ export class Restorer {
     } else this.item(only || existed ? 'updated' : 'restored', p, 'file', node.size);
     job.plainGid = parent.plainGid;
     job.fast = absent && !this.dry && !job.damaged && content.length === 1 && locs[0].rawLength === node.size && !node.xattrs?.length;
-    this.files.push(job);
+    // Kept to the end only for --verify: otherwise a restored file's records can be collected (smaller heap, cheaper GC).
+    if (this.opts.verify) this.files.push(job);
     if (!this.dry) this.pendingFiles.push(job);
     this.progress.totalFiles++;
     this.progress.totalBytes += node.size;
@@ -607,7 +608,7 @@ export class Restorer {
       if (!only || only.has(i)) {
         job.remaining++;
         let need = this.needed.get(id);
-        if (!need || need.done) {
+        if (!need) {
           let pack = this.packs.get(loc.packId);
           if (!pack) this.packs.set(loc.packId, (pack = new Map()));
           pack.set(id, (need = { id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength, uses: [] }));
@@ -742,14 +743,14 @@ export class Restorer {
       } else data = await backend.read(h, { offset: start, length: end - start });
     } catch (e) {
       if (pooledIn) this.inputs.release(pooledIn);
-      markDone(blobs);
+      markDone(blobs, this.needed);
       for (const b of blobs) await this.blobUnusable(b, packId, `pack ${packId.slice(0, 12)} cannot be read (${errnoCode(e) ?? (e as Error).message})`);
       return;
     }
     if (data.length < end - start) {
       // Truncated pack: the blobs wholly inside what is left are still good.
       const cut = blobs.findIndex((b) => b.offset + b.length - start > data.length);
-      markDone(blobs.slice(cut));
+      markDone(blobs.slice(cut), this.needed);
       for (const b of blobs.slice(cut)) await this.blobUnusable(b, packId, `data blob ${b.id.slice(0, 12)} is missing from pack ${packId.slice(0, 12)} (pack is truncated)`);
       blobs = blobs.slice(0, cut);
       if (blobs.length === 0) {
@@ -785,7 +786,7 @@ export class Restorer {
         r = await this.repo.workers().openWrite(pooledIn ? (pooledIn.buffer as ArrayBuffer) : ownedArrayBuffer(data), items, out.buffer as ArrayBuffer, targets, this.repo.blobKeyFor(packId));
       } finally {
         // From here on each blob's uses are final (what joined while the worker ran is written below from the plaintext).
-        markDone(blobs);
+        markDone(blobs, this.needed);
       }
       outBack = r.out;
       if (pooledIn) inBack = r.buf;
@@ -1071,8 +1072,11 @@ export class Restorer {
   }
 }
 
-function markDone(blobs: NeededBlob[]): void {
-  for (const b of blobs) b.done = true;
+function markDone(blobs: NeededBlob[], needed: Map<string, NeededBlob>): void {
+  for (const b of blobs) {
+    b.done = true;
+    if (needed.get(b.id) === b) needed.delete(b.id);
+  }
 }
 
 /**
