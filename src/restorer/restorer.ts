@@ -216,6 +216,10 @@ const MAX_OPEN_FILES = 256;
  */
 const FLUSH_FIRST_BYTES = 4 << 20;
 const FLUSH_MAX_BYTES = 64 << 20;
+/** A free slot and no group queued: the plan flushes once this much is pending (anything, when no group runs). */
+const STARVING_FLUSH_BYTES = 1 << 20;
+/** While groups run, the plan lets the event loop run at least this often (ms). */
+const YIELD_MS = 2;
 /**
  * Writes at least this large go to the thread pool; smaller ones, and the
  * per-file open/truncate/close/chmod, are synchronous: a thread-pool round
@@ -239,6 +243,8 @@ export class Restorer {
   private pendingBytes = 0;
   private pendingFiles: FileJob[] = [];
   private flushBytes = FLUSH_FIRST_BYTES;
+  /** When the plan last let the event loop run (performance.now()). */
+  private lastYield = 0;
   /** Groups of blobs (one ranged read each) waiting for a slot; `queueHead`: the next one. */
   private readonly queue: { packId: PackId; blobs: NeededBlob[] }[] = [];
   private queueHead = 0;
@@ -392,6 +398,15 @@ export class Restorer {
    */
   private async planDir(treeId: string, dir: DirCtx, snapPath: string, inside: boolean): Promise<void> {
     this.checkAbort();
+    // Local tree reads are synchronous, so without this the walk would never
+    // let the event loop run: groups would neither be read nor come back from
+    // their workers (and no new one start) until the plan ends.
+    if (this.running.size && performance.now() - this.lastYield >= YIELD_MS) {
+      await new Promise((resolve) => setImmediate(resolve));
+      this.lastYield = performance.now();
+    }
+    // The workers are about to run dry: hand them what is planned so far.
+    if (!this.dry && this.pendingBytes && this.queueHead === this.queue.length && (this.running.size === 0 || (this.running.size < this.tasksAtOnce && this.pendingBytes >= STARVING_FLUSH_BYTES))) await this.flush();
     let nodes: TreeNode[];
     try {
       nodes = decodeTree(await this.repo.loadBlob('tree', treeId));
