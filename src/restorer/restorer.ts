@@ -1,11 +1,12 @@
 /**
- * Restore, planned then executed:
+ * Restore, planned and executed at once:
  *  1. plan: walk the snapshot's trees (only the --include subtrees), create
  *     directories, symlinks and special files, and list for every pack the
  *     blobs needed and where each goes (file, offset);
- *  2. contents: read each pack once (one ranged read over the needed blobs),
- *     decrypt and verify in the workers, write each blob to its places with
- *     positional writes; all-zero chunks are skipped, leaving holes;
+ *  2. contents, in batches handed over while the plan goes on (`flush`):
+ *     read the needed ranges of each pack (one ranged read per group of
+ *     blobs), decrypt and verify in the workers, which also write each blob
+ *     to its places; all-zero chunks are skipped, leaving holes;
  *  3. finish: hard links, then file and directory metadata (deepest first).
  * A file any of whose blobs fails to authenticate is removed and reported;
  * everything else is restored.
