@@ -1,11 +1,12 @@
 /**
- * Restore, planned then executed:
+ * Restore, planned and executed at once:
  *  1. plan: walk the snapshot's trees (only the --include subtrees), create
  *     directories, symlinks and special files, and list for every pack the
  *     blobs needed and where each goes (file, offset);
- *  2. contents: read each pack once (one ranged read over the needed blobs),
- *     decrypt and verify in the workers, write each blob to its places with
- *     positional writes; all-zero chunks are skipped, leaving holes;
+ *  2. contents, in batches handed over while the plan goes on (`flush`):
+ *     read the needed ranges of each pack (one ranged read per group of
+ *     blobs), decrypt and verify in the workers, which also write each blob
+ *     to its places; all-zero chunks are skipped, leaving holes;
  *  3. finish: hard links, then file and directory metadata (deepest first).
  * A file any of whose blobs fails to authenticate is removed and reported;
  * everything else is restored.
@@ -23,7 +24,7 @@ import type { OpenItem } from '../worker/tasks.js';
 import type { FileTarget, WriteTarget } from '../worker/write-files.js';
 import { platform } from '../platform/native.js';
 import { joinPath, displayPath } from '../util/paths.js';
-import { BufferPool, Semaphore, ownedArrayBuffer } from '../util/semaphore.js';
+import { BufferPool, ownedArrayBuffer } from '../util/semaphore.js';
 import { PatternList } from '../archiver/select.js';
 import { computeBlobId } from '../format/blob.js';
 import { createRequire } from 'node:module';
@@ -151,6 +152,8 @@ interface DirCtx {
   made: boolean;
   /** Made by this restore (it was not there): nothing in it can exist yet, so no need to look. */
   fresh?: boolean;
+  /** Known not to be set-group-ID: a file created in it gets this process's group. */
+  plainGid?: boolean;
 }
 
 interface FileJob {
@@ -171,6 +174,8 @@ interface FileJob {
    * with its metadata right after opening the blob (see worker/write-files.ts).
    */
   fast: boolean;
+  /** Its directory is known not to be set-group-ID (see DirCtx). */
+  plainGid?: boolean;
 }
 
 interface BlobUse {
@@ -184,9 +189,19 @@ interface NeededBlob {
   length: number;
   rawLength: number;
   uses: BlobUse[];
+  /**
+   * Its group's worker has returned (or its read failed): a use planned
+   * after this needs a new read. Until then a new use joins this one (written
+   * by the worker if its group has not started, else here from the plaintext).
+   */
+  done?: boolean;
 }
 
 const IS_ROOT = process.getuid?.() === 0;
+const EUID = process.geteuid?.() ?? -1;
+const EGID = process.getegid?.() ?? -1;
+/** The file mode creation mask (read without changing it: process.umask() with no argument). */
+const UMASK = process.umask();
 /** Groups of blobs being read and restored at once (local storage; remote: see `tasksAtOnce`). */
 const TASKS_AT_ONCE = 4;
 /** Plaintext handed back from the workers per task (a larger blob gets a buffer of its own). */
@@ -194,6 +209,18 @@ const OUT_BYTES = 4 << 20;
 /** Sealed bytes read per task into a reused buffer (where the storage can read into one); a longer range gets a buffer of its own. */
 const IN_BYTES = OUT_BYTES + (256 << 10);
 const MAX_OPEN_FILES = 256;
+/**
+ * The plan hands its needed blobs to the workers after FLUSH_FIRST_BYTES of
+ * plaintext, then after twice as much each time up to FLUSH_MAX_BYTES (and at
+ * its end), so that data is restored while the trees are still being walked
+ * and directories made; larger batches split fewer packs into extra groups.
+ */
+const FLUSH_FIRST_BYTES = 4 << 20;
+const FLUSH_MAX_BYTES = 64 << 20;
+/** A free slot and no group queued: the plan flushes once this much is pending (anything, when no group runs). */
+const STARVING_FLUSH_BYTES = 1 << 20;
+/** While groups run, the plan lets the event loop run at least this often (ms). */
+const YIELD_MS = 2;
 /**
  * Writes at least this large go to the thread pool; smaller ones, and the
  * per-file open/truncate/close/chmod, are synchronous: a thread-pool round
@@ -209,7 +236,23 @@ function pwrite(fd: number, buf: Buffer, off: number, len: number, pos: number):
 
 export class Restorer {
   private readonly progress: RestoreProgress = { filesDone: 0, bytesDone: 0, totalFiles: 0, totalBytes: 0, errors: 0 };
-  private readonly packs = new Map<PackId, Map<string, NeededBlob>>();
+  /** Needed blobs planned since the last `flush`, per pack. */
+  private packs = new Map<PackId, Map<string, NeededBlob>>();
+  /** Needed blobs by id until their worker returns (flushed or not), so that a blob used again joins its first read while it can. */
+  private readonly needed = new Map<string, NeededBlob>();
+  /** Plaintext bytes and files planned since the last `flush`. */
+  private pendingBytes = 0;
+  private pendingFiles: FileJob[] = [];
+  private flushBytes = FLUSH_FIRST_BYTES;
+  /** When the plan last let the event loop run (performance.now()). */
+  private lastYield = 0;
+  /** Groups of blobs (one ranged read each) waiting for a slot; `queueHead`: the next one. */
+  private readonly queue: { packId: PackId; blobs: NeededBlob[] }[] = [];
+  private queueHead = 0;
+  /** Groups being read and restored (at most `tasksAtOnce`). */
+  private readonly running = new Set<Promise<void>>();
+  /** The first error of a group (or an interruption): no group starts after it. */
+  private failure: unknown;
   private readonly files: FileJob[] = [];
   private readonly dirs: { path: Buffer; node: TreeNode }[] = [];
   private readonly links: { path: Buffer; first: FileJob }[] = [];
@@ -292,14 +335,27 @@ export class Restorer {
       const st = await fs.stat(target).catch((e) => (errnoCode(e) === 'ENOTDIR' ? 'file' : undefined));
       if (st === 'file' || (st && !st.isDirectory())) throw notDir();
     }
-    await this.planDir(this.snapshot.tree, { path: target, made: true, fresh }, '', this.includes.size === 0);
-    this.report(true);
-    if (!this.dry) {
+    // Files created in a directory without the set-group-ID bit get our group: no fchown needed when it is theirs.
+    const plainGid = !this.dry && (lstatSync(target).mode & 0o2000) === 0;
+    if (this.dry) await this.planDir(this.snapshot.tree, { path: target, made: true, fresh }, '', this.includes.size === 0);
+    else {
+      // The contents are restored while the plan goes on: every FLUSH_BYTES
+      // of planned data become groups that start at once (see `flush`).
       try {
-        await this.restoreContents();
+        try {
+          await this.planDir(this.snapshot.tree, { path: target, made: true, fresh, plainGid }, '', this.includes.size === 0);
+          await this.flush();
+        } catch (e) {
+          this.failure ??= e;
+        }
+        // Also on failure or interruption: no worker may still be writing into a descriptor about to be closed.
+        while (this.running.size) await Promise.all(this.running);
+        if (this.failure) throw this.failure;
+        await this.retryOtherCopies();
       } finally {
         for (const f of this.openFiles) this.closeFd(f);
       }
+      this.report(true);
       await this.finish();
       if (this.opts.verify) await this.verifyAll();
     }
@@ -325,6 +381,8 @@ export class Restorer {
     try {
       mkdirSync(d.path);
       d.fresh = true;
+      // mkdir gives a new directory the set-group-ID bit only when its parent has it.
+      d.plainGid = d.parent?.plainGid === true;
     } catch (e) {
       if (errnoCode(e) !== 'EEXIST') throw e;
       if (!lstatSync(d.path).isDirectory()) {
@@ -341,6 +399,15 @@ export class Restorer {
    */
   private async planDir(treeId: string, dir: DirCtx, snapPath: string, inside: boolean): Promise<void> {
     this.checkAbort();
+    // Local tree reads are synchronous, so without this the walk would never
+    // let the event loop run: groups would neither be read nor come back from
+    // their workers (and no new one start) until the plan ends.
+    if (this.running.size && performance.now() - this.lastYield >= YIELD_MS) {
+      await new Promise((resolve) => setImmediate(resolve));
+      this.lastYield = performance.now();
+    }
+    // The workers are about to run dry: hand them what is planned so far.
+    if (!this.dry && this.pendingBytes && this.queueHead === this.queue.length && (this.running.size === 0 || (this.running.size < this.tasksAtOnce && this.pendingBytes >= STARVING_FLUSH_BYTES))) await this.flush();
     let nodes: TreeNode[];
     try {
       nodes = decodeTree(await this.repo.loadBlob('tree', treeId));
@@ -543,8 +610,11 @@ export class Restorer {
       this.counts.unchanged++;
       this.item('unchanged', p, 'file', node.size);
     } else this.item(only || existed ? 'updated' : 'restored', p, 'file', node.size);
+    job.plainGid = parent.plainGid;
     job.fast = absent && !this.dry && !job.damaged && content.length === 1 && locs[0].rawLength === node.size && !node.xattrs?.length;
-    this.files.push(job);
+    // Kept to the end only for --verify: otherwise a restored file's records can be collected (smaller heap, cheaper GC).
+    if (this.opts.verify) this.files.push(job);
+    if (!this.dry) this.pendingFiles.push(job);
     this.progress.totalFiles++;
     this.progress.totalBytes += node.size;
     if (job.damaged) return;
@@ -553,14 +623,19 @@ export class Restorer {
       const loc = locs[i];
       if (!only || only.has(i)) {
         job.remaining++;
-        let pack = this.packs.get(loc.packId);
-        if (!pack) this.packs.set(loc.packId, (pack = new Map()));
-        let need = pack.get(id);
-        if (!need) pack.set(id, (need = { id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength, uses: [] }));
+        let need = this.needed.get(id);
+        if (!need) {
+          let pack = this.packs.get(loc.packId);
+          if (!pack) this.packs.set(loc.packId, (pack = new Map()));
+          pack.set(id, (need = { id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength, uses: [] }));
+          this.needed.set(id, need);
+          this.pendingBytes += loc.rawLength;
+        }
         need.uses.push({ file: job, offset });
       }
       offset += loc.rawLength;
     });
+    if (this.pendingBytes >= this.flushBytes && !this.dry) await this.flush();
   }
 
   /** --verify: reads every restored file back and compares each chunk with the snapshot. */
@@ -578,46 +653,60 @@ export class Restorer {
     }
   }
 
-  private async restoreContents(): Promise<void> {
-    // Files without content (empty, or already known damaged) are created now.
-    for (const f of this.files) if (f.remaining === 0 || f.damaged) await this.completeFile(f);
-    const sem = new Semaphore(this.tasksAtOnce);
-    const running = new Set<Promise<void>>();
-    let failure: unknown;
-    // Each pack is read once, in order, as consecutive ranges of its needed
-    // blobs (one group each: up to OUT_BYTES of plaintext), several groups in
-    // flight so that both workers stay busy and remote reads overlap.
-    try {
-      await this.dispatchGroups(sem, running, () => failure, (e) => (failure ??= e));
-    } finally {
-      // Also on interruption: no worker may still be writing into a descriptor about to be closed.
-      await Promise.all(running);
-    }
-    if (failure) throw failure;
-    await this.retryOtherCopies();
-  }
-
-  private async dispatchGroups(sem: Semaphore, running: Set<Promise<void>>, failed: () => unknown, fail: (e: unknown) => void): Promise<void> {
-    outer: for (const [packId, blobs] of [...this.packs].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+  /**
+   * Hands what was planned since the last flush to the workers: files
+   * without content are created now; each pack's needed blobs, in offset
+   * order, become groups (consecutive blobs, up to OUT_BYTES of plaintext,
+   * one ranged read each) queued behind those of earlier flushes. A blob
+   * that a later part of the plan needs again joins the first read if its
+   * worker has not returned yet (see NeededBlob.done), else it is read again:
+   * the cost of not waiting for the whole plan.
+   */
+  private async flush(): Promise<void> {
+    if (this.failure) throw this.failure;
+    const files = this.pendingFiles;
+    this.pendingFiles = [];
+    for (const f of files) if (f.remaining === 0 || f.damaged) await this.completeFile(f);
+    const packs = this.packs;
+    this.packs = new Map();
+    this.pendingBytes = 0;
+    this.flushBytes = Math.min(this.flushBytes * 2, FLUSH_MAX_BYTES);
+    for (const [packId, blobs] of packs) {
       const sorted = [...blobs.values()].sort((a, b) => a.offset - b.offset);
       for (let i = 0; i < sorted.length; ) {
         let raw = sorted[i].rawLength;
         let j = i + 1;
         const from = sorted[i].offset;
         while (j < sorted.length && raw + sorted[j].rawLength <= OUT_BYTES && sorted[j].offset + sorted[j].length - from <= IN_BYTES) raw += sorted[j++].rawLength;
-        const group = sorted.slice(i, j);
+        this.queue.push({ packId, blobs: sorted.slice(i, j) });
         i = j;
-        this.checkAbort();
-        await sem.acquire();
-        if (failed()) break outer;
-        const t = this.restoreGroup(packId, group)
-          .catch(fail)
-          .finally(() => {
-            sem.release();
-            running.delete(t);
-          });
-        running.add(t);
       }
+    }
+    this.pump();
+  }
+
+  /** Starts queued groups while fewer than `tasksAtOnce` run (and nothing has failed). */
+  private pump(): void {
+    while (this.failure === undefined && this.running.size < this.tasksAtOnce && this.queueHead < this.queue.length) {
+      if (this.opts.signal?.aborted) {
+        this.failure = new CofferError('INTERRUPTED', 'restore interrupted');
+        return;
+      }
+      const g = this.queue[this.queueHead];
+      this.queue[this.queueHead++] = undefined as never; // let it be collected
+      if (this.queueHead === this.queue.length) {
+        this.queue.length = 0;
+        this.queueHead = 0;
+      }
+      const t: Promise<void> = this.restoreGroup(g.packId, g.blobs)
+        .catch((e) => {
+          this.failure ??= e;
+        })
+        .finally(() => {
+          this.running.delete(t);
+          this.pump();
+        });
+      this.running.add(t);
     }
   }
 
@@ -670,12 +759,14 @@ export class Restorer {
       } else data = await backend.read(h, { offset: start, length: end - start });
     } catch (e) {
       if (pooledIn) this.inputs.release(pooledIn);
+      markDone(blobs, this.needed);
       for (const b of blobs) await this.blobUnusable(b, packId, `pack ${packId.slice(0, 12)} cannot be read (${errnoCode(e) ?? (e as Error).message})`);
       return;
     }
     if (data.length < end - start) {
       // Truncated pack: the blobs wholly inside what is left are still good.
       const cut = blobs.findIndex((b) => b.offset + b.length - start > data.length);
+      markDone(blobs.slice(cut), this.needed);
       for (const b of blobs.slice(cut)) await this.blobUnusable(b, packId, `data blob ${b.id.slice(0, 12)} is missing from pack ${packId.slice(0, 12)} (pack is truncated)`);
       blobs = blobs.slice(0, cut);
       if (blobs.length === 0) {
@@ -706,7 +797,13 @@ export class Restorer {
         return t.length ? t : null;
       });
       // Workers take whole ArrayBuffers by transfer; copy only if the read shares one.
-      const r = await this.repo.workers().openWrite(pooledIn ? (pooledIn.buffer as ArrayBuffer) : ownedArrayBuffer(data), items, out.buffer as ArrayBuffer, targets, this.repo.blobKeyFor(packId));
+      let r;
+      try {
+        r = await this.repo.workers().openWrite(pooledIn ? (pooledIn.buffer as ArrayBuffer) : ownedArrayBuffer(data), items, out.buffer as ArrayBuffer, targets, this.repo.blobKeyFor(packId));
+      } finally {
+        // From here on each blob's uses are final (what joined while the worker ran is written below from the plaintext).
+        markDone(blobs, this.needed);
+      }
       outBack = r.out;
       if (pooledIn) inBack = r.buf;
       for (const f of held) f.writes--;
@@ -795,7 +892,12 @@ export class Restorer {
 
   private fileTarget(f: FileJob): FileTarget {
     const n = f.node;
-    return { path: f.path.toString('latin1'), mode: n.mode, chown: IS_ROOT, uid: n.uid, gid: n.gid, mtimeNs: n.mtimeNs };
+    // As root, the new file is ours (EUID) with our group (EGID) unless its directory is set-group-ID.
+    const chown = IS_ROOT && !(n.uid === EUID && n.gid === EGID && f.plainGid === true);
+    // Created with its final mode when the umask leaves that mode whole (no fchmod); not when it
+    // is to be given away (its content would be readable under our ownership until the fchown).
+    const exact = !chown && (n.mode & ~0o777) === 0 && (n.mode & UMASK) === 0;
+    return { path: f.path.toString('latin1'), mode: n.mode, createMode: exact ? n.mode : 0o600, chmod: !exact, chown, uid: n.uid, gid: n.gid, mtimeNs: n.mtimeNs };
   }
 
   /** A file a worker has created, written and given its metadata. */
@@ -983,6 +1085,13 @@ export class Restorer {
         this.warn(d.path, `cannot set directory metadata: ${errnoCode(e) ?? (e as Error).message}`);
       }
     }
+  }
+}
+
+function markDone(blobs: NeededBlob[], needed: Map<string, NeededBlob>): void {
+  for (const b of blobs) {
+    b.done = true;
+    if (needed.get(b.id) === b) needed.delete(b.id);
   }
 }
 

@@ -21,7 +21,10 @@ export interface FileTarget {
    */
   path: string;
   mode: number;
-  /** Set ownership (restoring as root). */
+  /** The mode to create it with; `chmod`: set `mode` afterwards (the umask may have taken bits away, or it is to be chowned). */
+  createMode: number;
+  chmod: boolean;
+  /** Set ownership (restoring as root, when the new file's owner or group is not already right). */
   chown: boolean;
   uid: number;
   gid: number;
@@ -51,14 +54,14 @@ function isZero(b: Buffer): boolean {
 /** Creates one file holding `plain` (all-zero content becomes a hole) with its metadata; throws on any failure, leaving nothing behind. */
 async function writeOne(t: FileTarget, plain: Buffer, zero: boolean): Promise<void> {
   const p = Buffer.from(t.path, 'latin1');
-  const fd = openSync(p, CREATE, 0o600);
+  const fd = openSync(p, CREATE, t.createMode);
   let made = false;
   try {
     if (zero) ftruncateSync(fd, plain.length);
     else for (let done = 0; done < plain.length; ) done += writeSync(fd, plain, done, plain.length - done, done);
     // The order of Restorer.applyMeta: owner (which clears setuid bits), then mode, then times.
     if (t.chown) fchownSync(fd, t.uid, t.gid);
-    fchmodSync(fd, t.mode);
+    if (t.chmod) fchmodSync(fd, t.mode);
     made = true;
   } finally {
     closeSync(fd);
