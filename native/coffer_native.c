@@ -9,9 +9,13 @@
  *   mknod(path, mode, rdev)                           mknod(2) + chmod(2)
  *   scanDir(dir) -> [names, stats, count]             readdir + fstatat + llistxattr size (backup walk)
  *   readSmall(path, buf, offset, want) -> number      open + fstat + pread + close (small files)
+ *   aesGcmStart(key, iv, aad, ctHead, headOut)        AES-256-GCM decryption into caller's buffers,
+ *   aesGcmFinish(ctRest, tag, out) -> bool            in two steps (blob opening)
  *
- * Plain C against node_api.h only (no node-addon-api, no libuv). All calls are
- * synchronous: they are short metadata syscalls. The TypeScript wrapper in
+ * Plain C against node_api.h only (no node-addon-api, no libuv); aesGcm*
+ * also uses the OpenSSL that Node itself links (its headers ship with Node's;
+ * it is left out when they are not found). All calls are synchronous: they
+ * are short metadata syscalls, or in-memory decryption. The TypeScript wrapper in
  * src/platform/native.ts turns them into promises.
  *
  * Conventions:
@@ -890,6 +894,95 @@ static napi_value ReadSmall(napi_env env, napi_callback_info info) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* AES-256-GCM open into a caller's buffer                                   */
+/* ------------------------------------------------------------------------ */
+
+/* node:crypto's decipher returns a new buffer per call and needs a JS object
+ * with a native context per message; opening ~100,000 blobs that way left
+ * the worker threads' malloc arenas fragmented (check --read-data, see
+ * docs/PERFORMANCE.md "Session 5"). This decrypts straight into `out` with
+ * one OpenSSL context per thread, reused. Same primitive, same library. */
+#if defined(__has_include)
+#if __has_include(<openssl/evp.h>)
+#define COFFER_HAVE_AES_GCM 1
+#endif
+#endif
+
+#ifdef COFFER_HAVE_AES_GCM
+#include <openssl/evp.h>
+
+static _Thread_local EVP_CIPHER_CTX *t_gcm_ctx;
+
+/* aesGcmStart(key: 32 bytes, iv: 12 bytes, aad, ctHead, headOut: ctHead.length bytes)
+ * begins opening one message in this thread's context and decrypts its first
+ * bytes (unauthenticated until aesGcmFinish says so) into headOut, so that the
+ * caller can pick where the rest goes; aesGcmFinish(ctRest, tag: 16 bytes,
+ * out: ctRest.length bytes) -> boolean decrypts the rest into `out` and checks
+ * the tag: false (not authentic; `out` zeroed). The two calls are made back to
+ * back by src/crypto/aead.ts; a new aesGcmStart abandons an unfinished one.
+ * Arguments are Buffers or other Uint8Arrays. */
+static napi_value AesGcmStart(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  void *key, *iv, *aad, *ct, *head;
+  size_t key_len, iv_len, aad_len, ct_len, head_len;
+  int n = 0;
+  if (!get_args(env, info, 5, argv)) return NULL;
+  if (!arg_buffer(env, argv[0], "key", &key, &key_len) || !arg_buffer(env, argv[1], "iv", &iv, &iv_len) ||
+      !arg_buffer(env, argv[2], "aad", &aad, &aad_len) || !arg_buffer(env, argv[3], "ctHead", &ct, &ct_len) ||
+      !arg_buffer(env, argv[4], "headOut", &head, &head_len))
+    return NULL;
+  if (key_len != 32 || iv_len != 12 || head_len != ct_len || ct_len > 4096 || aad_len > (size_t)INT32_MAX) {
+    throw_range_error(env, "ERR_OUT_OF_RANGE", "aesGcmStart: bad argument lengths");
+    return NULL;
+  }
+  if (t_gcm_ctx == NULL) {
+    t_gcm_ctx = EVP_CIPHER_CTX_new();
+    if (t_gcm_ctx == NULL || EVP_DecryptInit_ex(t_gcm_ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1) {
+      EVP_CIPHER_CTX_free(t_gcm_ctx);
+      t_gcm_ctx = NULL;
+      napi_throw_error(env, "ERR_CRYPTO_OPERATION_FAILED", "aesGcmStart: cannot create a cipher context");
+      return NULL;
+    }
+  }
+  EVP_CIPHER_CTX *c = t_gcm_ctx;
+  /* The IV is GCM's default 12 bytes: no EVP_CTRL_GCM_SET_IVLEN needed. */
+  if (EVP_DecryptInit_ex(c, NULL, NULL, (const unsigned char *)key, (const unsigned char *)iv) != 1 ||
+      (aad_len && EVP_DecryptUpdate(c, NULL, &n, (const unsigned char *)aad, (int)aad_len) != 1) ||
+      (ct_len && (EVP_DecryptUpdate(c, (unsigned char *)head, &n, (const unsigned char *)ct, (int)ct_len) != 1 || (size_t)n != ct_len))) {
+    napi_throw_error(env, "ERR_CRYPTO_OPERATION_FAILED", "aesGcmStart: decryption failed");
+    return NULL;
+  }
+  return js_undefined(env);
+}
+
+static napi_value AesGcmFinish(napi_env env, napi_callback_info info) {
+  napi_value argv[3], result;
+  void *ct, *tag, *out;
+  size_t ct_len, tag_len, out_len;
+  int n = 0, ok;
+  if (!get_args(env, info, 3, argv)) return NULL;
+  if (!arg_buffer(env, argv[0], "ctRest", &ct, &ct_len) || !arg_buffer(env, argv[1], "tag", &tag, &tag_len) ||
+      !arg_buffer(env, argv[2], "out", &out, &out_len))
+    return NULL;
+  if (tag_len != 16 || out_len != ct_len || ct_len > (size_t)INT32_MAX) {
+    throw_range_error(env, "ERR_OUT_OF_RANGE", "aesGcmFinish: bad argument lengths");
+    return NULL;
+  }
+  EVP_CIPHER_CTX *c = t_gcm_ctx;
+  if (c == NULL) {
+    napi_throw_error(env, "ERR_CRYPTO_OPERATION_FAILED", "aesGcmFinish without aesGcmStart");
+    return NULL;
+  }
+  ok = (ct_len == 0 || (EVP_DecryptUpdate(c, (unsigned char *)out, &n, (const unsigned char *)ct, (int)ct_len) == 1 && (size_t)n == ct_len)) &&
+       EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1 &&
+       EVP_DecryptFinal_ex(c, (unsigned char *)out + ct_len, &n) == 1;
+  if (!ok && out_len) memset(out, 0, out_len);
+  napi_get_boolean(env, ok ? true : false, &result);
+  return result;
+}
+#endif
+
+/* ------------------------------------------------------------------------ */
 /* module                                                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -904,6 +997,10 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     {"mknod", NULL, Mknod, NULL, NULL, NULL, napi_enumerable, NULL},
     {"scanDir", NULL, ScanDir, NULL, NULL, NULL, napi_enumerable, NULL},
     {"readSmall", NULL, ReadSmall, NULL, NULL, NULL, napi_enumerable, NULL},
+#ifdef COFFER_HAVE_AES_GCM
+    {"aesGcmStart", NULL, AesGcmStart, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"aesGcmFinish", NULL, AesGcmFinish, NULL, NULL, NULL, napi_enumerable, NULL},
+#endif
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok)
     return NULL;

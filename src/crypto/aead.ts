@@ -13,6 +13,7 @@
  */
 import { createCipheriv, createDecipheriv, randomFillSync } from 'node:crypto';
 import { keyedHash, KEY_BYTES } from './hash.js';
+import { nativeAesGcm, type AesGcm } from '../platform/native.js';
 
 export const NONCE_BYTES = 24;
 export const TAG_BYTES = 16;
@@ -103,4 +104,65 @@ export function open(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Buff
     throw new AuthenticationError();
   }
   return body;
+}
+
+/**
+ * Without the native addon, `openInto` has node:crypto produce the plaintext
+ * this many bytes per call: each call returns a new buffer, and pieces this
+ * small (under glibc's mmap threshold) are recycled by malloc, where one
+ * buffer per message of up to 8 MiB left worker threads' memory fragmented.
+ */
+const OPEN_PIECE = 64 << 10;
+
+let gcm: AesGcm | null | undefined;
+
+/**
+ * Like open, but writes the plaintext into caller-chosen memory instead of
+ * returning a new buffer: its first `head` bytes are decrypted and passed to
+ * `into`, which returns where the remaining bytes go (a buffer of exactly
+ * that length). Throws AuthenticationError on any mismatch; the destination
+ * is zeroed then, and its content must not be used until this returns.
+ * With the native addon, one OpenSSL call decrypts straight into place (no
+ * decipher object, no intermediate buffers: docs/PERFORMANCE.md, "Session 5").
+ */
+export function openInto(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array, head: number, into: (head: Buffer) => Buffer): void {
+  if (sealed.length < SEAL_OVERHEAD + head) throw new AuthenticationError();
+  const n = sealed.subarray(0, NONCE_BYTES);
+  const end = sealed.length - TAG_BYTES;
+  const sk = subkey(key, n);
+  if (gcm === undefined) gcm = nativeAesGcm() ?? null;
+  if (gcm) {
+    let out: Buffer;
+    try {
+      const first = Buffer.allocUnsafe(head);
+      gcm.start(sk, n.subarray(12, 24), aad, sealed.subarray(NONCE_BYTES, NONCE_BYTES + head), first);
+      out = into(first);
+    } finally {
+      sk.fill(0);
+    }
+    if (out.length !== end - NONCE_BYTES - head) throw new RangeError('openInto: destination has the wrong length');
+    if (!gcm.finish(sealed.subarray(NONCE_BYTES + head, end), sealed.subarray(end), out)) throw new AuthenticationError();
+    return;
+  }
+  const d = createDecipheriv('aes-256-gcm', sk, n.subarray(12, 24));
+  sk.fill(0);
+  d.setAAD(aad);
+  d.setAuthTag(sealed.subarray(end));
+  let pos = NONCE_BYTES + head;
+  const first = d.update(sealed.subarray(NONCE_BYTES, pos));
+  const out = into(first);
+  if (out.length !== end - pos) throw new RangeError('openInto: destination has the wrong length');
+  let at = 0;
+  while (pos < end) {
+    const next = Math.min(end, pos + OPEN_PIECE);
+    at += d.update(sealed.subarray(pos, next)).copy(out, at);
+    pos = next;
+  }
+  try {
+    d.final();
+  } catch {
+    out.fill(0);
+    throw new AuthenticationError();
+  }
+  if (at !== out.length) throw new RangeError('openInto: short decryption');
 }

@@ -8,7 +8,7 @@
  * id or relabelled (data ↔ tree) without failing authentication; the reader
  * also re-hashes the plaintext and compares it with the id.
  */
-import { open, seal, sealInto, AuthenticationError, SEAL_OVERHEAD } from '../crypto/aead.js';
+import { openInto, seal, sealInto, AuthenticationError, SEAL_OVERHEAD } from '../crypto/aead.js';
 import { keyedHash } from '../crypto/hash.js';
 import { compressIfSmaller, decompressInto } from '../compress.js';
 import { BLOB_TYPE_CODE, type BlobType, idBytes } from '../ids.js';
@@ -76,22 +76,40 @@ export function openBlob(
  */
 export function openBlobInto(keys: { blobKey: Uint8Array; blobIdKey: Uint8Array }, type: BlobType, id: string, stored: Uint8Array, out: Buffer): void {
   const idb = idBytes(id);
-  let body: Buffer;
+  // Decrypted in place where it ends up: a raw blob straight into `out`, a
+  // compressed one into this thread's scratch and decompressed from there.
+  // A wrong flag or length is reported only once the blob authenticates
+  // (until then the flag is unauthenticated): its bytes go to the scratch.
+  let frame: Buffer | undefined;
+  let bad: string | undefined;
   try {
-    body = open(keys.blobKey, stored, blobAad(type, idb));
+    openInto(keys.blobKey, stored, blobAad(type, idb), 1, (flag) => {
+      const n = stored.length - BLOB_OVERHEAD;
+      if (flag[0] === 0 && n === out.length) return out;
+      if (flag[0] === 0) bad = 'blob has the wrong length';
+      else if (flag[0] !== 1) bad = 'unknown blob encoding';
+      frame = n <= MAX_FRAME_SCRATCH ? frameScratch(n) : Buffer.allocUnsafe(n);
+      return frame;
+    });
   } catch (e) {
     if (e instanceof AuthenticationError) throw new BlobCorruptError('blob does not authenticate');
     throw e;
   }
-  if (body[0] === 0) {
-    if (body.length - 1 !== out.length) throw new BlobCorruptError('blob has the wrong length');
-    body.copy(out, 0, 1);
-  } else if (body[0] === 1) {
+  if (bad) throw new BlobCorruptError(bad);
+  if (frame) {
     try {
-      decompressInto(body.subarray(1), out);
+      decompressInto(frame, out);
     } catch {
       throw new BlobCorruptError('blob does not decompress');
     }
-  } else throw new BlobCorruptError('unknown blob encoding');
+  }
   if (!keyedHash(keys.blobIdKey, out).equals(idb)) throw new BlobCorruptError('blob content does not match its id');
+}
+
+/** Compressed blobs up to this size are decrypted into a per-thread scratch buffer (kept); larger ones into their own. */
+const MAX_FRAME_SCRATCH = 16 << 20;
+let scratch: Buffer | undefined;
+function frameScratch(n: number): Buffer {
+  if (!scratch || scratch.length < n) scratch = Buffer.allocUnsafeSlow(Math.max(n, 1 << 20));
+  return scratch.subarray(0, n);
 }
