@@ -9,7 +9,7 @@
  * also re-hashes the plaintext and compares it with the id.
  */
 import { openInto, seal, sealInto, AuthenticationError, SEAL_OVERHEAD } from '../crypto/aead.js';
-import { keyedHash } from '../crypto/hash.js';
+import { keyedHash, keyedHashHex } from '../crypto/hash.js';
 import { compressIfSmaller, decompressInto } from '../compress.js';
 import { BLOB_TYPE_CODE, type BlobType, idBytes } from '../ids.js';
 
@@ -103,7 +103,9 @@ export function openBlobInto(keys: { blobKey: Uint8Array; blobIdKey: Uint8Array 
       throw new BlobCorruptError('blob does not decompress');
     }
   }
-  if (!keyedHash(keys.blobIdKey, out).equals(idb)) throw new BlobCorruptError('blob content does not match its id');
+  // Compared as hex: no native buffer per blob (see KeyedHasher.hashHex).
+  const got = keyedHashHex(keys.blobIdKey, out);
+  if (got !== id && got !== id.toLowerCase()) throw new BlobCorruptError('blob content does not match its id');
 }
 
 /** Compressed blobs up to this size are decrypted into a per-thread scratch buffer (kept); larger ones into their own. */
