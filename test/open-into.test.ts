@@ -2,9 +2,8 @@ import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { seal, open, openInto, AuthenticationError, NONCE_BYTES, TAG_BYTES } from '../dist/src/crypto/aead.js';
+import { seal, open, openInto, nativeAesGcm, AuthenticationError, NONCE_BYTES, TAG_BYTES } from '../dist/src/crypto/aead.js';
 import { sealBlob, openBlobInto, computeBlobId, BlobCorruptError } from '../dist/src/format/blob.js';
-import { nativeAesGcm } from '../dist/src/platform/native.js';
 
 // Blob opening decrypts into the caller's buffer: with the native addon in
 // one OpenSSL call (aesGcmStart/aesGcmFinish), without it through node:crypto
@@ -72,9 +71,8 @@ describe('openInto / openBlobInto', () => {
   it('round-trips and fails closed without the addon (node:crypto path)', () => {
     const file = fileURLToPath(import.meta.url);
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', `
-      const { nativeAesGcm } = await import(${JSON.stringify(new URL('../dist/src/platform/native.js', `file://${file}`).href)});
+      const { seal, openInto, nativeAesGcm } = await import(${JSON.stringify(new URL('../dist/src/crypto/aead.js', `file://${file}`).href)});
       if (nativeAesGcm() !== undefined) throw new Error('addon still in use');
-      const { seal, openInto } = await import(${JSON.stringify(new URL('../dist/src/crypto/aead.js', `file://${file}`).href)});
       const { randomBytes } = await import('node:crypto');
       const key = randomBytes(32), aad = randomBytes(5);
       for (const n of [1, 2, 70000, 300001]) {

@@ -13,7 +13,7 @@
  */
 import { createCipheriv, createDecipheriv, randomFillSync } from 'node:crypto';
 import { keyedHash, KEY_BYTES } from './hash.js';
-import { nativeAesGcm, type AesGcm } from '../platform/native.js';
+import { createRequire } from 'node:module';
 
 export const NONCE_BYTES = 24;
 export const TAG_BYTES = 16;
@@ -114,7 +114,44 @@ export function open(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Buff
  */
 const OPEN_PIECE = 64 << 10;
 
+/**
+ * AES-256-GCM decryption into the caller's buffers by coffer's native addon,
+ * in two steps made back to back: `start` decrypts the first bytes
+ * (unauthenticated) into `headOut`, `finish` the rest into `out` (same length
+ * as `ctRest`) and checks the tag: false when not authentic (`out` zeroed).
+ */
+export interface AesGcm {
+  start(key: Uint8Array, iv: Uint8Array, aad: Uint8Array, ctHead: Uint8Array, headOut: Uint8Array): void;
+  finish(ctRest: Uint8Array, tag: Uint8Array, out: Uint8Array): boolean;
+}
+
+/**
+ * The addon, from this module's place in the build (dist/src/crypto/). Loaded
+ * here, on first use, rather than through platform/native.ts, which commands
+ * that open no blob should not have to import (start-up time).
+ */
+const ADDON = '../../../native/build/Release/coffer_native.node';
+/** Must match COFFER_NATIVE_ABI in native/coffer_native.c (as platform/native.ts checks). */
+const NATIVE_ABI = 1;
 let gcm: AesGcm | null | undefined;
+
+/** The addon's AES-GCM open-into, or undefined (no addon, an older one, or COFFER_NO_NATIVE=1): then node:crypto. */
+export function nativeAesGcm(): AesGcm | undefined {
+  gcm ??= loadAesGcm();
+  return gcm ?? undefined;
+}
+
+function loadAesGcm(): AesGcm | null {
+  const off = process.env.COFFER_NO_NATIVE;
+  if (off !== undefined && off !== '' && off !== '0') return null;
+  try {
+    const b = createRequire(import.meta.url)(ADDON) as { abi?: number; aesGcmStart?: AesGcm['start']; aesGcmFinish?: AesGcm['finish'] };
+    if (b.abi !== NATIVE_ABI || typeof b.aesGcmStart !== 'function' || typeof b.aesGcmFinish !== 'function') return null;
+    return { start: b.aesGcmStart, finish: b.aesGcmFinish };
+  } catch {
+    return null;
+  }
+}
 
 /**
  * Like open, but writes the plaintext into caller-chosen memory instead of
@@ -130,7 +167,7 @@ export function openInto(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array, h
   const n = sealed.subarray(0, NONCE_BYTES);
   const end = sealed.length - TAG_BYTES;
   const sk = subkey(key, n);
-  if (gcm === undefined) gcm = nativeAesGcm() ?? null;
+  const gcm = nativeAesGcm();
   if (gcm) {
     let out: Buffer;
     try {

@@ -54,20 +54,6 @@ interface NativeBinding {
   /** Present in addons built from this version on (feature-detected, see scanDir below). */
   scanDir?(dir: Buffer): [Buffer, ArrayBuffer, number];
   readSmall?(path: Buffer, buf: Buffer, offset: number, want: number): number;
-  /** Present when the addon was built with Node's OpenSSL headers (see AesGcm). */
-  aesGcmStart?: AesGcm['start'];
-  aesGcmFinish?: AesGcm['finish'];
-}
-
-/**
- * AES-256-GCM decryption into the caller's buffers, in two steps made back
- * to back: `start` decrypts the first bytes (unauthenticated) into `headOut`,
- * `finish` the rest into `out` (same length as `ctRest`) and checks the tag:
- * false when not authentic (`out` is zeroed then).
- */
-export interface AesGcm {
-  start(key: Uint8Array, iv: Uint8Array, aad: Uint8Array, ctHead: Uint8Array, headOut: Uint8Array): void;
-  finish(ctRest: Uint8Array, tag: Uint8Array, out: Uint8Array): boolean;
 }
 
 /** Must match COFFER_NATIVE_ABI in native/coffer_native.c. */
@@ -514,15 +500,6 @@ export function scanDir(dir: Buffer): DirScan {
   }
   const [buf, ab, count] = b.scanDir(dir);
   return new DirScan(count, buf, ab);
-}
-
-/**
- * The addon's AES-256-GCM open-into (no per-message object or buffer; used
- * to open blobs), or undefined without the addon: then node:crypto is used.
- */
-export function nativeAesGcm(): AesGcm | undefined {
-  const b = nativeDisabled() ? null : loadBinding();
-  return b && typeof b.aesGcmStart === 'function' && typeof b.aesGcmFinish === 'function' ? { start: b.aesGcmStart, finish: b.aesGcmFinish } : undefined;
 }
 
 /** Result of readSmallFile that is not a byte count. */
