@@ -29,24 +29,24 @@ describe('HotPath.verifyPack', () => {
     return { buf: out.subarray(0, pos), items };
   }
 
-  it('verifies every blob and collects once per 4 MiB opened', () => {
+  it('verifies every blob and collects once per 4 MiB opened', async () => {
     let collected = 0;
     const hot = new HotPath(ctx, () => collected++);
     const { buf, items } = pack(hot, [3 << 20, 3 << 20, 3 << 20, 1000]);
-    const r = hot.verifyPack(buf, items);
+    const r = await hot.verifyPack(buf, items);
     expect(r.errors).toEqual([null, null, null, null]);
     expect(collected).toBe(1); // after the second 3 MiB blob
     // A damaged blob is still reported; the count carries over between packs.
     buf[items[0].offset + 40] ^= 1;
-    const again = hot.verifyPack(buf, items);
+    const again = await hot.verifyPack(buf, items);
     expect(again.errors[0]).toMatch(/authenticate/);
     expect(again.errors.slice(1)).toEqual([null, null, null]);
     expect(collected).toBe(3);
   });
 
-  it('works without a collector', () => {
+  it('works without a collector', async () => {
     const hot = new HotPath(ctx);
     const { buf, items } = pack(hot, [5 << 20, 10]);
-    expect(hot.verifyPack(buf, items).errors).toEqual([null, null]);
+    expect((await hot.verifyPack(buf, items)).errors).toEqual([null, null]);
   });
 });

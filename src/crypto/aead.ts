@@ -149,6 +149,7 @@ export function openInto(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array, o
       d.final();
     } catch {
       body.fill(0);
+      out.fill(0, offset, offset + len);
       throw new AuthenticationError();
     }
     out.set(body, offset);

@@ -40,6 +40,17 @@ export class KeyedHasher {
     this.h.reset();
     return this.h.update(asBuffer(data)).digestBuffer();
   }
+  /**
+   * The hash as lowercase hex. A plain JS string: digestBuffer's native
+   * buffer is freed only by a finalizer that waits for the event loop, so
+   * a long synchronous loop of digestBuffer calls (a worker opening a pack's
+   * blobs) kept ~350 bytes each until it ended, and cost 1.7× the time
+   * (docs/PERFORMANCE.md, "Session 5"). Not for secrets: a string cannot be wiped.
+   */
+  hashHex(data: Uint8Array): string {
+    this.h.reset();
+    return this.h.update(asBuffer(data)).digest('hex');
+  }
 }
 
 const hashers = new WeakMap<Uint8Array, { copy: Buffer; hasher: KeyedHasher }>();
@@ -51,13 +62,23 @@ const hashers = new WeakMap<Uint8Array, { copy: Buffer; hasher: KeyedHasher }>()
  * forgetKey() drops it explicitly when a key is wiped.
  */
 export function keyedHash(key: Uint8Array, ...parts: Uint8Array[]): Buffer {
+  const e = hasherFor(key);
+  return parts.length === 1 ? e.hash(parts[0]) : e.hash(Buffer.concat(parts));
+}
+
+/** keyedHash of one part as lowercase hex (see KeyedHasher.hashHex: for ids, not secrets). */
+export function keyedHashHex(key: Uint8Array, data: Uint8Array): string {
+  return hasherFor(key).hashHex(data);
+}
+
+function hasherFor(key: Uint8Array): KeyedHasher {
   let e = hashers.get(key);
   if (!e || !e.copy.equals(key)) {
     e?.copy.fill(0);
     e = { copy: Buffer.from(key), hasher: new KeyedHasher(key) };
     hashers.set(key, e);
   }
-  return parts.length === 1 ? e.hasher.hash(parts[0]) : e.hasher.hash(Buffer.concat(parts));
+  return e.hasher;
 }
 
 /** Drops the cached hasher of a key that is about to be wiped. */

@@ -47,9 +47,12 @@ export interface OpenItem extends SealItem {
 const VERIFY_SCRATCH = 16 << 20;
 /**
  * `verifyPack` asks for a young-generation collection after opening this many
- * sealed bytes. Each opened blob leaves a decrypted copy and a native
- * decipher that V8 sees as tiny, so without it a worker's garbage grew by
- * whole packs between collections (check --read-data peaked ~30 MiB higher).
+ * sealed bytes, then lets the worker's event loop turn once. Each opened blob
+ * can leave small native garbage V8 sees as tiny (without the addon, the
+ * per-message subkey is a native BLAKE3 digest buffer, whose finalizer runs
+ * only from the event loop), so without this a worker's garbage grew by whole packs between
+ * collections (check --read-data peaked ~30 MiB higher, and the held
+ * memory fragmented the worker's malloc arena: docs/PERFORMANCE.md, "Session 5").
  */
 const VERIFY_COLLECT_BYTES = 4 << 20;
 
@@ -132,18 +135,20 @@ export class HotPath {
    * Verifies a whole pack: its plain BLAKE3 (returned as hex, for the caller
    * to compare with the pack's name) and every item opened and checked against
    * its id. The plaintexts go to a scratch buffer and are dropped; returns an
-   * error string per item (null when good).
+   * error string per item (null when good). `buf` must not change until the
+   * promise resolves (it yields to the event loop on the way).
    */
-  verifyPack(buf: Uint8Array, items: OpenItem[], blobKey?: Uint8Array): { hash: string; errors: (string | null)[] } {
+  async verifyPack(buf: Uint8Array, items: OpenItem[], blobKey?: Uint8Array): Promise<{ hash: string; errors: (string | null)[] }> {
     const keys = blobKey ? { blobKey, blobIdKey: this.ctx.blobIdKey } : this.ctx;
     const hash = plainHash(buf).toString('hex');
     const errors: (string | null)[] = [];
     for (const it of items) {
       // Counted with a share for the per-blob native state, so packs of many small blobs also trigger it.
       this.opened += it.length + 2048;
-      if (this.collect && this.opened >= VERIFY_COLLECT_BYTES) {
+      if (this.opened >= VERIFY_COLLECT_BYTES) {
         this.opened = 0;
-        this.collect();
+        this.collect?.();
+        await new Promise((r) => setImmediate(r));
       }
       try {
         let out: Buffer;

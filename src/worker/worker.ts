@@ -75,10 +75,8 @@ export default function run(task: Task): unknown {
       const errors = hot.open(buf, task.items, Buffer.from(task.out), task.key);
       return moveWith({ buf: task.buf, out: task.out, errors }, [task.buf, task.out]);
     }
-    case 'verifyPack': {
-      const { hash, errors } = hot.verifyPack(buf.subarray(0, task.length), task.items, task.key);
-      return moveWith({ buf: task.buf, hash, errors }, [task.buf]);
-    }
+    case 'verifyPack':
+      return hot.verifyPack(buf.subarray(0, task.length), task.items, task.key).then(({ hash, errors }) => moveWith({ buf: task.buf, hash, errors }, [task.buf]));
   }
 }
 
