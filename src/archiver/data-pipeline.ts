@@ -298,15 +298,12 @@ export class DataPipeline {
         // Release the output even when the packer fails (a storage error):
         // other seal tasks wait for it, and drain() waits for them.
         try {
-          const sealed = Buffer.from(r.out);
-          let off = 0;
+          const rawLengths = items.map((it) => it.length);
+          await this.packer.addMany('data', items.map((it) => it.id), Buffer.from(r.out), r.lengths, rawLengths);
           for (let i = 0; i < items.length; i++) {
-            const len = r.lengths[i];
-            await this.packer.add('data', items[i].id, sealed.subarray(off, off + len), items[i].length);
-            off += len;
             this.stats.dataBlobs++;
-            this.stats.dataAdded += items[i].length;
-            this.stats.dataAddedPacked += len;
+            this.stats.dataAdded += rawLengths[i];
+            this.stats.dataAddedPacked += r.lengths[i];
           }
         } finally {
           outputs.release(r.out);

@@ -10,7 +10,7 @@
  */
 import { open, seal, sealInto, AuthenticationError, SEAL_OVERHEAD } from '../crypto/aead.js';
 import { keyedHash } from '../crypto/hash.js';
-import { compressIfSmaller, decompressInto } from '../compress.js';
+import { compressIfSmaller, decompressInto, flaggedBody } from '../compress.js';
 import { BLOB_TYPE_CODE, type BlobType, idBytes } from '../ids.js';
 
 export const BLOB_OVERHEAD = SEAL_OVERHEAD + 1;
@@ -20,6 +20,19 @@ const FLAG_ZSTD = Buffer.from([1]);
 
 function blobAad(type: BlobType, id: Uint8Array): Buffer {
   return Buffer.concat([AAD_PREFIX, Buffer.from([BLOB_TYPE_CODE[type]]), id]);
+}
+
+/**
+ * blobAad into a buffer reused per type (the cipher takes the AAD at once and
+ * keeps no reference): sealing a batch of small blobs built a fresh one each.
+ */
+const aadScratch = new Map<BlobType, Buffer>();
+function blobAadScratch(type: BlobType, id: Uint8Array): Buffer {
+  let b = aadScratch.get(type);
+  if (!b) aadScratch.set(type, (b = blobAad(type, Buffer.alloc(32))));
+  if (id.length !== 32) return blobAad(type, id);
+  b.set(id, AAD_PREFIX.length + 1);
+  return b;
 }
 
 export function computeBlobId(blobIdKey: Uint8Array, plaintext: Uint8Array): Buffer {
@@ -39,8 +52,8 @@ export function sealBlobInto(
   out: Buffer,
   offset: number,
 ): number {
-  const z = level > 0 ? compressIfSmaller(plaintext, level) : undefined;
-  return sealInto(blobKey, z ? [FLAG_ZSTD, z] : [FLAG_RAW, plaintext], blobAad(type, id), out, offset);
+  const body = flaggedBody(plaintext, level, FLAG_RAW[0], FLAG_ZSTD[0]);
+  return sealInto(blobKey, body ? [body] : [FLAG_RAW, plaintext], blobAadScratch(type, id), out, offset);
 }
 
 /** Compresses (when that helps) and seals one blob. `level` 0 disables compression. */
@@ -78,7 +91,7 @@ export function openBlobInto(keys: { blobKey: Uint8Array; blobIdKey: Uint8Array 
   const idb = idBytes(id);
   let body: Buffer;
   try {
-    body = open(keys.blobKey, stored, blobAad(type, idb));
+    body = open(keys.blobKey, stored, blobAadScratch(type, idb));
   } catch (e) {
     if (e instanceof AuthenticationError) throw new BlobCorruptError('blob does not authenticate');
     throw e;

@@ -54,6 +54,7 @@ interface NativeBinding {
   /** Present in addons built from this version on (feature-detected, see scanDir below). */
   scanDir?(dir: Buffer): [Buffer, ArrayBuffer, number];
   readSmall?(path: Buffer, buf: Buffer, offset: number, want: number): number;
+  aesGcmSeal?(key?: Uint8Array, aad?: Uint8Array, part1?: Uint8Array, part2?: Uint8Array | null, out?: Uint8Array, offset?: number): number;
 }
 
 /** Must match COFFER_NATIVE_ABI in native/coffer_native.c. */
@@ -500,6 +501,24 @@ export function scanDir(dir: Buffer): DirScan {
   }
   const [buf, ab, count] = b.scanDir(dir);
   return new DirScan(count, buf, ab);
+}
+
+/**
+ * AES-256-GCM sealing through the OpenSSL inside Node, without node:crypto's
+ * per-message objects (see crypto/aead.ts, sealInto): writes the ciphertext
+ * of `part1 || part2` and the 16-byte tag at `out[offset + 24 ...]`, with the
+ * IV `out[offset + 12 .. offset + 24]` (the nonce the caller put at
+ * `offset`), and returns the bytes written. Undefined when the addon lacks it
+ * or this process's OpenSSL failed its known-answer test (COFFER_NO_NATIVE=1
+ * also turns it off).
+ */
+export type GcmSeal = (key: Uint8Array, aad: Uint8Array, part1: Uint8Array, part2: Uint8Array | null, out: Uint8Array, offset: number) => number;
+
+export function nativeGcmSeal(): GcmSeal | undefined {
+  const b = nativeDisabled() ? null : loadBinding();
+  if (!b || typeof b.aesGcmSeal !== 'function' || b.aesGcmSeal() !== 1) return undefined;
+  const f = b.aesGcmSeal.bind(b) as GcmSeal;
+  return f;
 }
 
 /** Result of readSmallFile that is not a byte count. */
