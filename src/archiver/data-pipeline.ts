@@ -174,31 +174,66 @@ export class DataPipeline {
       return;
     }
     const regions = b.files.map((f) => ({ start: f.start, end: f.start + f.length, eof: true }));
+    // One task hashes and seals the whole batch: in a backup nearly every
+    // small file is new, and asking the index between hashing and sealing
+    // cost a second round trip per batch (docs/PERFORMANCE.md, "Session 5").
+    // Chunks the repository already has were sealed for nothing and are dropped.
     this.track(
-      this.repo
-        .workers()
-        .hash(b.win.buffer as ArrayBuffer, regions)
-        .then(
-          (res) => {
-            const win = Buffer.from(res.buf);
-            const chunks: { offset: number; length: number; id: string }[] = [];
-            b.files.forEach((f, i) => {
-              const ids = chunkIds(res.results[i].ids);
-              let off = f.start;
-              res.results[i].lengths.forEach((len, j) => {
-                chunks.push({ offset: off, length: len, id: ids[j] });
-                off += len;
-              });
-              f.resolve({ ids, size: f.length });
-            });
-            this.sealNew(win, chunks, this.batches, this.batchOutputs);
-          },
-          (e) => {
-            this.windows.release(b.win);
-            for (const f of b.files) f.reject(e);
-            throw e;
-          },
-        ),
+      (async () => {
+        let out: Buffer;
+        let res;
+        try {
+          out = await this.batchOutputs.acquire();
+        } catch (e) {
+          this.batches.release(b.win);
+          throw e;
+        }
+        try {
+          res = await this.repo.workers().hashSeal(b.win.buffer as ArrayBuffer, regions, out.buffer as ArrayBuffer);
+        } catch (e) {
+          // Both buffers may be detached; releasing still returns their permits.
+          this.batches.release(b.win);
+          this.batchOutputs.release(out);
+          for (const f of b.files) f.reject(e);
+          throw e;
+        }
+        this.batches.release(res.buf);
+        try {
+          const all: string[] = [];
+          const rawLengths: number[] = [];
+          b.files.forEach((f, i) => {
+            const ids = chunkIds(res.results[i].ids);
+            for (const id of ids) all.push(id);
+            for (const len of res.results[i].lengths) rawLengths.push(len);
+            f.resolve({ ids, size: f.length });
+          });
+          const fresh = this.repo.claimNewBlobs('data', all);
+          const ids: string[] = [];
+          const offsets: number[] = [];
+          const lengths: number[] = [];
+          const raws: number[] = [];
+          let off = 0;
+          for (let i = 0; i < all.length; i++) {
+            const len = res.sealed[i];
+            // Known, or an earlier chunk of this batch with the same content: dropped.
+            if (fresh.delete(all[i])) {
+              ids.push(all[i]);
+              offsets.push(off);
+              lengths.push(len);
+              raws.push(rawLengths[i]);
+            }
+            off += len;
+          }
+          if (ids.length > 0) await this.packer.addMany('data', ids, Buffer.from(res.out), offsets, lengths, raws);
+          for (let i = 0; i < ids.length; i++) {
+            this.stats.dataBlobs++;
+            this.stats.dataAdded += raws[i];
+            this.stats.dataAddedPacked += lengths[i];
+          }
+        } finally {
+          this.batchOutputs.release(res.out);
+        }
+      })(),
     );
   }
 
@@ -299,7 +334,13 @@ export class DataPipeline {
         // other seal tasks wait for it, and drain() waits for them.
         try {
           const rawLengths = items.map((it) => it.length);
-          await this.packer.addMany('data', items.map((it) => it.id), Buffer.from(r.out), r.lengths, rawLengths);
+          const offsets: number[] = [];
+          let off = 0;
+          for (const len of r.lengths) {
+            offsets.push(off);
+            off += len;
+          }
+          await this.packer.addMany('data', items.map((it) => it.id), Buffer.from(r.out), offsets, r.lengths, rawLengths);
           for (let i = 0; i < items.length; i++) {
             this.stats.dataBlobs++;
             this.stats.dataAdded += rawLengths[i];

@@ -8,9 +8,9 @@
  * id or relabelled (data ↔ tree) without failing authentication; the reader
  * also re-hashes the plaintext and compares it with the id.
  */
-import { open, seal, sealInto, AuthenticationError, SEAL_OVERHEAD } from '../crypto/aead.js';
+import { open, sealInto, AuthenticationError, SEAL_OVERHEAD } from '../crypto/aead.js';
 import { keyedHash } from '../crypto/hash.js';
-import { compressIfSmaller, decompressInto, flaggedBody } from '../compress.js';
+import { decompressInto, flaggedBody } from '../compress.js';
 import { BLOB_TYPE_CODE, type BlobType, idBytes } from '../ids.js';
 
 export const BLOB_OVERHEAD = SEAL_OVERHEAD + 1;
@@ -58,8 +58,10 @@ export function sealBlobInto(
 
 /** Compresses (when that helps) and seals one blob. `level` 0 disables compression. */
 export function sealBlob(blobKey: Uint8Array, type: BlobType, id: Uint8Array, plaintext: Uint8Array, level: number): Buffer {
-  const z = level > 0 ? compressIfSmaller(plaintext, level) : undefined;
-  return z ? seal(blobKey, [FLAG_ZSTD, z], blobAad(type, id)) : seal(blobKey, [FLAG_RAW, plaintext], blobAad(type, id));
+  // Through sealBlobInto: the addon's cipher when there is one (tree blobs are sealed on the main thread).
+  const out = Buffer.allocUnsafe(plaintext.length + BLOB_OVERHEAD);
+  const n = sealBlobInto(blobKey, type, id, plaintext, level, out, 0);
+  return n < out.length >> 1 ? Buffer.from(out.subarray(0, n)) : out.subarray(0, n);
 }
 
 export class BlobCorruptError extends Error {

@@ -114,18 +114,15 @@ export class Packer {
   }
 
   /**
-   * add() for several blobs of one type, sealed back to back in `sealed`
-   * (blob i is `lengths[i]` bytes after the ones before it): one queued step
-   * for the lot instead of one per blob (a batch of small files has hundreds).
+   * add() for several blobs of one type, blob i being `sealed[offsets[i],
+   * offsets[i] + lengths[i])`: one queued step for the lot instead of one
+   * per blob (a batch of small files has hundreds).
    */
-  addMany(type: BlobType, ids: string[], sealed: Uint8Array, lengths: number[], rawLengths: number[]): Promise<void> {
+  addMany(type: BlobType, ids: string[], sealed: Uint8Array, offsets: number[], lengths: number[], rawLengths: number[]): Promise<void> {
     const next = this.queue.then(async () => {
-      let off = 0;
       for (let i = 0; i < ids.length; i++) {
-        const len = lengths[i];
-        const r = this.addNow(type, ids[i], sealed.subarray(off, off + len), rawLengths[i]);
+        const r = this.addNow(type, ids[i], sealed.subarray(offsets[i], offsets[i] + lengths[i]), rawLengths[i]);
         if (r !== undefined) await r;
-        off += len;
       }
     });
     this.queue = next.catch(() => {});
