@@ -37,6 +37,34 @@ export function compressIfSmaller(src: Uint8Array, level = DEFAULT_LEVEL): Buffe
   return scratch.subarray(0, n);
 }
 
+/**
+ * A blob body for sealing: one flag byte, then either a zstd frame of `src`
+ * (flag `zstdFlag`, when that is smaller) or `src` itself (flag `rawFlag`),
+ * built in a reused scratch buffer so the cipher gets one contiguous input.
+ * `level` 0: never compressed. Valid only until the next call. Undefined:
+ * stored raw, but too large to be worth copying (the caller seals flag and `src`).
+ */
+export function flaggedBody(src: Uint8Array, level: number, rawFlag: number, zstdFlag: number): Buffer | undefined {
+  const bound = level > 0 && src.length >= 64 ? zstd().compressBound(src.length) : 0;
+  const need = 1 + Math.max(bound, src.length);
+  if (bodyScratch.length < need) bodyScratch = Buffer.allocUnsafe(Math.max(need, 1 << 20));
+  if (bound > 0) {
+    cctx ??= new (zstd().CCtx)();
+    const n = cctx.compress(bodyScratch.subarray(1), src, level);
+    if (n < src.length) {
+      bodyScratch[0] = zstdFlag;
+      return bodyScratch.subarray(0, 1 + n);
+    }
+  }
+  // Large raw bodies are not copied: the caller passes the flag and `src` as two parts.
+  if (src.length > RAW_COPY_MAX) return undefined;
+  bodyScratch[0] = rawFlag;
+  bodyScratch.set(src, 1);
+  return bodyScratch.subarray(0, 1 + src.length);
+}
+let bodyScratch = Buffer.allocUnsafe(0);
+const RAW_COPY_MAX = 64 << 10;
+
 /** Decompresses one frame whose content size must equal `expectedLength`. Throws on any mismatch. */
 export function decompressExact(frame: Uint8Array, expectedLength: number): Buffer {
   const out = Buffer.allocUnsafe(expectedLength);

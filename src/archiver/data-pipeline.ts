@@ -56,6 +56,8 @@ interface Batch {
 const MAX_FILES_PER_BATCH = 256;
 const BATCH_BYTES = 1 << 20;
 const BIG_FILES_AT_ONCE = 1;
+/** Above this share of known chunks among recent small files, batches are hashed first and only new chunks sealed (see dupShare). */
+const HASH_SEAL_MAX_DUPS = 0.2;
 
 export class DataPipeline {
   /** Windows of large files being chunked. */
@@ -174,6 +176,25 @@ export class DataPipeline {
       return;
     }
     const regions = b.files.map((f) => ({ start: f.start, end: f.start + f.length, eof: true }));
+    if (this.dupShare >= HASH_SEAL_MAX_DUPS) this.hashThenSeal(b, regions);
+    else this.hashAndSeal(b, regions);
+  }
+
+  /**
+   * Share of the recent small files' chunks that the repository (or this
+   * backup) already had, a moving average over batches. Few: the batch is
+   * hashed and sealed in one task (hashAndSeal); many (a tree full of copies,
+   * such as several versions of a package): sealing them all would waste more
+   * than the second round trip of hashThenSeal costs.
+   */
+  private dupShare = 0;
+
+  private noteDups(total: number, fresh: number): void {
+    if (total > 0) this.dupShare = 0.6 * this.dupShare + 0.4 * ((total - fresh) / total);
+  }
+
+  /** Hashes the batch, asks the index, then seals only the new chunks (two worker tasks). */
+  private hashThenSeal(b: Batch, regions: { start: number; end: number; eof: boolean }[]): void {
     this.track(
       this.repo
         .workers()
@@ -191,14 +212,82 @@ export class DataPipeline {
               });
               f.resolve({ ids, size: f.length });
             });
-            this.sealNew(win, chunks, this.batches, this.batchOutputs);
+            this.sealNew(win, chunks, this.batches, this.batchOutputs, true);
           },
           (e) => {
-            this.windows.release(b.win);
+            this.batches.release(b.win);
             for (const f of b.files) f.reject(e);
             throw e;
           },
         ),
+    );
+  }
+
+  /**
+   * One task hashes and seals the whole batch: in a first backup nearly
+   * every small file is new, and asking the index between hashing and
+   * sealing cost a second round trip per batch (docs/PERFORMANCE.md,
+   * "Session 5"). Chunks the repository already has were sealed for nothing
+   * and are dropped.
+   */
+  private hashAndSeal(b: Batch, regions: { start: number; end: number; eof: boolean }[]): void {
+    this.track(
+      (async () => {
+        let out: Buffer;
+        let res;
+        try {
+          out = await this.batchOutputs.acquire();
+        } catch (e) {
+          this.batches.release(b.win);
+          throw e;
+        }
+        try {
+          res = await this.repo.workers().hashSeal(b.win.buffer as ArrayBuffer, regions, out.buffer as ArrayBuffer);
+        } catch (e) {
+          // Both buffers may be detached; releasing still returns their permits.
+          this.batches.release(b.win);
+          this.batchOutputs.release(out);
+          for (const f of b.files) f.reject(e);
+          throw e;
+        }
+        this.batches.release(res.buf);
+        try {
+          const all: string[] = [];
+          const rawLengths: number[] = [];
+          b.files.forEach((f, i) => {
+            const ids = chunkIds(res.results[i].ids);
+            for (const id of ids) all.push(id);
+            for (const len of res.results[i].lengths) rawLengths.push(len);
+            f.resolve({ ids, size: f.length });
+          });
+          const fresh = this.repo.claimNewBlobs('data', all);
+          this.noteDups(all.length, fresh.size);
+          const ids: string[] = [];
+          const offsets: number[] = [];
+          const lengths: number[] = [];
+          const raws: number[] = [];
+          let off = 0;
+          for (let i = 0; i < all.length; i++) {
+            const len = res.sealed[i];
+            // Known, or an earlier chunk of this batch with the same content: dropped.
+            if (fresh.delete(all[i])) {
+              ids.push(all[i]);
+              offsets.push(off);
+              lengths.push(len);
+              raws.push(rawLengths[i]);
+            }
+            off += len;
+          }
+          if (ids.length > 0) await this.packer.addMany('data', ids, Buffer.from(res.out), offsets, lengths, raws);
+          for (let i = 0; i < ids.length; i++) {
+            this.stats.dataBlobs++;
+            this.stats.dataAdded += raws[i];
+            this.stats.dataAddedPacked += lengths[i];
+          }
+        } finally {
+          this.batchOutputs.release(res.out);
+        }
+      })(),
     );
   }
 
@@ -271,9 +360,10 @@ export class DataPipeline {
   }
 
   /** Seals the chunks that are new to the repository; releases `win` to `pool` afterwards. */
-  private sealNew(win: Buffer, chunks: { offset: number; length: number; id: string }[], pool: BufferPool, outputs: BufferPool): void {
+  private sealNew(win: Buffer, chunks: { offset: number; length: number; id: string }[], pool: BufferPool, outputs: BufferPool, smallFiles = false): void {
     const items: SealItem[] = [];
     const fresh = this.repo.claimNewBlobs('data', chunks.map((c) => c.id));
+    if (smallFiles) this.noteDups(chunks.length, fresh.size);
     for (const c of chunks) {
       if (!fresh.delete(c.id)) continue; // known, or an earlier chunk of this batch with the same content
       items.push({ offset: c.offset, length: c.length, id: c.id, type: 'data' });
@@ -298,15 +388,18 @@ export class DataPipeline {
         // Release the output even when the packer fails (a storage error):
         // other seal tasks wait for it, and drain() waits for them.
         try {
-          const sealed = Buffer.from(r.out);
+          const rawLengths = items.map((it) => it.length);
+          const offsets: number[] = [];
           let off = 0;
-          for (let i = 0; i < items.length; i++) {
-            const len = r.lengths[i];
-            await this.packer.add('data', items[i].id, sealed.subarray(off, off + len), items[i].length);
+          for (const len of r.lengths) {
+            offsets.push(off);
             off += len;
+          }
+          await this.packer.addMany('data', items.map((it) => it.id), Buffer.from(r.out), offsets, r.lengths, rawLengths);
+          for (let i = 0; i < items.length; i++) {
             this.stats.dataBlobs++;
-            this.stats.dataAdded += items[i].length;
-            this.stats.dataAddedPacked += len;
+            this.stats.dataAdded += rawLengths[i];
+            this.stats.dataAddedPacked += r.lengths[i];
           }
         } finally {
           outputs.release(r.out);

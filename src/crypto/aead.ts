@@ -63,8 +63,36 @@ function subkey(key: Uint8Array, nonce: Uint8Array): Buffer {
 }
 
 let gcm: ReturnType<typeof nativeGcm> | undefined;
-const native = (): ReturnType<typeof nativeGcm> => (gcm === undefined ? (gcm = nativeGcm()) : gcm);
+const native = (): ReturnType<typeof nativeGcm> => (gcm === undefined ? (gcm = agreesWithNodeCrypto(nativeGcm())) : gcm);
 const EMPTY = new Uint8Array(0);
+
+/**
+ * Known-answer check before a thread trusts the addon: one fixed message
+ * sealed and opened both ways must give the same bytes (a mis-built addon or
+ * an unexpected OpenSSL in the process then costs speed, not correctness).
+ */
+function agreesWithNodeCrypto(g: ReturnType<typeof nativeGcm>): ReturnType<typeof nativeGcm> {
+  if (!g) return null;
+  try {
+    const key = Buffer.alloc(KEY_BYTES, 0x5c);
+    const nonce = Buffer.from('coffer known-answer nonc');
+    const aad = Buffer.from('aad');
+    const msg = Buffer.from('coffer: a message of thirty-seven by');
+    const c = createCipheriv('aes-256-gcm', keyedHash(key, nonce.subarray(0, 12)), nonce.subarray(12, 24));
+    c.setAAD(aad);
+    const want = Buffer.concat([c.update(msg.subarray(0, 5)), c.update(msg.subarray(5)), c.final(), c.getAuthTag()]);
+    const got = Buffer.alloc(want.length);
+    const back = Buffer.alloc(msg.length);
+    const ok =
+      g.gcmSeal(key, nonce, aad, msg.subarray(0, 5), msg.subarray(5), got, 0) === want.length &&
+      got.equals(want) &&
+      g.gcmOpen(key, nonce, aad, want.subarray(0, msg.length), want.subarray(msg.length), back, 0) &&
+      back.equals(msg);
+    return ok ? g : null;
+  } catch {
+    return null;
+  }
+}
 
 /**
  * Encrypt and authenticate `parts` (concatenated) with `aad` bound in.

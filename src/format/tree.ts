@@ -189,9 +189,14 @@ function fromJson(j: JsonNode): TreeNode {
 }
 
 export function encodeTree(nodes: TreeNode[]): Buffer {
-  const sorted = [...nodes].sort((a, b) => compareNames(a.name, b.name));
-  for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i - 1].name.equals(sorted[i].name)) throw new RangeError('duplicate name in tree');
+  // The walk hands nodes over in name order already: sort (a copy) only if they are not.
+  let inOrder = true;
+  for (let i = 1; i < nodes.length && inOrder; i++) inOrder = compareNames(nodes[i - 1].name, nodes[i].name) < 0;
+  const sorted = inOrder ? nodes : [...nodes].sort((a, b) => compareNames(a.name, b.name));
+  if (!inOrder) {
+    for (let i = 1; i < sorted.length; i++) {
+      if (sorted[i - 1].name.equals(sorted[i].name)) throw new RangeError('duplicate name in tree');
+    }
   }
   return Buffer.from(JSON.stringify({ nodes: sorted.map(toJson) }));
 }

@@ -19,6 +19,12 @@ export interface ReadHashResult extends HashResult {
   /** Set when reading failed (an errno code or message); nothing else is valid then. */
   error?: string;
 }
+export interface HashSealResult extends HashResult {
+  /** The output buffer: every chunk sealed, back to back, in order. */
+  out: ArrayBuffer;
+  /** Stored length of each chunk, in order. */
+  sealed: number[];
+}
 export interface SealResult {
   buf: ArrayBuffer;
   /** The output buffer, sealed blobs back to back. */
@@ -71,6 +77,11 @@ export class WorkerPool {
 
   hash(buf: ArrayBuffer, regions: Region[]): Promise<HashResult> {
     return this.pool.run({ kind: 'hash', buf, regions }, { transferList: [buf] });
+  }
+
+  /** hash, then every chunk sealed into `out` (whether or not the repository has it). */
+  hashSeal(buf: ArrayBuffer, regions: Region[], out: ArrayBuffer): Promise<HashSealResult> {
+    return this.pool.run({ kind: 'hashSeal', buf, out, regions }, { transferList: [buf, out] });
   }
 
   /**

@@ -93,6 +93,29 @@ export class HotPath {
   }
 
   /**
+   * chunkAndHash, then seals every chunk into `out` back to back without
+   * asking whether the repository has it (the caller drops the ones it
+   * has): for batches of small files, one task instead of two. Returns the
+   * chunks and the stored length of each chunk, in order.
+   */
+  hashSeal(buf: Uint8Array, regions: Region[], out: Buffer): { results: RegionChunks[]; sealed: number[] } {
+    const results = this.chunkAndHash(buf, regions);
+    const sealed: number[] = [];
+    let opos = 0;
+    results.forEach((r, k) => {
+      let pos = regions[k].start;
+      r.lengths.forEach((len, j) => {
+        if (opos + len + BLOB_OVERHEAD > out.length) throw new RangeError('seal: output buffer too small');
+        const n = sealBlobInto(this.ctx.blobKey, 'data', r.ids.subarray(j * 32, j * 32 + 32), buf.subarray(pos, pos + len), this.ctx.compressionLevel, out, opos);
+        sealed.push(n);
+        opos += n;
+        pos += len;
+      });
+    });
+    return { results, sealed };
+  }
+
+  /**
    * Seals each item into `out` back to back; returns the stored lengths.
    * `out` must hold the worst case: sum of item lengths + BLOB_OVERHEAD each.
    */

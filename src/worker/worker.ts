@@ -27,6 +27,7 @@ const hot = new HotPath(Piscina.workerData as WorkerContext, youngCollector());
 
 export type Task =
   | { kind: 'hash'; buf: ArrayBuffer; regions: Region[] }
+  | { kind: 'hashSeal'; buf: ArrayBuffer; out: ArrayBuffer; regions: Region[] }
   | { kind: 'readHash'; buf: ArrayBuffer; fd: number; pos: number; filled: number }
   | { kind: 'seal'; buf: ArrayBuffer; out: ArrayBuffer; items: SealItem[] }
   | { kind: 'open'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[]; key?: Uint8Array }
@@ -45,6 +46,10 @@ export default function run(task: Task): unknown {
     case 'hash': {
       const results = hot.chunkAndHash(buf, task.regions);
       return moveWith({ buf: task.buf, results }, [task.buf, ...results.map((r) => r.ids.buffer as ArrayBuffer)]);
+    }
+    case 'hashSeal': {
+      const { results, sealed } = hot.hashSeal(buf, task.regions, Buffer.from(task.out));
+      return moveWith({ buf: task.buf, out: task.out, results, sealed }, [task.buf, task.out, ...results.map((r) => r.ids.buffer as ArrayBuffer)]);
     }
     case 'readHash': {
       // Reading here keeps large files' bytes off the main thread, which
