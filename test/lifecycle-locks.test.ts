@@ -117,7 +117,7 @@ describe('locks', () => {
   it('a held lock is refreshed (new file, old one removed) and notices when it is taken away', async () => {
     const r = await openRepository(repo, PASSWORD, { noCache: true });
     try {
-      const lock = await lockRepository(r, { exclusive: false, refreshMs: 40 });
+      const lock = await lockRepository(r, { exclusive: false, refreshMs: 150 });
       const first = lock.name;
       expect(files(repo, 'locks')).toEqual([first]);
       for (let i = 0; i < 100 && lock.name === first; i++) await sleep(20);
@@ -127,6 +127,35 @@ describe('locks', () => {
       for (let i = 0; i < 100 && !lock.signal.aborted; i++) await sleep(20);
       expect(lock.signal.aborted).toBe(true);
       expect(() => lock.throwIfLost()).toThrow(/lost the repository lock/);
+      await lock.release();
+      expect(files(repo, 'locks')).toEqual([]);
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('a lock taken away while it is being refreshed is noticed too (the old file is gone when the refresh removes it)', async () => {
+    const r = await openRepository(repo, PASSWORD, { noCache: true });
+    try {
+      const lock = await lockRepository(r, { exclusive: false, refreshMs: 100 });
+      const first = lock.name;
+      // Fault injection: another process removes our lock file just after the
+      // refresh has checked it and while it writes the new one.
+      const backend = r.backend as { write: (...a: unknown[]) => Promise<unknown> };
+      const write = backend.write.bind(backend);
+      let armed = true;
+      backend.write = async (h: unknown, ...rest: unknown[]) => {
+        if (armed && (h as { type: string }).type === 'locks') {
+          armed = false;
+          rmSync(path.join(repo, 'locks', first));
+        }
+        return write(h, ...rest);
+      };
+      for (let i = 0; i < 100 && !lock.signal.aborted; i++) await sleep(20);
+      backend.write = write;
+      expect(armed).toBe(false);
+      expect(lock.signal.aborted).toBe(true);
+      expect(() => lock.throwIfLost()).toThrow(/lost the repository lock \(the lock was removed by another process\)/);
       await lock.release();
       expect(files(repo, 'locks')).toEqual([]);
     } finally {

@@ -242,7 +242,16 @@ export class RepoLock {
       const old = this.name;
       this.name = name;
       this.data = data;
-      await removeQuietly(this.repo, old);
+      try {
+        await this.repo.backend.remove({ type: 'locks', name: old });
+      } catch (e) {
+        // Removed between our check and now: taken away all the same.
+        if (e instanceof StorageError && e.kind === 'notFound') {
+          this.lose('the lock was removed by another process');
+          return;
+        }
+        throw e;
+      }
     } catch {
       if (Date.now() - last > this.opts.staleAfterMs - this.opts.refreshMs / 2) this.lose('the lock could not be refreshed in time');
     }
