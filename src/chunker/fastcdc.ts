@@ -188,7 +188,8 @@ export class FastCdc {
     if (n <= minSize) return n;
     const size = n > this.maxSize ? this.maxSize : n;
     const centre = this.centre < size ? this.centre : size;
-    if (this.nativeScan) return this.nativeScan(data, this.gearBytes, start + minSize, start + centre, start + size, this.maskS, this.maskL) - start;
+    // The addon takes positions as u32: buffers past 2 GiB stay on the JavaScript loop.
+    if (this.nativeScan && end <= 0x7fffffff) return this.nativeScan(data, this.gearBytes, start + minSize, start + centre, start + size, this.maskS, this.maskL) - start;
     return (
       scanGear(data, this.gear, start + minSize, start + centre, start + size, this.maskS, this.maskL) - start
     );
