@@ -1105,6 +1105,54 @@ static napi_value GcmOpen(napi_env env, napi_callback_info info) {
 #endif /* COFFER_HAVE_OPENSSL */
 
 /* ------------------------------------------------------------------------ */
+/* gearScan: FastCDC's inner loop (src/chunker/fastcdc.ts, scanGear)         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * gearScan(data, gear, i, mid, stop, maskS, maskL): rolls the gear hash from
+ * data[i] (h = 0), with maskS while i < mid and maskL while i < stop; returns
+ * the index just past the first byte whose hash has no bits of the mask set,
+ * or stop. `gear`: 256 little-endian u32 entries (1024 bytes). Bit for bit the
+ * JavaScript scanGear: h = (h >> 1) + gear[b] modulo 2^32.
+ */
+static napi_value GearScan(napi_env env, napi_callback_info info) {
+  napi_value argv[7], result;
+  void *data, *gearp;
+  size_t len, glen;
+  uint32_t i, mid, stop, mask_s, mask_l, h = 0, gear[256];
+  if (!get_args(env, info, 7, argv)) return NULL;
+  if (!arg_buffer(env, argv[0], "data", &data, &len) || !arg_buffer(env, argv[1], "gear", &gearp, &glen) ||
+      !arg_u32(env, argv[2], "i", &i) || !arg_u32(env, argv[3], "mid", &mid) || !arg_u32(env, argv[4], "stop", &stop) ||
+      !arg_u32(env, argv[5], "maskS", &mask_s) || !arg_u32(env, argv[6], "maskL", &mask_l))
+    return NULL;
+  if (glen != sizeof gear) {
+    throw_range_error(env, "ERR_OUT_OF_RANGE", "gear must be 1024 bytes");
+    return NULL;
+  }
+  if (stop > len || i > stop) {
+    throw_range_error(env, "ERR_OUT_OF_RANGE", "gearScan range out of bounds");
+    return NULL;
+  }
+  memcpy(gear, gearp, sizeof gear); /* host order: the machine is little-endian, as the JS Int32Array view */
+  if (mid > stop) mid = stop;
+  {
+    const uint8_t *d = (const uint8_t *)data;
+    uint32_t pos = stop;
+    for (; i < mid; i++) {
+      h = (h >> 1) + gear[d[i]];
+      if ((h & mask_s) == 0) { pos = i + 1; goto done; }
+    }
+    for (; i < stop; i++) {
+      h = (h >> 1) + gear[d[i]];
+      if ((h & mask_l) == 0) { pos = i + 1; goto done; }
+    }
+  done:
+    if (napi_create_uint32(env, pos, &result) != napi_ok) return NULL;
+  }
+  return result;
+}
+
+/* ------------------------------------------------------------------------ */
 /* module                                                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -1119,6 +1167,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     {"mknod", NULL, Mknod, NULL, NULL, NULL, napi_enumerable, NULL},
     {"scanDir", NULL, ScanDir, NULL, NULL, NULL, napi_enumerable, NULL},
     {"readSmall", NULL, ReadSmall, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"gearScan", NULL, GearScan, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok)
     return NULL;

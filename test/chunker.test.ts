@@ -267,3 +267,28 @@ describe('custom gear tables', () => {
     }
   });
 });
+
+describe('native gearScan (the addon)', () => {
+  it('cuts exactly where the JavaScript scanGear does', () => {
+    const probe = new FastCdc({ minSize: 64, avgSize: 256, maxSize: 1024 });
+    if (!(probe as unknown as { nativeScan?: unknown }).nativeScan) return; // no addon in this build: nothing to compare
+    const data = new Uint8Array(6 * MiB);
+    data.set(randomBytes(4 * MiB, 7), 0); // then 2 MiB of zeros: max-size cuts
+    const gear = gearFromBytes(randomBytes(1024, 99));
+    const cases: ChunkerParams[] = [
+      { minSize: 512 * KiB, avgSize: MiB, maxSize: 8 * MiB },
+      { minSize: 2 * KiB, avgSize: 8 * KiB, maxSize: 64 * KiB }, // maskS phase used
+      { minSize: 1000, avgSize: 3000, maxSize: 9000 },
+    ];
+    for (const p of cases) {
+      for (const g of [DEFAULT_GEAR, gear]) {
+        const native = new FastCdc(p, g);
+        const js = new FastCdc(p, g);
+        Object.defineProperty(js, 'nativeScan', { value: undefined });
+        const a = chunkLengths(native, data);
+        expect(a.length).toBeGreaterThan(1);
+        expect(a).toEqual(chunkLengths(js, data));
+      }
+    }
+  });
+});

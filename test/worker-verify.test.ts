@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { HotPath, type OpenItem } from '../dist/src/worker/tasks.js';
 import { gearBytesFrom } from '../dist/src/crypto/keys.js';
-import { computeBlobId, BLOB_OVERHEAD } from '../dist/src/format/blob.js';
+import { computeBlobId, openBlobInto, BLOB_OVERHEAD } from '../dist/src/format/blob.js';
 import { DEFAULT_CHUNKER } from '../dist/src/repo/repository.js';
 
 // verifyPack asks its collector for a young-generation GC every 4 MiB of opened blobs (check --read-data's memory).
@@ -48,5 +48,43 @@ describe('HotPath.verifyPack', () => {
     const hot = new HotPath(ctx);
     const { buf, items } = pack(hot, [5 << 20, 10]);
     expect((await hot.verifyPack(buf, items)).errors).toEqual([null, null]);
+  });
+});
+
+describe('HotPath.seal probe mode', () => {
+  const ctx = { chunker: DEFAULT_CHUNKER, gearBytes: gearBytesFrom(randomBytes(32)), blobIdKey: randomBytes(32), blobKey: randomBytes(32), compressionLevel: 3 };
+  const hot = new HotPath(ctx);
+
+  function seal(plain: Buffer[], probe: boolean): { lengths: number[]; out: Buffer } {
+    const input = Buffer.concat(plain);
+    let at = 0;
+    const items = plain.map((p) => {
+      const it = { offset: at, length: p.length, type: 'data' as const, id: computeBlobId(ctx.blobIdKey, p).toString('hex') };
+      at += p.length;
+      return it;
+    });
+    const out = Buffer.alloc(input.length + plain.length * BLOB_OVERHEAD);
+    const lengths = hot.seal(input, items, out, probe);
+    // Every blob opens to its plaintext, compressed or not.
+    let pos = 0;
+    lengths.forEach((n, k) => {
+      const back = Buffer.alloc(plain[k].length);
+      openBlobInto(ctx, 'data', items[k].id, out.subarray(pos, pos + n), back);
+      expect(back.equals(plain[k])).toBe(true);
+      pos += n;
+    });
+    return { lengths, out };
+  }
+
+  it('stores the rest raw when the first item does not compress, and compresses all when it does', () => {
+    const text = Buffer.alloc(100_000, 'coffer ');
+    const raw = seal([randomBytes(100_000), text, text], true);
+    expect(raw.lengths).toEqual([100_000 + BLOB_OVERHEAD, 100_000 + BLOB_OVERHEAD, 100_000 + BLOB_OVERHEAD]);
+    const tried = seal([text, randomBytes(100_000), Buffer.alloc(100_000, 'x')], true);
+    expect(tried.lengths[0]).toBeLessThan(1000);
+    expect(tried.lengths[1]).toBe(100_000 + BLOB_OVERHEAD);
+    expect(tried.lengths[2]).toBeLessThan(1000);
+    // Without probe mode every item is tried.
+    expect(seal([randomBytes(100_000), text], false).lengths[1]).toBeLessThan(1000);
   });
 });

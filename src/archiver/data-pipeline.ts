@@ -58,6 +58,18 @@ const BATCH_BYTES = 1 << 20;
 const BIG_FILES_AT_ONCE = 1;
 /** Above this share of known chunks among recent small files, batches are hashed first and only new chunks sealed (see dupShare). */
 const HASH_SEAL_MAX_DUPS = 0.2;
+/**
+ * After this many consecutive chunks of one large file were stored raw
+ * (zstd did not shrink them), its next windows are sealed in probe mode:
+ * only each window's first new chunk is compressed, the rest only if that
+ * one shrinks (docs/PERFORMANCE.md, "Session 5: backup of `big`").
+ */
+const PROBE_AFTER_RAW = 8;
+
+/** Per large file: how many of its last sealed chunks were stored raw in a row. */
+interface Compressibility {
+  rawRun: number;
+}
 
 export class DataPipeline {
   /** Windows of large files being chunked. */
@@ -308,6 +320,7 @@ export class DataPipeline {
     try {
       this.throwIfFailed();
       const ids: string[] = [];
+      const comp: Compressibility = { rawRun: 0 };
       let win = await this.windows.acquire();
       let filled = 0;
       let pos = 0;
@@ -349,7 +362,7 @@ export class DataPipeline {
           next = await this.windows.acquire();
           win.copy(next, 0, off, filled);
         }
-        this.sealNew(win, chunks, this.windows, this.windowOutputs);
+        this.sealNew(win, chunks, this.windows, this.windowOutputs, false, comp);
         if (!next) return { ids, size: pos };
         win = next;
         filled = rest;
@@ -360,7 +373,14 @@ export class DataPipeline {
   }
 
   /** Seals the chunks that are new to the repository; releases `win` to `pool` afterwards. */
-  private sealNew(win: Buffer, chunks: { offset: number; length: number; id: string }[], pool: BufferPool, outputs: BufferPool, smallFiles = false): void {
+  private sealNew(
+    win: Buffer,
+    chunks: { offset: number; length: number; id: string }[],
+    pool: BufferPool,
+    outputs: BufferPool,
+    smallFiles = false,
+    comp?: Compressibility,
+  ): void {
     const items: SealItem[] = [];
     const fresh = this.repo.claimNewBlobs('data', chunks.map((c) => c.id));
     if (smallFiles) this.noteDups(chunks.length, fresh.size);
@@ -375,9 +395,11 @@ export class DataPipeline {
     this.track(
       (async () => {
         const out = await outputs.acquire();
+        // Decided when the task starts: earlier windows' results are in by then.
+        const probe = comp !== undefined && comp.rawRun >= PROBE_AFTER_RAW;
         let r;
         try {
-          r = await this.repo.workers().seal(win.buffer as ArrayBuffer, items, out.buffer as ArrayBuffer);
+          r = await this.repo.workers().seal(win.buffer as ArrayBuffer, items, out.buffer as ArrayBuffer, probe);
         } catch (e) {
           // Both buffers may be detached; releasing still returns their permits.
           pool.release(win);
@@ -389,6 +411,10 @@ export class DataPipeline {
         // other seal tasks wait for it, and drain() waits for them.
         try {
           const rawLengths = items.map((it) => it.length);
+          if (comp) {
+            // A raw blob is stored as its length + BLOB_OVERHEAD; a compressed one is shorter.
+            for (let i = 0; i < items.length; i++) comp.rawRun = r.lengths[i] === rawLengths[i] + BLOB_OVERHEAD ? comp.rawRun + 1 : 0;
+          }
           const offsets: number[] = [];
           let off = 0;
           for (const len of r.lengths) {

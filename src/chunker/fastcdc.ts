@@ -36,6 +36,7 @@
  */
 
 import { DEFAULT_GEAR } from './gear.js';
+import { loadBinding, type NativeGearScan } from '../platform/addon.js';
 
 /**
  * Content-defined chunking sizes in bytes (min ≤ avg ≤ max).
@@ -148,6 +149,9 @@ export class FastCdc {
   private readonly maskS: number;
   private readonly maskL: number;
   private readonly gear: Int32Array;
+  /** The addon's scanGear (same results, ~2× faster) and the gear table as bytes for it; undefined without the addon. */
+  private readonly nativeScan?: NativeGearScan;
+  private readonly gearBytes: Buffer;
 
   constructor(params: ChunkerParams, gear: Uint32Array = DEFAULT_GEAR) {
     validateChunkerParams(params);
@@ -165,6 +169,8 @@ export class FastCdc {
     this.maskL = 2 ** (bits - 1) - 1;
     // Private copy, reinterpreted as int32 (same bits, keeps V8 in int32 land).
     this.gear = new Int32Array(Uint32Array.from(gear).buffer);
+    this.gearBytes = Buffer.from(this.gear.buffer);
+    this.nativeScan = loadBinding()?.gearScan;
   }
 
   /**
@@ -182,6 +188,8 @@ export class FastCdc {
     if (n <= minSize) return n;
     const size = n > this.maxSize ? this.maxSize : n;
     const centre = this.centre < size ? this.centre : size;
+    // The addon takes positions as u32: buffers past 2 GiB stay on the JavaScript loop.
+    if (this.nativeScan && end <= 0x7fffffff) return this.nativeScan(data, this.gearBytes, start + minSize, start + centre, start + size, this.maskS, this.maskL) - start;
     return (
       scanGear(data, this.gear, start + minSize, start + centre, start + size, this.maskS, this.maskL) - start
     );

@@ -23,11 +23,15 @@ export interface NativeBinding {
   /** Present in addons built from this version on (feature-detected, see scanDir below). */
   scanDir?(dir: Buffer): [Buffer, ArrayBuffer, number];
   readSmall?(path: Buffer, buf: Buffer, offset: number, want: number): number;
+  /** FastCDC's inner loop, bit for bit the JavaScript scanGear (src/chunker/fastcdc.ts); `gear` is the 256-entry table as 1024 bytes. */
+  gearScan?: NativeGearScan;
   /** coffer's seal after the nonce (FORMAT.md §1): subkey MAC(key, nonce[0..12)), AES-256-GCM of a‖b into out[offset..] plus the tag; returns the bytes written. Present when Node's OpenSSL was found at build and load time. */
   gcmSeal?(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, a: Uint8Array, b: Uint8Array | null, out: Uint8Array, offset: number): number;
   /** Opens ct (tag apart) into out[offset..]; false (output wiped) when it does not authenticate. */
   gcmOpen?(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array, tag: Uint8Array, out: Uint8Array, offset: number): boolean;
 }
+
+export type NativeGearScan = (data: Uint8Array, gear: Uint8Array, i: number, mid: number, stop: number, maskS: number, maskL: number) => number;
 
 /** Must match COFFER_NATIVE_ABI in native/coffer_native.c. */
 const NATIVE_ABI = 1;

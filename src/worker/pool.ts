@@ -92,8 +92,9 @@ export class WorkerPool {
     return this.pool.run({ kind: 'readHash', buf, fd, pos, filled }, { transferList: [buf] });
   }
 
-  seal(buf: ArrayBuffer, items: SealItem[], out: ArrayBuffer): Promise<SealResult> {
-    return this.pool.run({ kind: 'seal', buf, out, items }, { transferList: [buf, out] });
+  /** `probe`: compress only the first item, and the others only if that one shrinks (see HotPath.seal). */
+  seal(buf: ArrayBuffer, items: SealItem[], out: ArrayBuffer, probe = false): Promise<SealResult> {
+    return this.pool.run({ kind: 'seal', buf, out, items, probe }, { transferList: [buf, out] });
   }
 
   /** `key`: the pack's blob key when it is not the repository's own (a write-only key's pack). */

@@ -118,13 +118,21 @@ export class HotPath {
   /**
    * Seals each item into `out` back to back; returns the stored lengths.
    * `out` must hold the worst case: sum of item lengths + BLOB_OVERHEAD each.
+   * `probe`: the caller has seen a long run of incompressible chunks of this
+   * file, so only the first item is compressed as a probe; if zstd does not
+   * shrink it, the other items are stored without trying (zstd on random
+   * data cost ~10 % of a backup's CPU). Never changes what can be read back:
+   * a raw blob is as valid as a compressed one.
    */
-  seal(buf: Uint8Array, items: SealItem[], out: Buffer): number[] {
+  seal(buf: Uint8Array, items: SealItem[], out: Buffer, probe = false): number[] {
     const lengths: number[] = [];
     let pos = 0;
+    let level = this.ctx.compressionLevel;
     for (const it of items) {
       if (pos + it.length + BLOB_OVERHEAD > out.length) throw new RangeError('seal: output buffer too small');
-      const n = sealBlobInto(this.ctx.blobKey, it.type, Buffer.from(it.id, 'hex'), buf.subarray(it.offset, it.offset + it.length), this.ctx.compressionLevel, out, pos);
+      const n = sealBlobInto(this.ctx.blobKey, it.type, Buffer.from(it.id, 'hex'), buf.subarray(it.offset, it.offset + it.length), level, out, pos);
+      // Probing: only the first item is tried; stored raw, the rest are not compressed.
+      if (probe && lengths.length === 0 && n === it.length + BLOB_OVERHEAD) level = 0;
       lengths.push(n);
       pos += n;
     }

@@ -29,7 +29,7 @@ export type Task =
   | { kind: 'hash'; buf: ArrayBuffer; regions: Region[] }
   | { kind: 'hashSeal'; buf: ArrayBuffer; out: ArrayBuffer; regions: Region[] }
   | { kind: 'readHash'; buf: ArrayBuffer; fd: number; pos: number; filled: number }
-  | { kind: 'seal'; buf: ArrayBuffer; out: ArrayBuffer; items: SealItem[] }
+  | { kind: 'seal'; buf: ArrayBuffer; out: ArrayBuffer; items: SealItem[]; probe?: boolean }
   | { kind: 'open'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[]; key?: Uint8Array }
   | { kind: 'openWrite'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[]; targets: (WriteTarget[] | null)[]; key?: Uint8Array }
   | { kind: 'verifyPack'; buf: ArrayBuffer; items: OpenItem[]; length: number; key?: Uint8Array };
@@ -73,7 +73,7 @@ export default function run(task: Task): unknown {
       return moveWith({ buf: task.buf, bytesRead: pos - task.pos, eof, results }, [task.buf, ...results.map((r) => r.ids.buffer as ArrayBuffer)]);
     }
     case 'seal': {
-      const lengths = hot.seal(buf, task.items, Buffer.from(task.out));
+      const lengths = hot.seal(buf, task.items, Buffer.from(task.out), task.probe === true);
       return moveWith({ buf: task.buf, out: task.out, lengths }, [task.buf, task.out]);
     }
     case 'open': {
