@@ -579,6 +579,16 @@ export class Repository {
     return claimed;
   }
 
+  /**
+   * The packs' blobs are now in the index cache (an index file of this
+   * session was written and added): the session need not remember them,
+   * hasBlob and claimNewBlobs find them in the cache. Keeps a backup's
+   * memory from growing with every blob it saves.
+   */
+  forgetIndexed(packs: readonly IndexedPack[]): void {
+    for (const p of packs) for (const b of p.blobs) this.sessionBlobs[b.type].delete(b.id);
+  }
+
   /** Records that a blob is being saved in this session (so it is not saved twice). */
   noteSaved(type: BlobType, id: string): void {
     this.sessionBlobs[type].add(id);
