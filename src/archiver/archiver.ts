@@ -215,12 +215,15 @@ function baseNode(name: Buffer, st: EntryMeta): TreeNode {
 }
 
 /**
- * An index file is written every this many new blobs (besides the packer's
- * own rules), and the session forgets them once the cache lists them: live
- * memory then stops growing with the number of files saved
- * (docs/PERFORMANCE.md, "Session 5: peak RSS of `small`").
+ * blobsPerIndex: an index file is written every this many new blobs
+ * (besides the packer's own rules), and the session forgets them once the
+ * cache lists them: live memory then stops growing with the number of files
+ * saved (docs/PERFORMANCE.md, "Session 5: peak RSS of `small`").
  */
-const BLOBS_PER_INDEX = 20_000;
+export const backupTuning = {
+  /** (Changed by tests only.) */
+  blobsPerIndex: 20_000,
+};
 
 const NO_IDS: ReadonlySet<string> = new Set();
 /**
@@ -286,7 +289,7 @@ export class Archiver {
       repo.writeKeys(),
       repo.config.packSize,
       // Remote backends take several uploads at once (each in flight holds one pack buffer).
-      { maxWrites: Math.min(3, repo.backend.connections ?? 1), blobsPerIndex: BLOBS_PER_INDEX },
+      { maxWrites: Math.min(3, repo.backend.connections ?? 1), blobsPerIndex: backupTuning.blobsPerIndex },
       {
         indexWritten: (name, packs) => {
           repo.cache.addIndexFile(name, packs);
