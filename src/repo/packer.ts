@@ -69,7 +69,6 @@ export interface PackerOptions {
 }
 
 const MAX_BLOBS_PER_PACK = 100_000;
-
 const TREE_PACK_START = 1 << 20;
 /**
  * Tree packs are closed at this size (data packs at packSize): their buffer
