@@ -214,6 +214,17 @@ function baseNode(name: Buffer, st: EntryMeta): TreeNode {
   return n;
 }
 
+/**
+ * blobsPerIndex: an index file is written every this many new blobs
+ * (besides the packer's own rules), and the session forgets them once the
+ * cache lists them: live memory then stops growing with the number of files
+ * saved (docs/PERFORMANCE.md, "Session 5: peak RSS of `small`").
+ */
+export const backupTuning = {
+  /** (Changed by tests only.) */
+  blobsPerIndex: 20_000,
+};
+
 const NO_IDS: ReadonlySet<string> = new Set();
 /**
  * Stands for "the index lists every data blob of this directory's parent
@@ -278,8 +289,13 @@ export class Archiver {
       repo.writeKeys(),
       repo.config.packSize,
       // Remote backends take several uploads at once (each in flight holds one pack buffer).
-      { maxWrites: Math.min(3, repo.backend.connections ?? 1) },
-      { indexWritten: (name, packs) => repo.cache.addIndexFile(name, packs) },
+      { maxWrites: Math.min(3, repo.backend.connections ?? 1), blobsPerIndex: backupTuning.blobsPerIndex },
+      {
+        indexWritten: (name, packs) => {
+          repo.cache.addIndexFile(name, packs);
+          repo.forgetIndexed(packs);
+        },
+      },
     );
     if (repo.writeOnly) this.local = new WriteOnlyState(repo.writeOnlyCacheKey!, repo.writeOnlyStateDir);
     this.pipeline = new DataPipeline(repo, this.packer, (n) => {

@@ -129,13 +129,18 @@ export class IndexCache {
 
   /** Records the packs and blobs an index file lists, in one transaction. */
   addIndexFile(name: string, packs: IndexedPack[]): void {
+    // Blobs in id order: each B-tree page is then visited once per file,
+    // not once per blob (a backup adds a file every 20,000 new blobs).
+    const rows: { b: IndexedPack['blobs'][number]; pid: Buffer }[] = [];
+    const pids = packs.map((p) => Buffer.from(p.id, 'hex'));
+    packs.forEach((p, i) => {
+      for (const b of p.blobs) rows.push({ b, pid: pids[i] });
+    });
+    rows.sort((x, y) => (x.b.id < y.b.id ? -1 : x.b.id > y.b.id ? 1 : 0));
     this.db.transaction(() => {
       this.stmts.addIndexFile.run(name);
-      for (const p of packs) {
-        const pid = Buffer.from(p.id, 'hex');
-        this.stmts.addPack.run(pid, name, p.length, p.ref?.length ? p.ref : null);
-        for (const b of p.blobs) this.stmts.addBlob.run(Buffer.from(b.id, 'hex'), BLOB_TYPE_CODE[b.type], pid, b.offset, b.length, b.rawLength);
-      }
+      packs.forEach((p, i) => this.stmts.addPack.run(pids[i], name, p.length, p.ref?.length ? p.ref : null));
+      for (const { b, pid } of rows) this.stmts.addBlob.run(Buffer.from(b.id, 'hex'), BLOB_TYPE_CODE[b.type], pid, b.offset, b.length, b.rawLength);
     })();
   }
 
@@ -261,6 +266,11 @@ export class IndexCache {
     return (this.stmts.lookupAll.all(Buffer.from(id, 'hex'), BLOB_TYPE_CODE[type]) as { pack: Buffer; offset: number; length: number; raw_length: number }[]).map(
       (r) => ({ packId: r.pack.toString('hex') as PackId, offset: r.offset, length: r.length, rawLength: r.raw_length }),
     );
+  }
+
+  /** Whether any blob of `type` is listed. */
+  hasAny(type: BlobType): boolean {
+    return this.db.prepare('SELECT 1 FROM blobs WHERE type = ? LIMIT 1').pluck().get(BLOB_TYPE_CODE[type]) !== undefined;
   }
 
   has(type: BlobType, id: string | Buffer): boolean {

@@ -58,6 +58,12 @@ export interface PackerEvents {
 export interface PackerOptions {
   maxWrites?: number;
   packsPerIndex?: number;
+  /**
+   * Also write an index file once the packs not yet in one list this many
+   * blobs: their entries (and the session's record of them, see
+   * Repository.forgetIndexed) then leave memory (docs/PERFORMANCE.md).
+   */
+  blobsPerIndex?: number;
   /** Also write an index file once the oldest unindexed pack is this old (so a killed backup's packs are reused). */
   indexEveryMs?: number;
 }
@@ -78,6 +84,8 @@ export class Packer {
   private readonly maxWrites: number;
   private readonly packsPerIndex: number;
   private readonly indexEveryMs: number;
+  private readonly blobsPerIndex: number;
+  private unindexedBlobs = 0;
   private unindexedSince = 0;
   private unindexed: IndexedPack[] = [];
   private failure: unknown;
@@ -94,6 +102,7 @@ export class Packer {
     this.maxWrites = opts.maxWrites ?? 1;
     this.packsPerIndex = opts.packsPerIndex ?? 32;
     this.indexEveryMs = opts.indexEveryMs ?? 60_000;
+    this.blobsPerIndex = opts.blobsPerIndex ?? Infinity;
     // The open data pack plus the packs being written (tree packs grow their
     // own buffers). A pack is closed before a blob would overflow it, so
     // buffers need only packSize (a larger blob gets a pack of its own).
@@ -225,21 +234,25 @@ export class Packer {
       this.events.packWritten?.(pack);
       if (this.unindexed.length === 0) this.unindexedSince = Date.now();
       this.unindexed.push(pack);
+      this.unindexedBlobs += pack.blobs.length;
     } finally {
       if (p.pooled) this.buffers.release(p.buf);
     }
-    if (this.unindexed.length >= this.packsPerIndex || Date.now() - this.unindexedSince >= this.indexEveryMs) await this.writeIndex();
+    if (this.unindexed.length >= this.packsPerIndex || this.unindexedBlobs >= this.blobsPerIndex || Date.now() - this.unindexedSince >= this.indexEveryMs) await this.writeIndex();
   }
 
   private async writeIndex(): Promise<void> {
     if (this.unindexed.length === 0) return;
     const packs = this.unindexed;
+    const blobs = this.unindexedBlobs;
     this.unindexed = [];
+    this.unindexedBlobs = 0;
     let name: string;
     try {
       name = await writeIndexFile(this.backend, this.keys.repo, packs);
     } catch (e) {
       this.unindexed.unshift(...packs);
+      this.unindexedBlobs += blobs;
       throw e;
     }
     this.events.indexWritten?.(name, packs);

@@ -479,7 +479,10 @@ export class Repository {
     let batch: { name: string; packs: IndexedPack[] }[] = [];
     let batchBlobs = 0;
     const flush = () => {
-      if (batch.length) this.cache.addIndexFiles(batch);
+      if (batch.length) {
+        this.cache.addIndexFiles(batch);
+        this.cacheWasEmpty = {}; // (others' blobs now: ask again)
+      }
       batch = [];
       batchBlobs = 0;
     };
@@ -566,18 +569,56 @@ export class Repository {
    * saved in this session, each once; they are noted as being saved.
    */
   claimNewBlobs(type: BlobType, ids: string[]): Set<string> {
+    const candidates: string[] = [];
     const unsure: string[] = [];
     const session = this.sessionBlobs[type];
-    for (const id of ids) if (!session.has(id)) unsure.push(id);
+    // When the cache listed none of this type before the session wrote an
+    // index file (a first backup), only ids that may have been forgotten
+    // can be in it: the others need no query (see forgetIndexed).
+    const empty = (this.cacheWasEmpty[type] ??= !this.cache.hasAny(type));
+    const forgotten = this.forgotten[type];
+    for (const id of ids) {
+      if (session.has(id)) continue;
+      candidates.push(id);
+      if (!empty || forgotten.has(idTag(id))) unsure.push(id);
+    }
     const known = unsure.length ? this.cache.knownOf(type, unsure) : new Set<string>();
     const claimed = new Set<string>();
-    for (const id of unsure) {
+    for (const id of candidates) {
       if (known.has(id) || claimed.has(id)) continue;
       claimed.add(id);
       this.noteSaved(type, id);
     }
     return claimed;
   }
+
+  /**
+   * The packs' blobs are now in the index cache (an index file of this
+   * session was written and added): the session need not remember them,
+   * hasBlob and claimNewBlobs find them in the cache. Keeps a backup's
+   * memory from growing with every blob it saves.
+   */
+  forgetIndexed(packs: readonly IndexedPack[]): void {
+    for (const p of packs) {
+      for (const b of p.blobs) {
+        // Asked now, the cache already lists these: "not empty", the safe answer.
+        this.cacheWasEmpty[b.type] ??= false;
+        if (this.sessionBlobs[b.type].delete(b.id)) this.forgotten[b.type].add(idTag(b.id));
+      }
+    }
+  }
+
+  /**
+   * Per type: whether the cache listed no blob of it when claimNewBlobs was
+   * first asked (undefined: not yet known).
+   */
+  private cacheWasEmpty: Partial<Record<BlobType, boolean>> = {};
+  /**
+   * Per type: a 28-bit tag of each id forgetIndexed dropped. A filter: an
+   * id whose tag is absent was not forgotten; one whose tag is present may
+   * have been (ask the cache). ~25 bytes per blob instead of ~130.
+   */
+  private readonly forgotten: Record<BlobType, Set<number>> = { data: new Set(), tree: new Set() };
 
   /** Records that a blob is being saved in this session (so it is not saved twice). */
   noteSaved(type: BlobType, id: string): void {
@@ -734,4 +775,9 @@ function preloadNativeModules(): void {
       // reported where the module is used
     }
   }
+}
+
+/** The first 28 bits of a hex id, as a small integer (see Repository.forgotten). */
+function idTag(id: string): number {
+  return parseInt(id.slice(0, 7), 16);
 }
