@@ -10,7 +10,7 @@ import type { Snapshot } from '../format/snapshot.js';
 import { readPassword } from './password.js';
 import { ProgressLine } from './progress.js';
 import { bytes, duration, localTime, table } from './format.js';
-import { openRepo, openRepoBackend, Output, parseSize, repoLocation, type GlobalOptions } from './context.js';
+import { openRepo, openRepoBackend, Output, parseSize, type GlobalOptions } from './context.js';
 import { buildSelection, type SelectFlags } from './backup-select.js';
 import { jsonStatus } from './json-status.js';
 import { closeSync } from 'node:fs';
