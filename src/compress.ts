@@ -24,45 +24,50 @@ let scratch = Buffer.allocUnsafe(0);
 export const DEFAULT_LEVEL = 3;
 
 /**
+ * zstd of `src` into the shared scratch buffer at `at`, when that is smaller
+ * than `src`: returns the frame's length, or -1 (too small to try, or it did
+ * not shrink). The scratch also has room for `src` itself after `at`.
+ */
+function compressToScratch(src: Uint8Array, level: number, at: number): number {
+  const bound = level > 0 && src.length >= 64 ? zstd().compressBound(src.length) : 0;
+  const need = at + Math.max(bound, src.length);
+  if (scratch.length < need) scratch = Buffer.allocUnsafe(Math.max(need, 1 << 20));
+  if (bound === 0) return -1;
+  cctx ??= new (zstd().CCtx)();
+  const n = cctx.compress(scratch.subarray(at), src, level);
+  return n < src.length ? n : -1;
+}
+
+/**
  * Returns the zstd frame if it is smaller than the input, else undefined.
- * The frame is a view of a scratch buffer: valid only until the next call.
+ * The frame is a view of a scratch buffer shared with flaggedBody: valid only
+ * until the next call of either.
  */
 export function compressIfSmaller(src: Uint8Array, level = DEFAULT_LEVEL): Buffer | undefined {
-  if (src.length < 64) return undefined;
-  cctx ??= new (zstd().CCtx)();
-  const bound = zstd().compressBound(src.length);
-  if (scratch.length < bound) scratch = Buffer.allocUnsafe(Math.max(bound, 1 << 20));
-  const n = cctx.compress(scratch, src, level);
-  if (n >= src.length) return undefined;
-  return scratch.subarray(0, n);
+  const n = compressToScratch(src, level, 0);
+  return n < 0 ? undefined : scratch.subarray(0, n);
 }
 
 /**
  * A blob body for sealing: one flag byte, then either a zstd frame of `src`
  * (flag `zstdFlag`, when that is smaller) or `src` itself (flag `rawFlag`),
- * built in a reused scratch buffer so the cipher gets one contiguous input.
- * `level` 0: never compressed. Valid only until the next call. Undefined:
- * stored raw, but too large to be worth copying (the caller seals flag and `src`).
+ * built in the scratch buffer so the cipher gets one contiguous input.
+ * `level` 0: never compressed. Valid only until the next call (of this or
+ * compressIfSmaller). Undefined: stored raw, but too large to be worth
+ * copying (the caller seals flag and `src`).
  */
 export function flaggedBody(src: Uint8Array, level: number, rawFlag: number, zstdFlag: number): Buffer | undefined {
-  const bound = level > 0 && src.length >= 64 ? zstd().compressBound(src.length) : 0;
-  const need = 1 + Math.max(bound, src.length);
-  if (bodyScratch.length < need) bodyScratch = Buffer.allocUnsafe(Math.max(need, 1 << 20));
-  if (bound > 0) {
-    cctx ??= new (zstd().CCtx)();
-    const n = cctx.compress(bodyScratch.subarray(1), src, level);
-    if (n < src.length) {
-      bodyScratch[0] = zstdFlag;
-      return bodyScratch.subarray(0, 1 + n);
-    }
+  const n = compressToScratch(src, level, 1);
+  if (n >= 0) {
+    scratch[0] = zstdFlag;
+    return scratch.subarray(0, 1 + n);
   }
   // Large raw bodies are not copied: the caller passes the flag and `src` as two parts.
   if (src.length > RAW_COPY_MAX) return undefined;
-  bodyScratch[0] = rawFlag;
-  bodyScratch.set(src, 1);
-  return bodyScratch.subarray(0, 1 + src.length);
+  scratch[0] = rawFlag;
+  scratch.set(src, 1);
+  return scratch.subarray(0, 1 + src.length);
 }
-let bodyScratch = Buffer.allocUnsafe(0);
 const RAW_COPY_MAX = 64 << 10;
 
 /** Decompresses one frame whose content size must equal `expectedLength`. Throws on any mismatch. */

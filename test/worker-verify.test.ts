@@ -5,21 +5,26 @@ import { gearBytesFrom } from '../dist/src/crypto/keys.js';
 import { computeBlobId, openBlobInto, BLOB_OVERHEAD } from '../dist/src/format/blob.js';
 import { DEFAULT_CHUNKER } from '../dist/src/repo/repository.js';
 
+const ctx = { chunker: DEFAULT_CHUNKER, gearBytes: gearBytesFrom(randomBytes(32)), blobIdKey: randomBytes(32), blobKey: randomBytes(32), compressionLevel: 3 };
+
+/** Seals `plain` back to back with hot.seal, as a worker does for one batch. */
+function sealAll(hot: HotPath, plain: Buffer[], probe = false) {
+  const input = Buffer.concat(plain);
+  let at = 0;
+  const items = plain.map((p) => {
+    const it = { offset: at, length: p.length, type: 'data' as const, id: computeBlobId(ctx.blobIdKey, p).toString('hex') };
+    at += p.length;
+    return it;
+  });
+  const out = Buffer.alloc(input.length + plain.length * BLOB_OVERHEAD);
+  const lengths = hot.seal(input, items, out, probe);
+  return { items, lengths, out };
+}
+
 // verifyPack asks its collector for a young-generation GC every 4 MiB of opened blobs (check --read-data's memory).
 describe('HotPath.verifyPack', () => {
-  const ctx = { chunker: DEFAULT_CHUNKER, gearBytes: gearBytesFrom(randomBytes(32)), blobIdKey: randomBytes(32), blobKey: randomBytes(32), compressionLevel: 3 };
-
   function pack(hot: HotPath, sizes: number[]): { buf: Buffer; items: OpenItem[] } {
-    const plain = sizes.map((n) => randomBytes(n));
-    const input = Buffer.concat(plain);
-    let at = 0;
-    const seal = plain.map((p) => {
-      const it = { offset: at, length: p.length, type: 'data' as const, id: computeBlobId(ctx.blobIdKey, p).toString('hex') };
-      at += p.length;
-      return it;
-    });
-    const out = Buffer.alloc(input.length + sizes.length * BLOB_OVERHEAD);
-    const lengths = hot.seal(input, seal, out);
+    const { items: seal, lengths, out } = sealAll(hot, sizes.map((n) => randomBytes(n)));
     let pos = 0;
     const items = seal.map((s, k) => {
       const it = { offset: pos, length: lengths[k], type: s.type, id: s.id, rawLength: sizes[k] };
@@ -52,19 +57,10 @@ describe('HotPath.verifyPack', () => {
 });
 
 describe('HotPath.seal probe mode', () => {
-  const ctx = { chunker: DEFAULT_CHUNKER, gearBytes: gearBytesFrom(randomBytes(32)), blobIdKey: randomBytes(32), blobKey: randomBytes(32), compressionLevel: 3 };
   const hot = new HotPath(ctx);
 
   function seal(plain: Buffer[], probe: boolean): { lengths: number[]; out: Buffer } {
-    const input = Buffer.concat(plain);
-    let at = 0;
-    const items = plain.map((p) => {
-      const it = { offset: at, length: p.length, type: 'data' as const, id: computeBlobId(ctx.blobIdKey, p).toString('hex') };
-      at += p.length;
-      return it;
-    });
-    const out = Buffer.alloc(input.length + plain.length * BLOB_OVERHEAD);
-    const lengths = hot.seal(input, items, out, probe);
+    const { items, lengths, out } = sealAll(hot, plain, probe);
     // Every blob opens to its plaintext, compressed or not.
     let pos = 0;
     lengths.forEach((n, k) => {

@@ -36,7 +36,7 @@
  */
 
 import { DEFAULT_GEAR } from './gear.js';
-import { loadBinding, type NativeGearScan } from '../platform/addon.js';
+import { usableBinding, type NativeGearScan } from '../platform/addon.js';
 
 /**
  * Content-defined chunking sizes in bytes (min ≤ avg ≤ max).
@@ -170,7 +170,7 @@ export class FastCdc {
     // Private copy, reinterpreted as int32 (same bits, keeps V8 in int32 land).
     this.gear = new Int32Array(Uint32Array.from(gear).buffer);
     this.gearBytes = Buffer.from(this.gear.buffer);
-    this.nativeScan = loadBinding()?.gearScan;
+    this.nativeScan = usableBinding()?.gearScan;
   }
 
   /**

@@ -80,6 +80,11 @@ export function loadBinding(): NativeBinding | null {
   return loadResult.binding;
 }
 
+/** The addon for use: null when it is missing or COFFER_NO_NATIVE=1 turns it off (callers fall back to JS). */
+export function usableBinding(): NativeBinding | null {
+  return nativeDisabled() ? null : loadBinding();
+}
+
 function tryLoad(): { binding: NativeBinding | null; path: string | null; error: Error | null } {
   const root = findPackageRoot();
   if (root === null) return { binding: null, path: null, error: new Error('coffer package root not found') };
@@ -113,6 +118,6 @@ export function nativeAddonStatus(): NativeAddonStatus {
 
 /** The addon's AES-256-GCM pair, or null (addon missing, disabled, or built without OpenSSL headers). */
 export function nativeGcm(): Required<Pick<NativeBinding, 'gcmSeal' | 'gcmOpen'>> | null {
-  const b = nativeDisabled() ? null : loadBinding();
+  const b = usableBinding();
   return b && typeof b.gcmSeal === 'function' && typeof b.gcmOpen === 'function' ? (b as Required<Pick<NativeBinding, 'gcmSeal' | 'gcmOpen'>>) : null;
 }

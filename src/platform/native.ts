@@ -20,7 +20,7 @@ import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readSync, const
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import util from 'node:util';
-import { loadBinding, nativeDisabled, type NativeBinding } from './addon.js';
+import { usableBinding, type NativeBinding } from './addon.js';
 
 export { nativeAddonStatus, type NativeAddonStatus } from './addon.js';
 
@@ -274,8 +274,8 @@ function runMkfifo(p: string, modeOctal: string): Promise<void> {
  * `native: false` always returns the pure-JS fallback (for tests).
  */
 export function createPlatform(opts: { native: boolean }): Platform {
-  if (opts.native && !nativeDisabled()) {
-    const binding = loadBinding();
+  if (opts.native) {
+    const binding = usableBinding();
     if (binding !== null) return new NativePlatform(binding);
   }
   return new FallbackPlatform();
@@ -395,13 +395,13 @@ export class DirScan {
 
 /** True when scanDir gets each entry's metadata with the listing (the native addon is in use). */
 export function scanHasMeta(): boolean {
-  const b = nativeDisabled() ? null : loadBinding();
+  const b = usableBinding();
   return b !== null && typeof b.scanDir === 'function';
 }
 
 /** Lists a directory (throws like readdirSync). */
 export function scanDir(dir: Buffer): DirScan {
-  const b = nativeDisabled() ? null : loadBinding();
+  const b = usableBinding();
   if (!b || typeof b.scanDir !== 'function') {
     const names = readdirSync(dir, { encoding: 'buffer' });
     return new DirScan(names.length, names);
@@ -422,7 +422,7 @@ export const NOT_REGULAR = -1;
  * Errors carry `syscall` "open", "fstat" or "read"; the file is closed.
  */
 export function readSmallFile(p: Buffer, buf: Buffer, offset: number, want: number): number {
-  const b = nativeDisabled() ? null : loadBinding();
+  const b = usableBinding();
   if (b && typeof b.readSmall === 'function') return b.readSmall(p, buf, offset, want);
   const fd = openSync(p, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
   let n = 0;
