@@ -5,6 +5,7 @@ import path from 'node:path';
 import { applyPolicy, applyPolicyGrouped, isEmptyPolicy, parseDuration, parseGroupBy, type RetentionPolicy } from '../dist/src/lifecycle/retention.js';
 import { policyFrom, type ForgetOptions } from '../dist/src/cli/cmd-forget.js';
 import { ROOT } from './helpers.js';
+import { compareTimes, isoWithOffset, recordedOffsetMinutes } from '../dist/src/util/time.js';
 
 let n = 0;
 function snap(time: string, extra: { hostname?: string; paths?: string[]; tags?: string[] } = {}) {
@@ -194,5 +195,44 @@ describe('retention policy', () => {
     expect(isEmptyPolicy({ last: 1 })).toBe(false);
     expect(isEmptyPolicy({ withinDaily: parseDuration('0d') })).toBe(true);
     expect(isEmptyPolicy({ withinWeekly: parseDuration('1d') })).toBe(false);
+  });
+
+  /** Runs `fn` with the process's time zone set to `tz` (Node reads TZ on change). */
+  function inZone<T>(tz: string, fn: () => T): T {
+    const saved = process.env.TZ;
+    process.env.TZ = tz;
+    try {
+      return fn();
+    } finally {
+      if (saved === undefined) delete process.env.TZ;
+      else process.env.TZ = saved;
+    }
+  }
+
+  it('counts periods in the zone each snapshot recorded, whatever the zone of the machine', () => {
+    // Local days in +10:00: Jan 2, Jan 1, Jan 1. In UTC all three fall on Jan 1.
+    const s = [snap('2026-01-02T00:30:00.000+10:00'), snap('2026-01-01T23:30:00.000+10:00'), snap('2026-01-01T20:00:00.000+10:00')];
+    for (const tz of ['UTC', 'America/New_York', 'Asia/Kolkata']) {
+      expect(inZone(tz, () => kept(applyPolicy(s, { daily: 2 }))), tz).toEqual(['2026-01-02T00:30', '2026-01-01T23:30']);
+    }
+    // Counted in UTC instead, the two Jan-1 (UTC) snapshots after the newest share its day; the oldest is kept as such.
+    expect(kept(applyPolicy(s, { daily: 2 }, { utc: true }))).toEqual(['2026-01-02T00:30', '2026-01-01T20:00']);
+    // keep-within subtracts calendar units in the reference snapshot's zone: 1m before Mar 1 00:30 (+10:00) is Feb 1 00:30 (+10:00).
+    const w = [snap('2026-03-01T00:30:00.000+10:00'), snap('2026-02-01T00:40:00.000+10:00'), snap('2026-02-01T00:20:00.000+10:00')];
+    expect(inZone('America/New_York', () => kept(applyPolicy(w, { within: parseDuration('1m') })))).toEqual(['2026-03-01T00:30', '2026-02-01T00:40']);
+  });
+
+  it('writes snapshot times as local time with the zone offset, and orders them by instant', () => {
+    const t = new Date('2026-01-01T00:00:00.000Z');
+    expect(inZone('Asia/Kolkata', () => isoWithOffset(t))).toBe('2026-01-01T05:30:00.000+05:30');
+    expect(inZone('America/New_York', () => isoWithOffset(t))).toBe('2025-12-31T19:00:00.000-05:00');
+    expect(inZone('UTC', () => isoWithOffset(t))).toBe('2026-01-01T00:00:00.000Z');
+    for (const tz of ['Asia/Kolkata', 'America/New_York', 'UTC']) expect(Date.parse(inZone(tz, () => isoWithOffset(t)))).toBe(t.getTime());
+    expect(recordedOffsetMinutes('2026-01-01T05:30:00.000+05:30')).toBe(330);
+    expect(recordedOffsetMinutes('2025-12-31T19:00:00-05:00')).toBe(-300);
+    expect(recordedOffsetMinutes('2026-01-01T00:00:00Z')).toBe(0);
+    // As text the +05:30 time sorts after the -05:00 one, as instants they are equal; 10:00+02:00 is before 09:00Z.
+    expect(compareTimes('2026-01-01T05:30:00.000+05:30', '2025-12-31T19:00:00.000-05:00')).toBe(0);
+    expect(compareTimes('2026-01-01T10:00:00+02:00', '2026-01-01T09:00:00Z')).toBeLessThan(0);
   });
 });

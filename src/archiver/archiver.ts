@@ -27,6 +27,7 @@ import { Semaphore } from '../util/semaphore.js';
 import type { EntryFilter } from './select.js';
 import { VERSION } from '../version.js';
 import { WriteOnlyState } from './write-only-state.js';
+import { isoWithOffset } from '../util/time.js';
 
 /**
  * Progress of a running backup, passed to `onProgress` (at most ten times a second).
@@ -372,8 +373,8 @@ export class Archiver {
     const p = this.pipeline.stats;
     const c = this.counters;
     const summary: SnapshotSummary = {
-      backup_start: start.toISOString(),
-      backup_end: new Date().toISOString(),
+      backup_start: isoWithOffset(start),
+      backup_end: isoWithOffset(new Date()),
       files_new: c.filesNew,
       files_changed: c.filesChanged,
       files_unmodified: c.filesUnmodified,
@@ -391,7 +392,7 @@ export class Archiver {
     const user = os.userInfo();
     const data: SnapshotData = {
       version: 1,
-      time: (this.opts.time ?? start).toISOString(),
+      time: isoWithOffset(this.opts.time ?? start),
       hostname,
       username: user.username,
       uid: user.uid,

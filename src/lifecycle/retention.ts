@@ -1,3 +1,5 @@
+import { recordedOffsetMinutes } from '../util/time.js';
+
 /**
  * Retention policies for `forget`, as restic documents them (doc/060_forget.rst):
  * snapshots are grouped (by host and paths by default), and within each group,
@@ -122,43 +124,36 @@ export function formatDuration(d: Duration): string {
   return parts.length ? parts.join('') : '0h';
 }
 
-interface Calendar {
-  year(t: Date): number;
-  month(t: Date): number;
-  day(t: Date): number;
-  hour(t: Date): number;
-  /** t minus a duration, calendar-wise (like Go's AddDate then Add). */
-  minus(t: Date, d: Duration): Date;
+/**
+ * A moment as the wall clock showed it where the snapshot was taken: `wall`
+ * is that clock reading expressed as a UTC date (so the UTC getters return
+ * its fields), `offset` the zone's offset in minutes.
+ */
+interface Zoned {
+  ms: number;
+  wall: Date;
+  offset: number;
 }
 
-const LOCAL: Calendar = {
-  year: (t) => t.getFullYear(),
-  month: (t) => t.getMonth() + 1,
-  day: (t) => t.getDate(),
-  hour: (t) => t.getHours(),
-  minus: (t, d) => {
-    const r = new Date(t.getTime());
-    r.setFullYear(r.getFullYear() - d.years, r.getMonth() - d.months, r.getDate() - d.days);
-    return new Date(r.getTime() - d.hours * 3600_000);
-  },
-};
+function zoned(ms: number, offset: number): Zoned {
+  return { ms, wall: new Date(ms + offset * 60_000), offset };
+}
 
-const UTC: Calendar = {
-  year: (t) => t.getUTCFullYear(),
-  month: (t) => t.getUTCMonth() + 1,
-  day: (t) => t.getUTCDate(),
-  hour: (t) => t.getUTCHours(),
-  minus: (t, d) => {
-    const r = new Date(t.getTime());
-    r.setUTCFullYear(r.getUTCFullYear() - d.years, r.getUTCMonth() - d.months, r.getUTCDate() - d.days);
-    return new Date(r.getTime() - d.hours * 3600_000);
-  },
-};
+/** The snapshot's time in its recorded zone (as restic counts periods), or in UTC when `utc` is set. */
+function zonedTime(time: string, utc: boolean): Zoned {
+  return zoned(Date.parse(time), utc ? 0 : recordedOffsetMinutes(time));
+}
+
+/** t minus a duration, calendar-wise in t's zone (like Go's AddDate then Add); in ms. */
+function minus(t: Zoned, d: Duration): number {
+  const r = new Date(t.wall.getTime());
+  r.setUTCFullYear(r.getUTCFullYear() - d.years, r.getUTCMonth() - d.months, r.getUTCDate() - d.days);
+  return r.getTime() - t.offset * 60_000 - d.hours * 3600_000;
+}
 
 /** ISO 8601 week-numbering year and week, as year * 100 + week. */
-function isoWeek(cal: Calendar, t: Date): number {
-  // Work on the calendar date (in the chosen zone) as a UTC date.
-  const d = new Date(Date.UTC(cal.year(t), cal.month(t) - 1, cal.day(t)));
+function isoWeek(t: Zoned): number {
+  const d = new Date(Date.UTC(t.wall.getUTCFullYear(), t.wall.getUTCMonth(), t.wall.getUTCDate()));
   const dow = d.getUTCDay() || 7; // Monday 1 … Sunday 7
   d.setUTCDate(d.getUTCDate() + 4 - dow); // the Thursday of this week decides the year
   const y = d.getUTCFullYear();
@@ -167,18 +162,22 @@ function isoWeek(cal: Calendar, t: Date): number {
 }
 
 /** The number that names the period (hour, day, ISO week, month, year) `t` falls in. */
-function periodOf(cal: Calendar, period: Period, t: Date): number {
+function periodOf(period: Period, t: Zoned): number {
+  const w = t.wall;
+  const year = w.getUTCFullYear();
+  const month = w.getUTCMonth() + 1;
+  const day = w.getUTCDate();
   switch (period) {
     case 'hourly':
-      return cal.year(t) * 1_000_000 + cal.month(t) * 10_000 + cal.day(t) * 100 + cal.hour(t);
+      return year * 1_000_000 + month * 10_000 + day * 100 + w.getUTCHours();
     case 'daily':
-      return cal.year(t) * 10_000 + cal.month(t) * 100 + cal.day(t);
+      return year * 10_000 + month * 100 + day;
     case 'weekly':
-      return isoWeek(cal, t);
+      return isoWeek(t);
     case 'monthly':
-      return cal.year(t) * 100 + cal.month(t);
+      return year * 100 + month;
     case 'yearly':
-      return cal.year(t);
+      return year;
   }
 }
 
@@ -186,7 +185,7 @@ function periodOf(cal: Calendar, period: Period, t: Date): number {
 interface Bucket {
   count: number;
   reason: string;
-  value(t: Date, nr: number): number;
+  value(t: Zoned, nr: number): number;
   last: number;
 }
 
@@ -199,7 +198,10 @@ interface WithinBucket {
 }
 
 export interface ApplyOptions {
-  /** Use UTC instead of the local time zone for hours, days, weeks… (tests). */
+  /**
+   * Count hours, days, weeks… in UTC. Without it, each snapshot's periods are
+   * those of the zone its time was recorded in (as restic does).
+   */
   utc?: boolean;
   /**
    * The current time: snapshots after it do not serve as the reference of
@@ -209,13 +211,13 @@ export interface ApplyOptions {
   now?: Date;
 }
 
-/** The reference time of the within rules (ms), or -Infinity when there is none (everything is within). */
-function reference(list: RetentionSnapshot[], now: Date | undefined): number {
-  if (!now) return list.length ? Date.parse(list[0].time) : -Infinity;
-  let latest = -Infinity;
+/** The reference snapshot time of the within rules, or undefined when there is none (everything is within). */
+function reference(list: RetentionSnapshot[], now: Date | undefined): string | undefined {
+  if (!now) return list[0]?.time;
+  let latest: string | undefined;
   for (const s of list) {
     const t = Date.parse(s.time);
-    if (t > latest && t < now.getTime()) latest = t;
+    if ((latest === undefined || t > Date.parse(latest)) && t < now.getTime()) latest = s.time;
   }
   return latest;
 }
@@ -228,17 +230,17 @@ function reference(list: RetentionSnapshot[], now: Date | undefined): number {
  * ```
  */
 export function applyPolicy<S extends RetentionSnapshot>(snapshots: S[], policy: RetentionPolicy, opts: ApplyOptions = {}): Decision<S>[] {
-  const cal = opts.utc ? UTC : LOCAL;
+  const utc = opts.utc ?? false;
   const list = [...snapshots].sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || b.id.localeCompare(a.id));
   const buckets: Bucket[] = [];
   const add = (count: number | undefined, reason: string, value: Bucket['value']) => {
     if (count) buckets.push({ count, reason, value, last: Number.NaN });
   };
   add(policy.last, 'last snapshot', (_t, nr) => nr);
-  for (const p of PERIODS) add(policy[p], `${p} snapshot`, (t) => periodOf(cal, p, t));
+  for (const p of PERIODS) add(policy[p], `${p} snapshot`, (t) => periodOf(p, t));
 
   const ref = reference(list, opts.now);
-  const since = (d: Duration) => (ref === -Infinity ? -Infinity : cal.minus(new Date(ref), d).getTime());
+  const since = (d: Duration) => (ref === undefined ? -Infinity : minus(zonedTime(ref, utc), d));
   const withinFrom = policy.within && !durationIsZero(policy.within) ? since(policy.within) : undefined;
   const withinBuckets: WithinBucket[] = [];
   for (const p of PERIODS) {
@@ -247,13 +249,13 @@ export function applyPolicy<S extends RetentionSnapshot>(snapshots: S[], policy:
   }
 
   return list.map((s, nr) => {
-    const t = new Date(Date.parse(s.time));
+    const t = zonedTime(s.time, utc);
     const oldest = nr === list.length - 1;
     const reasons: string[] = [];
     for (const tags of policy.tags ?? []) {
       if (tags.length && tags.every((tag) => s.tags.includes(tag))) reasons.push(`has tags [${tags.join(', ')}]`);
     }
-    if (withinFrom !== undefined && t.getTime() > withinFrom) reasons.push(`within ${formatDuration(policy.within!)}`);
+    if (withinFrom !== undefined && t.ms > withinFrom) reasons.push(`within ${formatDuration(policy.within!)}`);
     for (const b of buckets) {
       if (b.count === 0) continue;
       const v = b.value(t, nr);
@@ -267,8 +269,8 @@ export function applyPolicy<S extends RetentionSnapshot>(snapshots: S[], policy:
     }
     // Within rules: no count; the oldest snapshot too, when it is in range.
     for (const b of withinBuckets) {
-      if (!(t.getTime() > b.from)) continue;
-      const v = periodOf(cal, b.period, t);
+      if (!(t.ms > b.from)) continue;
+      const v = periodOf(b.period, t);
       if (v !== b.last || oldest) {
         reasons.push(v === b.last ? `oldest ${b.reason}` : b.reason);
         b.last = v;

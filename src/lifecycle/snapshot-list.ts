@@ -9,6 +9,7 @@ import { decodeAnyJsonFile } from '../format/owner-file.js';
 import { validateSnapshot, type Snapshot } from '../format/snapshot.js';
 import { storageFailure, type Repository } from '../repo/repository.js';
 import type { SnapshotId } from '../ids.js';
+import { compareTimes } from '../util/time.js';
 
 export interface TolerantListing {
   /** Readable snapshots, oldest first. */
@@ -35,7 +36,7 @@ export async function listSnapshotsTolerant(repo: Repository): Promise<TolerantL
       damaged.push(name);
     }
   }
-  snapshots.sort((a, b) => a.time.localeCompare(b.time) || a.id.localeCompare(b.id));
+  snapshots.sort((a, b) => compareTimes(a.time, b.time) || a.id.localeCompare(b.id));
   return { snapshots, damaged };
 }
 

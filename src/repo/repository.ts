@@ -28,6 +28,7 @@ import { StorageError, describe, type Backend, type Handle, type ObjectInfo } fr
 import { WorkerPool, defaultThreads } from '../worker/pool.js';
 import { addKeyFile, openMaster, type RepoSecret } from './keyring.js';
 import type { BlobType, SnapshotId } from '../ids.js';
+import { compareTimes } from '../util/time.js';
 
 /** Blobs of new index files added to the cache per transaction by syncIndex (bounds the decoded entries held). */
 const SYNC_BATCH_BLOBS = 65_536;
@@ -718,7 +719,7 @@ export class Repository {
     this.cache.retainSnapshots(new Set(names));
     const out: Snapshot[] = [];
     for (const n of names) out.push(await this.loadSnapshotFile(n));
-    return out.sort((a, b) => a.time.localeCompare(b.time) || a.id.localeCompare(b.id));
+    return out.sort((a, b) => compareTimes(a.time, b.time) || a.id.localeCompare(b.id));
   }
 
   /** Resolves "latest", a full id or a unique prefix. */
