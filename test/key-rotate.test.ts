@@ -126,7 +126,7 @@ describe('key rotate', () => {
     const r = coffer(['snapshots'], pw(A, { COFFER_CACHE_DIR: path.join(dir, 'attacker-cache') }));
     expect(r.code, r.stderr).toBe(13);
     // (Index files it cannot read are skipped with a warning; the new snapshot file fails to open.)
-    expect(r.stderr).toMatch(new RegExp(`coffer: .*snapshots/${newSnaps[0]} is damaged`));
+    expect(r.stderr).toMatch(new RegExp(`coffer: .*snapshots/${newSnaps[0]} is damaged, or sealed under a newer key: .*rotated out`));
     rmSync(path.join(repo, 'keys', oldKeyId));
     ok(coffer(['check', '--read-data'], pw(B)));
   });

@@ -26,7 +26,7 @@ import { validateSnapshot, type Snapshot, type SnapshotData } from '../format/sn
 import { IndexCache, type BlobLocation } from '../cache/index-cache.js';
 import { StorageError, describe, type Backend, type Handle, type ObjectInfo } from '../storage/backend.js';
 import { WorkerPool, defaultThreads } from '../worker/pool.js';
-import { addKeyFile, openMaster, type RepoSecret } from './keyring.js';
+import { addKeyFile, listKeys, openMaster, type RepoSecret } from './keyring.js';
 import type { BlobType, SnapshotId } from '../ids.js';
 import { compareTimes } from '../util/time.js';
 
@@ -702,8 +702,26 @@ export class Repository {
     try {
       return { ...validateSnapshot(decodeAnyJsonFile(this.keys, 'snapshot', stored)), id: name as SnapshotId };
     } catch {
-      throw integrityError(`snapshots/${name} is damaged`, { file: `snapshots/${name}` });
+      throw integrityError(`snapshots/${name} is damaged${await this.rotatedOutHint()}`, { file: `snapshots/${name}` });
     }
+  }
+
+  private slotsBeyondThisKey?: Promise<boolean>;
+
+  /**
+   * A file that opens under none of this key's epochs is damaged — or sealed
+   * under a newer epoch, when this key is an old copy of a slot that
+   * `key rotate` removed. The two look alike (authenticated encryption fails
+   * either way); a key slot whose metadata this key cannot read either is the
+   * tell-tale of the second case, so the message names both.
+   */
+  private async rotatedOutHint(): Promise<string> {
+    if (this.writeOnly) return '';
+    this.slotsBeyondThisKey ??= listKeys(this.backend, allEpochs(this.keys).map((e) => e.metaKey)).then(
+      (slots) => slots.some((s) => s.kind === 'unreadable'),
+      () => false,
+    );
+    return (await this.slotsBeyondThisKey) ? ', or sealed under a newer key: the repository has key slots this key cannot read (was this key rotated out?)' : '';
   }
 
   /** All snapshots, oldest first. A damaged snapshot file fails the call, naming it. */
