@@ -12,9 +12,10 @@ import { registerExploreCommands } from './register-explore.js';
 import { registerCopy } from './register-copy.js';
 import { StorageError } from '../storage/backend.js';
 import { registerLifecycle } from './cmd-lifecycle.js';
+import { mark, takeMarks } from '../util/timing.js';
 
 /** The commands' code loads only when one of them runs (docs/PERFORMANCE.md, "Start-up"). */
-const commands = () => import('./commands.js');
+const commands = () => import('./commands.js').then((m) => (mark('commands loaded'), m));
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -174,6 +175,7 @@ function report(e: unknown, debug: boolean): number {
 
 /** Runs the CLI; resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  mark('cli loaded');
   const debug = process.env.COFFER_DEBUG === '1' || argv.includes('--debug');
   const abort = new AbortController();
   let interrupts = 0;
@@ -209,5 +211,13 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    printMarks();
   }
+}
+
+/** COFFER_TIMINGS=1: where the time went (see util/timing.ts), one mark a line on stderr. */
+function printMarks(): void {
+  mark('done');
+  const marks = takeMarks();
+  for (const m of marks) process.stderr.write(`coffer-timing ${m.ms.toFixed(1).padStart(8)} ms ${m.cpuMs.toFixed(1).padStart(8)} ms-cpu  ${m.name}\n`);
 }

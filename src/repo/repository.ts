@@ -28,6 +28,7 @@ import { StorageError, describe, type Backend, type Handle, type ObjectInfo } fr
 import { WorkerPool, defaultThreads } from '../worker/pool.js';
 import { addKeyFile, openMaster, type RepoSecret } from './keyring.js';
 import type { BlobType, SnapshotId } from '../ids.js';
+import { mark } from '../util/timing.js';
 
 /** Blobs of new index files added to the cache per transaction by syncIndex (bounds the decoded entries held). */
 const SYNC_BATCH_BLOBS = 65_536;
@@ -88,6 +89,15 @@ export interface OpenOptions {
    * `Repository.damagedIndexFiles`.
    */
   onWarning?(w: { file: string; message: string }): void;
+  /**
+   * Called once while the key is derived (right after the derivation has
+   * started; not at all when none is needed, as with a recovery key): the
+   * caller's own work that needs no key, such as loading the code it runs
+   * next, overlaps it. Must not throw.
+   */
+  whileDeriving?(): void;
+  /** The caller will use worker threads ({@link Repository.workers}): their code loads while the key is derived. */
+  workers?: boolean;
 }
 
 /** The one error every command but backup gives for a write-only key. */
@@ -329,15 +339,20 @@ export class Repository {
 
   /** Opens with a passphrase (a Buffer) or a recovery code's entropy ({kind: 'recovery', entropy}). */
   static async open(backend: Backend, secret: Buffer | RepoSecret, opts: OpenOptions = {}): Promise<Repository> {
+    mark('open');
     const stored = await readConfig(backend);
-    // While the KDF runs (about half a second, on a libuv thread) the main
+    // While the KDF runs (about half a second, on other threads) the main
     // thread is idle: list the index and load the native modules the rest of
     // the open needs. Neither needs a key; a wrong password only wastes them.
+    // The loading starts only once the derivation has: before, it would
+    // delay it (docs/PERFORMANCE.md, session 6 "start-up").
     const indexList = opts.skipIndex ? undefined : backend.list('index');
     indexList?.catch(() => undefined); // awaited (and reported) by syncIndex, or dropped
-    const preload = setTimeout(preloadNativeModules, 1);
-    preload.unref();
-    const got = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored), !opts.allowWriteOnly).catch((e) => {
+    const whileDeriving = () => {
+      opts.whileDeriving?.();
+      preloadNativeModules(opts.workers === true);
+    };
+    const got = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored), !opts.allowWriteOnly, whileDeriving).catch((e) => {
       throw e instanceof CofferError ? e : storageFailure(e);
     });
     const { keyName, weak } = got;
@@ -360,6 +375,7 @@ export class Repository {
       throw integrityError('the config file is damaged', { file: 'config' });
     }
     const cacheFile = opts.noCache ? undefined : path.join(opts.cacheDir ?? defaultCacheDir(), config.id, 'index.sqlite');
+    mark('keys derived');
     let cache: IndexCache;
     try {
       cache = IndexCache.open(cacheFile);
@@ -372,7 +388,9 @@ export class Repository {
     repo.onWarning = opts.onWarning;
     repo.prefetchedIndexList = indexList;
     try {
+      mark('cache opened');
       if (!opts.skipIndex) await repo.syncIndex();
+      mark('index synced');
     } catch (e) {
       await repo.close();
       throw e;
@@ -708,6 +726,7 @@ export class Repository {
   /** All snapshots, oldest first. A damaged snapshot file fails the call, naming it. */
   async listSnapshots(): Promise<Snapshot[]> {
     this.requireReadable();
+    mark('list snapshots');
     let listed;
     try {
       listed = await this.backend.list('snapshots');
@@ -718,6 +737,7 @@ export class Repository {
     this.cache.retainSnapshots(new Set(names));
     const out: Snapshot[] = [];
     for (const n of names) out.push(await this.loadSnapshotFile(n));
+    mark('snapshots listed');
     return out.sort((a, b) => a.time.localeCompare(b.time) || a.id.localeCompare(b.id));
   }
 
@@ -745,6 +765,7 @@ export class Repository {
   }
 
   async close(): Promise<void> {
+    mark('close');
     await this.pool?.close();
     this.pool = undefined;
     this.cache.close();
@@ -755,6 +776,7 @@ export class Repository {
     this.session = undefined;
     this.writeOnlyCacheKey?.fill(0);
     await this.backend.close?.();
+    mark('closed');
   }
 }
 
@@ -763,9 +785,12 @@ export class Repository {
  * piscina) into the module cache; called while the KDF runs. A failure is
  * left for the real load to report.
  */
-function preloadNativeModules(): void {
+function preloadNativeModules(workers: boolean): void {
+  mark('preload start');
   const require = createRequire(import.meta.url);
-  for (const m of ['better-sqlite3', 'zstd-napi/binding', 'piscina']) {
+  // piscina only for callers that will start workers: ~10 ms of CPU (quiet
+  // machine) that, with both cores busy deriving the key, is not free.
+  for (const m of ['better-sqlite3', 'zstd-napi/binding', ...(workers ? ['piscina'] : [])]) {
     try {
       const loaded = require(m);
       // better-sqlite3 loads its addon only when the first database opens
@@ -775,6 +800,7 @@ function preloadNativeModules(): void {
       // reported where the module is used
     }
   }
+  mark('preload end');
 }
 
 /** The first 28 bits of a hex id, as a small integer (see Repository.forgotten). */

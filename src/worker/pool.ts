@@ -8,6 +8,7 @@ import type { Piscina } from 'piscina';
 import os from 'node:os';
 import type { Region, RegionChunks, SealItem, OpenItem, WorkerContext } from './tasks.js';
 import type { WriteTarget } from './write-files.js';
+import { mark } from '../util/timing.js';
 
 export interface HashResult {
   buf: ArrayBuffer;
@@ -62,6 +63,7 @@ export class WorkerPool {
 
   constructor(ctx: WorkerContext, threads = defaultThreads()) {
     this.threads = threads;
+    mark('pool create');
     const { Piscina: Pool } = createRequire(import.meta.url)('piscina') as typeof import('piscina');
     this.pool = new Pool({
       filename: new URL('./entry.cjs', import.meta.url).href,
