@@ -96,7 +96,10 @@ export interface OpenOptions {
    * next, overlaps it. Must not throw.
    */
   whileDeriving?(): void;
-  /** The caller will use worker threads ({@link Repository.workers}): their code loads while the key is derived. */
+  /**
+   * The caller will use worker threads ({@link Repository.workers}): they
+   * start, and load their code, while the key is derived.
+   */
   workers?: boolean;
 }
 
@@ -339,6 +342,17 @@ export class Repository {
 
   /** Opens with a passphrase (a Buffer) or a recovery code's entropy ({kind: 'recovery', entropy}). */
   static async open(backend: Backend, secret: Buffer | RepoSecret, opts: OpenOptions = {}): Promise<Repository> {
+    // A pool started while the key was derived: the repository adopts it, or it is closed here.
+    const early: { pool?: WorkerPool } = {};
+    try {
+      return await Repository.openWith(backend, secret, opts, early);
+    } catch (e) {
+      await early.pool?.close();
+      throw e;
+    }
+  }
+
+  private static async openWith(backend: Backend, secret: Buffer | RepoSecret, opts: OpenOptions, early: { pool?: WorkerPool }): Promise<Repository> {
     mark('open');
     const stored = await readConfig(backend);
     // While the KDF runs (about half a second, on other threads) the main
@@ -351,6 +365,15 @@ export class Repository {
     const whileDeriving = () => {
       opts.whileDeriving?.();
       preloadNativeModules(opts.workers === true);
+      // The threads start and load their code now; the keys reach them
+      // later, through the pool's shared context (worker/context.ts).
+      if (opts.workers) {
+        try {
+          early.pool = new WorkerPool(undefined, opts.threads);
+        } catch {
+          // started again (and a failure reported) by workers()
+        }
+      }
     };
     const got = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored), !opts.allowWriteOnly, whileDeriving).catch((e) => {
       throw e instanceof CofferError ? e : storageFailure(e);
@@ -361,7 +384,7 @@ export class Repository {
         got.bundle.fill(0);
         throw writeOnlyError();
       }
-      return Repository.openWriteOnly(backend, got.bundle, keyName, weak, opts);
+      return Repository.openWriteOnly(backend, got.bundle, keyName, weak, opts, early);
     }
     const chain = [...(got.older ?? []), got.master];
     const keys = deriveRepoKeys(chain);
@@ -384,6 +407,7 @@ export class Repository {
       cache = IndexCache.open(undefined);
     }
     const repo = new Repository(backend, config, keys, cache, keyName, opts.threads);
+    repo.adoptPool(early);
     repo.weakKey = weak;
     repo.onWarning = opts.onWarning;
     repo.prefetchedIndexList = indexList;
@@ -398,7 +422,7 @@ export class Repository {
     return repo;
   }
 
-  private static async openWriteOnly(backend: Backend, bundleBytes: Buffer, keyName: string, weak: boolean, opts: OpenOptions): Promise<Repository> {
+  private static async openWriteOnly(backend: Backend, bundleBytes: Buffer, keyName: string, weak: boolean, opts: OpenOptions, early: { pool?: WorkerPool }): Promise<Repository> {
     let bundle: WriteOnlyBundle;
     try {
       bundle = decodeBundle(bundleBytes);
@@ -419,6 +443,7 @@ export class Repository {
       cache = IndexCache.open(undefined);
     }
     const repo = new Repository(backend, bundle.config, keys, cache, keyName, opts.threads, bundle.cacheKey);
+    repo.adoptPool(early);
     repo.weakKey = weak;
     repo.onWarning = opts.onWarning;
     if (!opts.noCache) repo.writeOnlyStateDir = path.join(opts.cacheDir ?? defaultCacheDir(), bundle.config.id, 'write-only');
@@ -563,18 +588,25 @@ export class Repository {
     return this.pool?.threads ?? this.threads ?? defaultThreads();
   }
 
+  /** Takes over a pool started during the open (it closes with the repository). */
+  private adoptPool(early: { pool?: WorkerPool }): void {
+    this.pool = early.pool;
+    early.pool = undefined;
+  }
+
+  /** The worker pool, started on first use (or during the open: OpenOptions.workers); it gets the keys here. */
   workers(): WorkerPool {
-    this.pool ??= new WorkerPool(
-      {
+    const pool = (this.pool ??= new WorkerPool(undefined, this.threads));
+    if (!pool.hasContext) {
+      pool.setContext({
         chunker: this.config.chunker,
         gearBytes: this.keys.gearBytes,
         blobIdKey: this.keys.blobIdKey,
         blobKey: this.writeKeys().pack.blobKey,
         compressionLevel: this.config.compressionLevel,
-      },
-      this.threads,
-    );
-    return this.pool;
+      });
+    }
+    return pool;
   }
 
   /** True if the blob is in the index or was saved in this session. */
