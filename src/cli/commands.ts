@@ -78,11 +78,18 @@ export async function cmdBackup(
 ): Promise<number> {
   const out = new Output(g);
   const sel = buildSelection(paths, o);
-  // List the directories while the key is derived (the main thread is idle then).
-  const prefetched = sel.stdin ? undefined : prefetchListings(sel.paths, sel.filter);
+  // List the directories while the key is derived (the main thread is idle
+  // then), starting once the derivation has: started before, the listing's
+  // first steps delayed it. Without a derivation (a recovery key) the walk
+  // lists the directories itself.
+  let prefetched = undefined as ReturnType<typeof prefetchListings> | undefined; // (set by the hook)
+  const whileDeriving = () => {
+    archiverModule.start();
+    if (!sel.stdin) prefetched = prefetchListings(sel.paths, sel.filter);
+  };
   let repo: Repository;
   try {
-    repo = await openRepo(g, { allowWriteOnly: true, whileDeriving: archiverModule.start });
+    repo = await openRepo(g, { allowWriteOnly: true, whileDeriving });
   } catch (e) {
     prefetched?.stop();
     throw e;
