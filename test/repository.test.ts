@@ -146,6 +146,40 @@ describe('init and open', () => {
     }
   });
 
+  it('whileDeriving runs once per open, the key derivation started; with workers: true the early pool backs up and restores, and a failed open stops it', async () => {
+    const { repo: dir, cache } = await newRepo();
+    const src = makeSource('src');
+    let calls = 0;
+    const repo = await openRepository(dir, PASSWORD, { cacheDir: cache, threads: 2, workers: true, whileDeriving: () => calls++ });
+    try {
+      expect(calls).toBe(1);
+      const { snapshot } = await backup(repo, { paths: [src] });
+      expect(snapshot.summary.files_new).toBe(7);
+      const target = fresh('restore');
+      expect((await restore(repo, snapshot, { target })).errors).toBe(0);
+      expectSameTree(target, src);
+    } finally {
+      await repo.close();
+    }
+    // The threads of a pool started for an open that then fails are stopped
+    // (counted as the process's own threads, where /proc shows them).
+    const threads = () => readdirSync('/proc/self/task').length;
+    const hasProc = existsSync('/proc/self/task');
+    const settle = async (atMost: number) => {
+      for (let i = 0; i < 200 && threads() > atMost; i++) await new Promise((r) => setTimeout(r, 50));
+      return threads();
+    };
+    const base = hasProc ? await settle(Infinity) : 0;
+    calls = 0;
+    await expectCode(openRepository(dir, 'wrong', { noCache: true, threads: 3, workers: true, whileDeriving: () => calls++ }), 'WRONG_PASSWORD');
+    expect(calls).toBe(1);
+    if (hasProc) expect(await settle(base)).toBeLessThanOrEqual(base);
+    // Without a derivation to overlap (nothing opens), the hook is not called.
+    calls = 0;
+    await expectCode(openRepository(fresh('missing'), PASSWORD, { whileDeriving: () => calls++ }), 'REPO_NOT_FOUND');
+    expect(calls).toBe(0);
+  });
+
   it('REPO_EXISTS on a second init, and on a non-empty directory', async () => {
     const { repo } = await newRepo();
     await expectCode(initRepository(repo, PASSWORD), 'REPO_EXISTS');

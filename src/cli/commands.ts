@@ -1,11 +1,9 @@
 /** The commands: each parses nothing itself, uses the library, and owns its output. */
 import path from 'node:path';
 import { CofferError, EXIT_CODES } from '../errors.js';
-import { check, type DataSubset } from '../checker/checker.js';
+import type { DataSubset } from '../checker/checker.js';
 import { Repository, DEFAULT_CHUNKER } from '../repo/repository.js';
-import { backup } from '../archiver/archiver.js';
 import { prefetchListings } from '../archiver/prefetch.js';
-import { restore } from '../restorer/restorer.js';
 import type { Snapshot } from '../format/snapshot.js';
 import { readPassword } from './password.js';
 import { ProgressLine } from './progress.js';
@@ -51,6 +49,23 @@ export async function cmdInit(g: GlobalOptions, o: { chunkMin?: string; chunkAvg
   return 0;
 }
 
+/**
+ * An engine's module, imported once: started while the key is derived (see
+ * openRepo's `whileDeriving`), so that its loading overlaps the KDF instead
+ * of preceding it, and so that commands that do not use it never load it.
+ */
+function engine<T>(load: () => Promise<T>): { start(): void; get(): Promise<T> } {
+  let p: Promise<T> | undefined;
+  const get = () => (p ??= load());
+  return {
+    start: () => void get().catch(() => undefined), // a failure is reported by get()
+    get,
+  };
+}
+const archiverModule = engine(() => import('../archiver/archiver.js'));
+const restorerModule = engine(() => import('../restorer/restorer.js'));
+const checkerModule = engine(() => import('../checker/checker.js'));
+
 function splitTags(tags: string[] | undefined): string[] {
   return (tags ?? []).flatMap((t) => t.split(',')).map((t) => t.trim()).filter(Boolean);
 }
@@ -63,13 +78,28 @@ export async function cmdBackup(
 ): Promise<number> {
   const out = new Output(g);
   const sel = buildSelection(paths, o);
-  // List the directories while the key is derived (the main thread is idle then).
-  const prefetched = sel.stdin ? undefined : prefetchListings(sel.paths, sel.filter);
+  // List the directories while the key is derived (the main thread is idle
+  // then), starting once the derivation has: started before, the listing's
+  // first steps delayed it. Without a derivation (a recovery key) the walk
+  // lists the directories itself.
+  let prefetched = undefined as ReturnType<typeof prefetchListings> | undefined; // (set by the hook)
+  const whileDeriving = () => {
+    archiverModule.start();
+    if (!sel.stdin) prefetched = prefetchListings(sel.paths, sel.filter);
+  };
   let repo: Repository;
   try {
-    repo = await openRepo(g, { allowWriteOnly: true });
+    repo = await openRepo(g, { allowWriteOnly: true, whileDeriving });
   } catch (e) {
     prefetched?.stop();
+    throw e;
+  }
+  let backup: typeof import('../archiver/archiver.js').backup;
+  try {
+    ({ backup } = await archiverModule.get());
+  } catch (e) {
+    prefetched?.stop();
+    await repo.close();
     throw e;
   }
   if (repo.legacyIndexFiles) {
@@ -174,7 +204,14 @@ export async function cmdRestore(
   if (!o.target) throw new CofferError('INVALID_ARGUMENT', 'please give a target directory with --target');
   const overwrite = o.overwrite ?? 'always';
   if (overwrite !== 'always' && overwrite !== 'if-changed' && overwrite !== 'never') throw new CofferError('INVALID_ARGUMENT', `--overwrite must be always, if-changed or never, not "${overwrite}"`);
-  const repo = await openRepo(g);
+  const repo = await openRepo(g, { workers: true, whileDeriving: restorerModule.start });
+  let restore: typeof import('../restorer/restorer.js').restore;
+  try {
+    ({ restore } = await restorerModule.get());
+  } catch (e) {
+    await repo.close();
+    throw e;
+  }
   const progress = new ProgressLine(!g.quiet && !g.json && !o.dryRun);
   // --json --quiet prints the summary only (as restic does), so nothing needs the totals scan.
   const status = out.json && !g.quiet ? jsonStatus(out) : undefined;
@@ -259,8 +296,9 @@ export async function cmdCheck(g: GlobalOptions, o: { readData?: boolean; readDa
   const subset = o.readDataSubset !== undefined ? parseSubset(o.readDataSubset) : undefined;
   // Like restic, check reads the repository itself, never the local cache: a
   // cached index or snapshot would hide damage to the files in the repository.
-  const repo = await openRepo({ ...g, cache: false }, { indexWarnings: false });
+  const repo = await openRepo({ ...g, cache: false }, { indexWarnings: false, workers: o.readData === true || subset !== undefined, whileDeriving: checkerModule.start });
   try {
+    const { check } = await checkerModule.get();
     const r = await withLock(repo, false, (lock) =>
       check(repo, {
         readData: o.readData,

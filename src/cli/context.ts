@@ -98,8 +98,12 @@ export function openRepoBackend(g: GlobalOptions): Backend {
  * `indexWarnings: false`: the command reports damaged index files itself (check).
  * `allowWriteOnly`: only `backup` accepts a write-only key; every other command fails with WRITE_ONLY_KEY (exit 12).
  * `secret`: open with this instead of asking (wiped afterwards).
+ * `workers`, `whileDeriving`: see OpenOptions.
  */
-export async function openRepo(g: GlobalOptions, o: { indexWarnings?: boolean; allowWriteOnly?: boolean; secret?: RepoSecret } = {}): Promise<Repository> {
+export async function openRepo(
+  g: GlobalOptions,
+  o: { indexWarnings?: boolean; allowWriteOnly?: boolean; secret?: RepoSecret; workers?: boolean; whileDeriving?: () => void } = {},
+): Promise<Repository> {
   const backend = openRepoBackend(g);
   let repo: Repository;
   try {
@@ -110,6 +114,8 @@ export async function openRepo(g: GlobalOptions, o: { indexWarnings?: boolean; a
         noCache: g.cache === false || envFlag('COFFER_NO_CACHE') === true,
         threads: threadCount(g.threads),
         allowWriteOnly: o.allowWriteOnly,
+        workers: o.workers,
+        whileDeriving: o.whileDeriving,
         onWarning: o.indexWarnings === false ? undefined : (w) => new Output(g).warn(w.message),
       });
     } finally {

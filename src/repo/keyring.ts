@@ -11,6 +11,7 @@ import { recoveryKek } from '../crypto/recovery.js';
 import { decodeKeyMeta, encodeKeyFile, isRecoveryKdf, parseKeyFile, unwrapSlot, type KeyFileJson, type KeyMeta, type SlotPayload } from '../format/keyfile.js';
 import type { Backend, ReadBackend } from '../storage/backend.js';
 import { CofferError, integrityError } from '../errors.js';
+import { mark } from '../util/timing.js';
 
 /**
  * What opens a repository: a passphrase, or the entropy of a decoded recovery code.
@@ -62,14 +63,19 @@ async function readKeyFile(backend: ReadBackend, name: string): Promise<KeyFileJ
 export type SlotSecret = { master: Buffer; older?: Buffer[]; bundle?: undefined } | { bundle: Buffer; master?: undefined; older?: undefined };
 
 /** What `secret` opens in key file `k`, else undefined (wrong secret, or a slot of the other kind). */
-async function tryKeyFile(k: KeyFileJson, secret: RepoSecret): Promise<SlotSecret | undefined> {
+async function tryKeyFile(k: KeyFileJson, secret: RepoSecret, whileDeriving?: () => void): Promise<SlotSecret | undefined> {
   let kek: Buffer;
   if (isRecoveryKdf(k.kdf)) {
     if (secret.kind !== 'recovery') return undefined;
     kek = recoveryKek(secret.entropy, Buffer.from(k.kdf.salt, 'base64'));
   } else {
     if (secret.kind !== 'passphrase') return undefined;
-    kek = await deriveKek(secret.passphrase, k.kdf);
+    mark('kdf start');
+    // The derivation runs on other threads from here on: the main thread is free.
+    const deriving = deriveKek(secret.passphrase, k.kdf);
+    whileDeriving?.();
+    kek = await deriving;
+    mark('kdf end');
   }
   const got = unwrapSlot(kek, k);
   forgetKey(kek);
@@ -94,8 +100,19 @@ export async function openMaster(
    * both); if only write-only slots open, the first of them is returned.
    */
   preferFull = false,
+  /**
+   * Called once, right after the first key derivation has started (and not
+   * at all if none is needed): work that needs no key can overlap it.
+   * Must not throw.
+   */
+  whileDeriving?: () => void,
 ): Promise<SlotSecret & { keyName: string; weak: boolean }> {
   const secret = asSecret(secretOrPassphrase);
+  const once = () => {
+    const hook = whileDeriving;
+    whileDeriving = undefined;
+    hook?.();
+  };
   const names = (await backend.list('keys')).map((k) => k.name).filter((n) => /^[0-9a-f]{64}$/.test(n)).sort();
   if (names.length === 0) throw new CofferError('REPO_INVALID', `${backend.location} has no key files`);
   if (preferred && names.includes(preferred)) names.unshift(...names.splice(names.indexOf(preferred), 1));
@@ -114,7 +131,7 @@ export async function openMaster(
     if (isRecoveryKdf(k.kdf) === (secret.kind === 'recovery')) ofKind++;
     let got;
     try {
-      got = await tryKeyFile(k, secret);
+      got = await tryKeyFile(k, secret, once);
     } catch {
       damaged++; // parameters the KDF refuses (e.g. a salt too short)
       continue;

@@ -10,6 +10,7 @@
  * then looks for conflicting live locks, so two processes racing for
  * conflicting locks can both fail but never both succeed.
  */
+import { mark } from '../util/timing.js';
 import os from 'node:os';
 import { CofferError } from '../errors.js';
 import { plainHash } from '../crypto/hash.js';
@@ -398,7 +399,9 @@ export async function withLock<T>(
     // What was loaded before the lock was held may be out of date (a prune
     // may have finished in between).
     await repo.syncIndex();
+    mark('locked');
     const r = await fn(lock);
+    mark('work done');
     lock.throwIfLost();
     return r;
   } catch (e) {

@@ -29,6 +29,7 @@ import { WorkerPool, defaultThreads } from '../worker/pool.js';
 import { addKeyFile, listKeys, openMaster, type RepoSecret } from './keyring.js';
 import type { BlobType, SnapshotId } from '../ids.js';
 import { compareTimes } from '../util/time.js';
+import { mark } from '../util/timing.js';
 
 /** Blobs of new index files added to the cache per transaction by syncIndex (bounds the decoded entries held). */
 const SYNC_BATCH_BLOBS = 65_536;
@@ -89,6 +90,18 @@ export interface OpenOptions {
    * `Repository.damagedIndexFiles`.
    */
   onWarning?(w: { file: string; message: string }): void;
+  /**
+   * Called once while the key is derived (right after the derivation has
+   * started; not at all when none is needed, as with a recovery key): the
+   * caller's own work that needs no key, such as loading the code it runs
+   * next, overlaps it. Must not throw.
+   */
+  whileDeriving?(): void;
+  /**
+   * The caller will use worker threads ({@link Repository.workers}): they
+   * start, and load their code, while the key is derived.
+   */
+  workers?: boolean;
 }
 
 /** The one error every command but backup gives for a write-only key. */
@@ -330,15 +343,40 @@ export class Repository {
 
   /** Opens with a passphrase (a Buffer) or a recovery code's entropy ({kind: 'recovery', entropy}). */
   static async open(backend: Backend, secret: Buffer | RepoSecret, opts: OpenOptions = {}): Promise<Repository> {
+    // A pool started while the key was derived: the repository adopts it, or it is closed here.
+    const early: { pool?: WorkerPool } = {};
+    try {
+      return await Repository.openWith(backend, secret, opts, early);
+    } catch (e) {
+      await early.pool?.close();
+      throw e;
+    }
+  }
+
+  private static async openWith(backend: Backend, secret: Buffer | RepoSecret, opts: OpenOptions, early: { pool?: WorkerPool }): Promise<Repository> {
+    mark('open');
     const stored = await readConfig(backend);
-    // While the KDF runs (about half a second, on a libuv thread) the main
+    // While the KDF runs (about half a second, on other threads) the main
     // thread is idle: list the index and load the native modules the rest of
     // the open needs. Neither needs a key; a wrong password only wastes them.
+    // The loading starts only once the derivation has: before, it would
+    // delay it (docs/PERFORMANCE.md, session 6 "start-up").
     const indexList = opts.skipIndex ? undefined : backend.list('index');
     indexList?.catch(() => undefined); // awaited (and reported) by syncIndex, or dropped
-    const preload = setTimeout(preloadNativeModules, 1);
-    preload.unref();
-    const got = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored), !opts.allowWriteOnly).catch((e) => {
+    const whileDeriving = () => {
+      opts.whileDeriving?.();
+      preloadNativeModules(opts.workers === true);
+      // The threads start and load their code now; the keys reach them
+      // later, through the pool's shared context (worker/context.ts).
+      if (opts.workers) {
+        try {
+          early.pool = new WorkerPool(undefined, opts.threads);
+        } catch {
+          // started again (and a failure reported) by workers()
+        }
+      }
+    };
+    const got = await openMaster(backend, secret, undefined, (m) => configOpens(m, stored), !opts.allowWriteOnly, whileDeriving).catch((e) => {
       throw e instanceof CofferError ? e : storageFailure(e);
     });
     const { keyName, weak } = got;
@@ -347,7 +385,7 @@ export class Repository {
         got.bundle.fill(0);
         throw writeOnlyError();
       }
-      return Repository.openWriteOnly(backend, got.bundle, keyName, weak, opts);
+      return Repository.openWriteOnly(backend, got.bundle, keyName, weak, opts, early);
     }
     const chain = [...(got.older ?? []), got.master];
     const keys = deriveRepoKeys(chain);
@@ -361,6 +399,7 @@ export class Repository {
       throw integrityError('the config file is damaged', { file: 'config' });
     }
     const cacheFile = opts.noCache ? undefined : path.join(opts.cacheDir ?? defaultCacheDir(), config.id, 'index.sqlite');
+    mark('keys derived');
     let cache: IndexCache;
     try {
       cache = IndexCache.open(cacheFile);
@@ -369,11 +408,14 @@ export class Repository {
       cache = IndexCache.open(undefined);
     }
     const repo = new Repository(backend, config, keys, cache, keyName, opts.threads);
+    repo.adoptPool(early);
     repo.weakKey = weak;
     repo.onWarning = opts.onWarning;
     repo.prefetchedIndexList = indexList;
     try {
+      mark('cache opened');
       if (!opts.skipIndex) await repo.syncIndex();
+      mark('index synced');
     } catch (e) {
       await repo.close();
       throw e;
@@ -381,7 +423,7 @@ export class Repository {
     return repo;
   }
 
-  private static async openWriteOnly(backend: Backend, bundleBytes: Buffer, keyName: string, weak: boolean, opts: OpenOptions): Promise<Repository> {
+  private static async openWriteOnly(backend: Backend, bundleBytes: Buffer, keyName: string, weak: boolean, opts: OpenOptions, early: { pool?: WorkerPool }): Promise<Repository> {
     let bundle: WriteOnlyBundle;
     try {
       bundle = decodeBundle(bundleBytes);
@@ -402,6 +444,7 @@ export class Repository {
       cache = IndexCache.open(undefined);
     }
     const repo = new Repository(backend, bundle.config, keys, cache, keyName, opts.threads, bundle.cacheKey);
+    repo.adoptPool(early);
     repo.weakKey = weak;
     repo.onWarning = opts.onWarning;
     if (!opts.noCache) repo.writeOnlyStateDir = path.join(opts.cacheDir ?? defaultCacheDir(), bundle.config.id, 'write-only');
@@ -546,18 +589,25 @@ export class Repository {
     return this.pool?.threads ?? this.threads ?? defaultThreads();
   }
 
+  /** Takes over a pool started during the open (it closes with the repository). */
+  private adoptPool(early: { pool?: WorkerPool }): void {
+    this.pool = early.pool;
+    early.pool = undefined;
+  }
+
+  /** The worker pool, started on first use (or during the open: OpenOptions.workers); it gets the keys here. */
   workers(): WorkerPool {
-    this.pool ??= new WorkerPool(
-      {
+    const pool = (this.pool ??= new WorkerPool(undefined, this.threads));
+    if (!pool.hasContext) {
+      pool.setContext({
         chunker: this.config.chunker,
         gearBytes: this.keys.gearBytes,
         blobIdKey: this.keys.blobIdKey,
         blobKey: this.writeKeys().pack.blobKey,
         compressionLevel: this.config.compressionLevel,
-      },
-      this.threads,
-    );
-    return this.pool;
+      });
+    }
+    return pool;
   }
 
   /** True if the blob is in the index or was saved in this session. */
@@ -727,6 +777,7 @@ export class Repository {
   /** All snapshots, oldest first. A damaged snapshot file fails the call, naming it. */
   async listSnapshots(): Promise<Snapshot[]> {
     this.requireReadable();
+    mark('list snapshots');
     let listed;
     try {
       listed = await this.backend.list('snapshots');
@@ -737,6 +788,7 @@ export class Repository {
     this.cache.retainSnapshots(new Set(names));
     const out: Snapshot[] = [];
     for (const n of names) out.push(await this.loadSnapshotFile(n));
+    mark('snapshots listed');
     return out.sort((a, b) => compareTimes(a.time, b.time) || a.id.localeCompare(b.id));
   }
 
@@ -764,6 +816,7 @@ export class Repository {
   }
 
   async close(): Promise<void> {
+    mark('close');
     await this.pool?.close();
     this.pool = undefined;
     this.cache.close();
@@ -774,6 +827,7 @@ export class Repository {
     this.session = undefined;
     this.writeOnlyCacheKey?.fill(0);
     await this.backend.close?.();
+    mark('closed');
   }
 }
 
@@ -782,9 +836,12 @@ export class Repository {
  * piscina) into the module cache; called while the KDF runs. A failure is
  * left for the real load to report.
  */
-function preloadNativeModules(): void {
+function preloadNativeModules(workers: boolean): void {
+  mark('preload start');
   const require = createRequire(import.meta.url);
-  for (const m of ['better-sqlite3', 'zstd-napi/binding', 'piscina']) {
+  // piscina only for callers that will start workers: ~10 ms of CPU (quiet
+  // machine) that, with both cores busy deriving the key, is not free.
+  for (const m of ['better-sqlite3', 'zstd-napi/binding', ...(workers ? ['piscina'] : [])]) {
     try {
       const loaded = require(m);
       // better-sqlite3 loads its addon only when the first database opens
@@ -794,6 +851,7 @@ function preloadNativeModules(): void {
       // reported where the module is used
     }
   }
+  mark('preload end');
 }
 
 /** The first 28 bits of a hex id, as a small integer (see Repository.forgotten). */

@@ -6,10 +6,12 @@
  * real worker (worker.ts, an ES module) with import().
  */
 type Handler = (task: unknown) => unknown;
-let handler: Promise<Handler> | undefined;
+// Loaded when the thread starts, not at its first task: a pool started while
+// the key is derived (see context.ts) has its code ready when the keys are.
+const handler: Promise<Handler> = import('./worker.js').then((m) => m.default as Handler);
+handler.catch(() => undefined); // reported by the first task
 
 function run(task: unknown): Promise<unknown> {
-  handler ??= import('./worker.js').then((m) => m.default as Handler);
   return handler.then((h) => h(task));
 }
 

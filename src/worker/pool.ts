@@ -8,6 +8,8 @@ import type { Piscina } from 'piscina';
 import os from 'node:os';
 import type { Region, RegionChunks, SealItem, OpenItem, WorkerContext } from './tasks.js';
 import type { WriteTarget } from './write-files.js';
+import { fillSharedContext, newSharedContext, sharedContextFilled, wipeSharedContext } from './context.js';
+import { mark } from '../util/timing.js';
 
 export interface HashResult {
   buf: ArrayBuffer;
@@ -59,13 +61,22 @@ export function defaultThreads(): number {
 export class WorkerPool {
   private readonly pool: Piscina;
   readonly threads: number;
+  /** Keys and settings, shared with every thread (see context.ts). */
+  private readonly shared = newSharedContext();
+  private closed?: Promise<void>;
 
-  constructor(ctx: WorkerContext, threads = defaultThreads()) {
+  /**
+   * Starts the threads. Without `ctx` they start (and load their code)
+   * before the keys exist: call setContext before the first task.
+   */
+  constructor(ctx: WorkerContext | undefined, threads = defaultThreads()) {
     this.threads = threads;
+    mark('pool create');
+    if (ctx) fillSharedContext(this.shared, ctx);
     const { Piscina: Pool } = createRequire(import.meta.url)('piscina') as typeof import('piscina');
     this.pool = new Pool({
       filename: new URL('./entry.cjs', import.meta.url).href,
-      workerData: ctx,
+      workerData: this.shared,
       minThreads: threads,
       maxThreads: threads,
       idleTimeout: 60_000,
@@ -73,6 +84,15 @@ export class WorkerPool {
       // transferred ArrayBuffers): a small young generation keeps RSS down.
       resourceLimits: { maxYoungGenerationSizeMb: 6 },
     });
+  }
+
+  get hasContext(): boolean {
+    return sharedContextFilled(this.shared);
+  }
+
+  /** Gives the threads their keys and settings (once; before the first task). */
+  setContext(ctx: WorkerContext): void {
+    fillSharedContext(this.shared, ctx);
   }
 
   hash(buf: ArrayBuffer, regions: Region[]): Promise<HashResult> {
@@ -115,7 +135,9 @@ export class WorkerPool {
     return this.pool.run({ kind: 'verifyPack', buf, items, length, key }, { transferList: [buf] });
   }
 
-  async close(): Promise<void> {
-    await this.pool.destroy();
+  /** Stops the threads, then zeroes the shared keys. */
+  close(): Promise<void> {
+    this.closed ??= this.pool.destroy().finally(() => wipeSharedContext(this.shared));
+    return this.closed;
   }
 }

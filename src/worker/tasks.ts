@@ -9,7 +9,7 @@ import { KeyedHasher, plainHash } from '../crypto/hash.js';
 import { sealBlobInto, openBlobInto, BLOB_OVERHEAD } from '../format/blob.js';
 import type { BlobType } from '../ids.js';
 
-/** Secrets and settings a worker needs; given once per pool (workerData). */
+/** Secrets and settings a worker needs; given once per pool (through its shared context: context.ts). */
 export interface WorkerContext {
   chunker: ChunkerParams;
   gearBytes: Uint8Array;

@@ -3,7 +3,8 @@ import { readSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Piscina } from 'piscina';
-import { HotPath, type Region, type SealItem, type OpenItem, type WorkerContext } from './tasks.js';
+import { HotPath, type Region, type SealItem, type OpenItem } from './tasks.js';
+import { readSharedContext } from './context.js';
 import { writeTargets, type WriteTarget } from './write-files.js';
 
 /**
@@ -23,7 +24,20 @@ function youngCollector(): (() => void) | undefined {
   }
 }
 
-const hot = new HotPath(Piscina.workerData as WorkerContext, youngCollector());
+const collect = youngCollector();
+let hotPath: HotPath | undefined;
+
+/**
+ * The HotPath, made at the first task: the thread may have started before
+ * the keys existed (see context.ts); the pool writes them before sending any
+ * task, so a task without them is a bug, and fails.
+ */
+function hot(): HotPath {
+  if (hotPath) return hotPath;
+  const ctx = readSharedContext(Piscina.workerData as SharedArrayBuffer);
+  if (!ctx) throw new Error('worker context missing (no keys were given to the pool)');
+  return (hotPath = new HotPath(ctx, collect));
+}
 
 export type Task =
   | { kind: 'hash'; buf: ArrayBuffer; regions: Region[] }
@@ -44,11 +58,11 @@ export default function run(task: Task): unknown {
   const buf = new Uint8Array(task.buf);
   switch (task.kind) {
     case 'hash': {
-      const results = hot.chunkAndHash(buf, task.regions);
+      const results = hot().chunkAndHash(buf, task.regions);
       return moveWith({ buf: task.buf, results }, [task.buf, ...results.map((r) => r.ids.buffer as ArrayBuffer)]);
     }
     case 'hashSeal': {
-      const { results, sealed } = hot.hashSeal(buf, task.regions, Buffer.from(task.out));
+      const { results, sealed } = hot().hashSeal(buf, task.regions, Buffer.from(task.out));
       return moveWith({ buf: task.buf, out: task.out, results, sealed }, [task.buf, task.out, ...results.map((r) => r.ids.buffer as ArrayBuffer)]);
     }
     case 'readHash': {
@@ -69,25 +83,25 @@ export default function run(task: Task): unknown {
         const code = (e as NodeJS.ErrnoException).code;
         return moveWith({ buf: task.buf, error: code ?? (e as Error).message, bytesRead: 0, eof: false, results: [] }, [task.buf]);
       }
-      const results = hot.chunkAndHash(buf, [{ start: 0, end: filled, eof }]);
+      const results = hot().chunkAndHash(buf, [{ start: 0, end: filled, eof }]);
       return moveWith({ buf: task.buf, bytesRead: pos - task.pos, eof, results }, [task.buf, ...results.map((r) => r.ids.buffer as ArrayBuffer)]);
     }
     case 'seal': {
-      const lengths = hot.seal(buf, task.items, Buffer.from(task.out), task.probe === true);
+      const lengths = hot().seal(buf, task.items, Buffer.from(task.out), task.probe === true);
       return moveWith({ buf: task.buf, out: task.out, lengths }, [task.buf, task.out]);
     }
     case 'open': {
-      const errors = hot.open(buf, task.items, Buffer.from(task.out), task.key);
+      const errors = hot().open(buf, task.items, Buffer.from(task.out), task.key);
       return moveWith({ buf: task.buf, out: task.out, errors }, [task.buf, task.out]);
     }
     case 'verifyPack':
-      return hot.verifyPack(buf.subarray(0, task.length), task.items, task.key).then(({ hash, errors }) => moveWith({ buf: task.buf, hash, errors }, [task.buf]));
+      return hot().verifyPack(buf.subarray(0, task.length), task.items, task.key).then(({ hash, errors }) => moveWith({ buf: task.buf, hash, errors }, [task.buf]));
   }
 }
 
 async function openWrite(task: Extract<Task, { kind: 'openWrite' }>): Promise<unknown> {
   const out = Buffer.from(task.out);
-  const errors = hot.open(new Uint8Array(task.buf), task.items, out, task.key);
+  const errors = hot().open(new Uint8Array(task.buf), task.items, out, task.key);
   const written = await writeTargets(
     task.items.map((it) => it.rawLength),
     errors,
