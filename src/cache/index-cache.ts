@@ -107,6 +107,13 @@ export class IndexCache {
       allPacks: db.prepare('SELECT id, MAX(length) AS length FROM packs GROUP BY id'),
       blobCount: db.prepare('SELECT COUNT(*) FROM blobs').pluck(),
       blobsInPack: db.prepare('SELECT id, type, offset, length, raw_length FROM blobs WHERE pack = ?'),
+      // One string per pack, formatted by SQLite: check passes it to a worker without a JS object per blob.
+      packEntriesHex: db
+        .prepare(
+          `SELECT group_concat(printf('%d%s%016x%016x%016x', type, lower(hex(id)), offset, length, raw_length), '' ORDER BY id, type)
+           FROM blobs WHERE pack = ?`,
+        )
+        .pluck(),
       snapshot: db.prepare('SELECT stored FROM snapshots WHERE id = ?').pluck(),
       putSnapshot: db.prepare('INSERT OR REPLACE INTO snapshots (id, stored) VALUES (?, ?)'),
       snapshotIds: db.prepare('SELECT id FROM snapshots').pluck(),
@@ -289,6 +296,15 @@ export class IndexCache {
     return (this.stmts.blobsInPack.all(Buffer.from(packId, 'hex')) as { id: Buffer; type: number; offset: number; length: number; raw_length: number }[]).map(
       (r) => ({ id: r.id.toString('hex'), type: blobTypeFromCode(r.type), offset: r.offset, length: r.length, rawLength: r.raw_length }),
     );
+  }
+
+  /**
+   * The blobs the index lists in a pack as one string of fixed-width rows
+   * (INDEX_ROW_CHARS each, see worker/tasks.ts PackCheck.indexed), ordered
+   * by id then type.
+   */
+  packEntriesHex(packId: PackId): string {
+    return (this.stmts.packEntriesHex.get(Buffer.from(packId, 'hex')) as string | null) ?? '';
   }
 
   blobCount(): number {

@@ -6,11 +6,13 @@
  * it references is indexed. With readData: every pack is read whole, its name
  * checked against its content hash, and every blob decrypted and verified.
  */
-import type { PackEntry } from '../format/pack.js';
+import { decodeAnyPackTrailer, OWNER_TRAILER_BYTES, type PackEntry } from '../format/pack.js';
+import { allEpochs } from '../crypto/keys.js';
+import { encodeKeyRef } from '../repo/key-ref.js';
 import { decodeTree } from '../format/tree.js';
 import type { Repository } from '../repo/repository.js';
 import type { PackId } from '../ids.js';
-import type { OpenItem } from '../worker/tasks.js';
+import type { PackCheck } from '../worker/tasks.js';
 import { CofferError } from '../errors.js';
 import { BufferPool, ownedArrayBuffer } from '../util/semaphore.js';
 
@@ -180,14 +182,24 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
     for (const { id, length } of indexed) {
       abort();
       opts.onProgress?.({ phase: 'packs', done: done++, total: indexed.length });
+      const obj = `data/${id}`;
       const local: [string, string][] = [];
       const packProblem = (o: string, m: string) => {
         if (inFlight.length) local.push([o, m]);
         else problem(o, m);
       };
-      const job = await checkPack(repo, id, length, listed.get(id), opts, packProblem, pool);
-      if (job) packsRead++;
-      if (job || local.length) inFlight.push({ problems: local, done: job?.done ?? Promise.resolve() });
+      const size = listed.get(id);
+      let job: Promise<void> | undefined;
+      if (size === undefined) packProblem(obj, 'pack is missing');
+      else if (size !== length) packProblem(obj, `pack has ${size} bytes, the index says ${length}`);
+      else if (opts.readData || (opts.readDataSubset && inSubset(id, opts.readDataSubset))) {
+        // Wrapped: `local` collects the problems while packs before this one are in flight.
+        job = readAndCheckPack(repo, id, size, packProblem, pool).then(
+          (verified) => void (verified && packsRead++),
+          (e: unknown) => packProblem(obj, `cannot read: ${(e as Error).message}`),
+        );
+      } else await checkHeader(repo, id, size, packProblem);
+      if (job || local.length) inFlight.push({ problems: local, done: job ?? Promise.resolve() });
       while (inFlight.length > PACKS_IN_FLIGHT) await flushOne();
     }
   } finally {
@@ -219,34 +231,17 @@ const PACKS_IN_FLIGHT = 2;
 const MAX_POOLED_PACK = 64 << 20;
 
 /**
- * Checks one pack's existence, size and header against the index, reporting
- * through `problem`; when its data is to be read, starts reading and
- * verifying it and returns the promise of that (which never rejects) as `done`.
+ * Checks a pack's header against the index (the structural check, without
+ * reading its data): the header through two ranged reads, compared here.
  */
-async function checkPack(
-  repo: Repository,
-  id: PackId,
-  length: number,
-  size: number | undefined,
-  opts: CheckOptions,
-  problem: (o: string, m: string) => void,
-  pool?: BufferPool,
-): Promise<{ done: Promise<void> } | undefined> {
+async function checkHeader(repo: Repository, id: PackId, size: number, problem: (o: string, m: string) => void): Promise<void> {
   const obj = `data/${id}`;
-  if (size === undefined) {
-    problem(obj, 'pack is missing');
-    return undefined;
-  }
-  if (size !== length) {
-    problem(obj, `pack has ${size} bytes, the index says ${length}`);
-    return undefined;
-  }
   let entries: PackEntry[];
   try {
     entries = await readHeader(repo, id, size);
   } catch (e) {
     problem(obj, (e as Error).message);
-    return undefined;
+    return;
   }
   const want = repo.cache.blobsInPack(id);
   const got = new Map(entries.map((e) => [`${e.type}:${e.id}`, e]));
@@ -256,34 +251,57 @@ async function checkPack(
       problem(obj, `pack header does not list ${w.type} blob ${w.id.slice(0, 12)} as the index does`);
     }
   }
-  if (!(opts.readData || (opts.readDataSubset && inSubset(id, opts.readDataSubset)))) return undefined;
-  // Wrapped: an async function returning a bare promise would wait for it.
-  return { done: readPack(repo, id, size, entries, problem, pool).catch((e) => problem(obj, `cannot read: ${(e as Error).message}`)) };
 }
 
-async function readPack(repo: Repository, id: PackId, size: number, entries: PackEntry[], problem: (o: string, m: string) => void, pool?: BufferPool): Promise<void> {
+/**
+ * Reads a whole pack and checks it: the trailer is decoded here, everything
+ * else (the header, its entries against the index's, the pack's hash, every
+ * blob) in a worker, from the same bytes (HotPath.checkPack). The index's
+ * entries go to the worker as one string, so the main thread makes no
+ * object per blob. Resolves to whether the blobs were verified; rejects only
+ * when the pack cannot be read.
+ */
+async function readAndCheckPack(repo: Repository, id: PackId, size: number, problem: (o: string, m: string) => void, pool?: BufferPool): Promise<boolean> {
   const obj = `data/${id}`;
   const h = { type: 'data', name: id } as const;
-  const items: OpenItem[] = entries.map((e) => ({ offset: e.offset, length: e.length, type: e.type, id: e.id, rawLength: e.rawLength }));
-  const key = repo.blobKeyFor(id);
-  let r;
-  if (pool && repo.backend.readInto && size <= pool.size) {
-    const buf = await pool.acquire();
-    // Comes back from the worker; detached (and not reused) if the task failed.
-    let back = buf.buffer as ArrayBuffer;
+  let buf: ArrayBuffer;
+  let n: number;
+  const pooled = pool && repo.backend.readInto && size <= pool.size;
+  if (pooled) {
+    const b = await pool.acquire();
+    buf = b.buffer as ArrayBuffer;
     try {
-      const n = await repo.backend.readInto(h, buf);
-      r = await repo.workers().verifyPack(back, items, n, key);
-      back = r.buf;
-    } finally {
-      pool.release(back);
+      n = await repo.backend.readInto!(h, b);
+    } catch (e) {
+      pool.release(buf);
+      throw e;
     }
   } else {
     const whole = await repo.backend.read(h);
-    r = await repo.workers().verifyPack(ownedArrayBuffer(whole), items, undefined, key);
+    buf = ownedArrayBuffer(whole);
+    n = whole.length;
   }
-  if (r.hash !== id) problem(obj, 'pack content does not match its name');
-  r.errors.forEach((err, k) => {
-    if (err) problem(obj, `${entries[k].type} blob ${entries[k].id.slice(0, 12)}: ${err}`);
-  });
+  // Comes back from the worker; detached (and not reused) if the task failed.
+  let back = buf;
+  try {
+    let check: PackCheck;
+    try {
+      const bytes = new Uint8Array(buf, 0, n);
+      const loc = decodeAnyPackTrailer(allEpochs(repo.keys), bytes.subarray(Math.max(0, n - OWNER_TRAILER_BYTES)), n);
+      const ref = encodeKeyRef({ epoch: loc.epoch, ephPub: loc.ephPub });
+      const keys = repo.keysForRef(ref);
+      if (!(ref ?? Buffer.alloc(0)).equals(repo.cache.packRef(id) ?? Buffer.alloc(0))) throw new Error('pack is sealed with other keys than the index says');
+      const blobKey = repo.blobKeyFor(id);
+      check = { name: id, headerOffset: loc.offset, headerLength: loc.length, metaKey: keys.metaKey, indexed: repo.cache.packEntriesHex(id), ...(blobKey ? { blobKey } : {}) };
+    } catch (e) {
+      problem(obj, (e as Error).message);
+      return false;
+    }
+    const r = await repo.workers().checkPack(buf, n, check);
+    back = r.buf;
+    for (const m of r.problems) problem(obj, m);
+    return r.verified;
+  } finally {
+    if (pooled) pool.release(back);
+  }
 }

@@ -7,6 +7,7 @@ import { FastCdc, type ChunkerParams } from '../chunker/fastcdc.js';
 import { gearFromBytes } from '../chunker/gear.js';
 import { KeyedHasher, plainHash } from '../crypto/hash.js';
 import { sealBlobInto, openBlobInto, BLOB_OVERHEAD } from '../format/blob.js';
+import { decodePackHeader, type PackEntry } from '../format/pack.js';
 import type { BlobType } from '../ids.js';
 
 /** Secrets and settings a worker needs; given once per pool (workerData). */
@@ -41,6 +42,53 @@ export interface SealItem {
 
 export interface OpenItem extends SealItem {
   rawLength: number;
+}
+
+/**
+ * What `checkPack` checks a whole pack against: the header's place (from the
+ * trailer, which the main thread decodes), the key that opens it, the
+ * pack's name, and the index's entries for the pack.
+ */
+export interface PackCheck {
+  /** The pack's name: the plain BLAKE3 of its bytes, hex. */
+  name: string;
+  headerOffset: number;
+  headerLength: number;
+  metaKey: Uint8Array;
+  /** The pack's blob key when it is not the repository's own. */
+  blobKey?: Uint8Array;
+  /**
+   * The index's entries for the pack, as one string of INDEX_ROW_CHARS-long
+   * rows (IndexCache.packEntriesHex): type digit, id (64 hex), then offset,
+   * stored length and raw length (16 hex each); in the order problems are
+   * reported (by id, then type).
+   */
+  indexed: string;
+}
+
+/** Length of one row of `PackCheck.indexed`. */
+export const INDEX_ROW_CHARS = 1 + 64 + 3 * 16;
+
+/**
+ * The index's entries a pack header does not list as the index does, in the
+ * index's order: each must be in the header with the same type, id, offset,
+ * stored and raw length (an entry listed twice in the header: its last one).
+ */
+export function indexMismatches(entries: PackEntry[], indexed: string): string[] {
+  if (indexed.length % INDEX_ROW_CHARS !== 0) throw new RangeError('index rows have a bad length');
+  const byKey = new Map<string, PackEntry>();
+  for (const e of entries) byKey.set((e.type === 'data' ? '0' : '1') + e.id, e);
+  const problems: string[] = [];
+  for (let at = 0; at < indexed.length; at += INDEX_ROW_CHARS) {
+    const key = indexed.slice(at, at + 65);
+    const g = byKey.get(key);
+    const num = (k: number) => Number.parseInt(indexed.slice(at + 65 + 16 * k, at + 81 + 16 * k), 16);
+    if (!g || g.offset !== num(0) || g.length !== num(1) || g.rawLength !== num(2)) {
+      const type = key[0] === '0' ? 'data' : key[0] === '1' ? 'tree' : `type-${key[0]}`;
+      problems.push(`pack header does not list ${type} blob ${key.slice(1, 13)} as the index does`);
+    }
+  }
+  return problems;
 }
 
 /** Plaintext scratch kept by `verifyPack` (larger blobs get a buffer of their own). */
@@ -160,6 +208,31 @@ export class HotPath {
       pos += it.rawLength;
     }
     return errors;
+  }
+
+  /**
+   * Checks a whole pack (`buf`, exactly its bytes) in one task, so that the
+   * main thread handles no per-blob data: the header opens and covers every
+   * blob, lists every entry of the index as the index does, the pack's
+   * bytes hash to its name, and every blob opens and matches its id (see
+   * verifyPack). Returns the problems in the order check reports them, and
+   * whether the blobs were verified (not when the header cannot be read).
+   */
+  async checkPack(buf: Uint8Array, c: PackCheck): Promise<{ verified: boolean; problems: string[] }> {
+    let entries: PackEntry[];
+    try {
+      if (c.headerOffset + c.headerLength > buf.length) throw new Error('pack header lies outside the pack');
+      entries = decodePackHeader(c.metaKey, buf.subarray(c.headerOffset, c.headerOffset + c.headerLength), c.headerOffset);
+    } catch (e) {
+      return { verified: false, problems: [e instanceof Error ? e.message : String(e)] };
+    }
+    const problems = indexMismatches(entries, c.indexed);
+    const { hash, errors } = await this.verifyPack(buf, entries, c.blobKey);
+    if (hash !== c.name) problems.push('pack content does not match its name');
+    errors.forEach((err, k) => {
+      if (err) problems.push(`${entries[k].type} blob ${entries[k].id.slice(0, 12)}: ${err}`);
+    });
+    return { verified: true, problems };
   }
 
   /**
