@@ -6,7 +6,8 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { HotPath, INDEX_ROW_CHARS, indexMismatches } from '../dist/src/worker/tasks.js';
+import { HotPath, INDEX_ROW_CHARS, indexMismatches, treeLinks } from '../dist/src/worker/tasks.js';
+import { encodeTree, type TreeNode } from '../dist/src/format/tree.js';
 import { gearBytesFrom } from '../dist/src/crypto/keys.js';
 import { computeBlobId, BLOB_OVERHEAD } from '../dist/src/format/blob.js';
 import { decodePackTrailer, encodePackTail, TRAILER_BYTES, type PackEntry } from '../dist/src/format/pack.js';
@@ -84,9 +85,35 @@ describe('IndexCache.packEntriesHex', () => {
   });
 });
 
+const ID = () => randomBytes(32).toString('hex');
+function node(name: string, more: Partial<TreeNode>): TreeNode {
+  return { name: Buffer.from(name), type: 'file', mode: 0o644, uid: 0, gid: 0, mtimeNs: 0n, ctimeNs: 0n, inode: 1n, dev: 1n, links: 1, size: 0, ...more };
+}
+const [s1, s2, c1, c2] = [ID(), ID(), ID(), ID()];
+const nodes = [
+  node('a', { type: 'dir', subtree: s1 }),
+  node('b', { content: [c1, c2], size: 10 }),
+  node('c', { content: [] }),
+  node('d', { type: 'dir', subtree: s2 }),
+  node('e', { type: 'symlink', linkTarget: Buffer.from('b') }),
+];
+/** treeLinks of `nodes`, written out by hand: per node with links, kind, [subtree], count, content ids. */
+const u32 = (n: number) => Buffer.from([n, 0, 0, 0]);
+const hexb = (h: string) => Buffer.from(h, 'hex');
+const expectedLinks = Buffer.concat([Buffer.from([1]), hexb(s1), u32(0), Buffer.from([0]), u32(2), hexb(c1), hexb(c2), Buffer.from([1]), hexb(s2), u32(0)]);
+
+describe('treeLinks', () => {
+  it('keeps, in node order, each subtree and content id and nothing else', () => {
+    expect(treeLinks(nodes).equals(expectedLinks)).toBe(true);
+    expect(treeLinks([]).length).toBe(0);
+  });
+});
+
 describe('HotPath.checkPack', () => {
   const hot = new HotPath(ctx);
-  const plain = [randomBytes(3000), Buffer.alloc(200_000, 'coffer '), randomBytes(10), Buffer.from('{"nodes":[]}')];
+  const tree = encodeTree(nodes);
+  const plain = [randomBytes(3000), Buffer.alloc(200_000, 'coffer '), randomBytes(10), tree];
+  const treeId = computeBlobId(ctx.blobIdKey, tree).toString('hex');
 
   function setup() {
     const p = makePack(hot, plain);
@@ -95,9 +122,37 @@ describe('HotPath.checkPack', () => {
   /** The header's length, from the trailer (as the main thread finds it). */
   const headerLen = (pack: Buffer) => decodePackTrailer(metaKey, pack.subarray(pack.length - TRAILER_BYTES), pack.length).length;
 
-  it('passes a good pack and reports nothing', async () => {
+  it('passes a good pack, reports nothing, and hands back the links of its tree', async () => {
     const p = setup();
     const r = await hot.checkPack(p.pack, { name: p.name, headerOffset: p.headerOffset, headerLength: headerLen(p.pack), metaKey, indexed: rows(p.entries) });
+    expect(r.verified).toBe(true);
+    expect(r.problems).toEqual([]);
+    expect(Buffer.from(r.trees!).equals(Buffer.concat([hexb(treeId), u32(expectedLinks.length), expectedLinks]))).toBe(true);
+  });
+
+  it('hands back no tree the index does not list there as the header does, nor one that fails', async () => {
+    const p = setup();
+    const c = { name: p.name, headerOffset: p.headerOffset, headerLength: headerLen(p.pack), metaKey };
+    const t = p.entries.length - 1;
+    // Not in the index; then listed with another raw length.
+    const unlisted = await hot.checkPack(p.pack, { ...c, indexed: rows(p.entries.slice(0, t)) });
+    expect(unlisted.problems).toEqual([]);
+    expect(unlisted.trees).toBeUndefined();
+    const moved = await hot.checkPack(p.pack, { ...c, indexed: rows(p.entries.map((e, k) => (k === t ? { ...e, rawLength: 1 } : e))) });
+    expect(moved.problems).toEqual([`pack header does not list tree blob ${treeId.slice(0, 12)} as the index does`]);
+    expect(moved.trees).toBeUndefined();
+    // Damaged: reported, not handed back.
+    const damaged = Buffer.from(p.pack);
+    damaged[p.entries[t].offset + 20] ^= 1;
+    const r = await hot.checkPack(damaged, { ...c, indexed: rows(p.entries) });
+    expect(r.problems).toEqual(['pack content does not match its name', `tree blob ${treeId.slice(0, 12)}: blob does not authenticate`]);
+    expect(r.trees).toBeUndefined();
+  });
+
+  it('hands back no tree that does not decode (the walk loads it and says why)', async () => {
+    const bad = Buffer.from('{"nodes":[{"name":"x"}]}');
+    const p = makePack(hot, [randomBytes(100), bad]);
+    const r = await hot.checkPack(p.pack, { name: plainHash(p.pack).toString('hex'), headerOffset: p.headerOffset, headerLength: headerLen(p.pack), metaKey, indexed: rows(p.entries) });
     expect(r).toEqual({ verified: true, problems: [] });
   });
 
@@ -158,6 +213,9 @@ describe('check --read-data against an index that disagrees with a pack header',
     db.prepare('UPDATE blobs SET raw_length = raw_length + 1 WHERE id = ? AND type = ? AND pack = ?').run(victim.id, victim.type, victim.pack);
     const ghost = randomBytes(32);
     db.prepare('INSERT INTO blobs (id, type, pack, offset, length, raw_length) VALUES (?, 0, ?, 0, 10, 10)').run(ghost, victim.pack);
+    // And a data blob a snapshot uses, gone from the index: the walk names its file, with or without the data.
+    const lost = db.prepare('SELECT id FROM blobs WHERE type = 0 ORDER BY id DESC LIMIT 1').pluck().get() as Buffer;
+    db.prepare('DELETE FROM blobs WHERE id = ?').run(lost);
     db.close();
 
     repo = await openRepository(repoDir, 'pw', { cacheDir, threads: 2 });
@@ -168,9 +226,10 @@ describe('check --read-data against an index that disagrees with a pack header',
       const expected = [victim.id, ghost]
         .sort(Buffer.compare)
         .map((id) => ({ object: obj, message: `pack header does not list data blob ${id.toString('hex').slice(0, 12)} as the index does` }));
+      expected.push({ object: `data blob ${lost.toString('hex').slice(0, 12)}`, message: expect.stringMatching(/^is not in the index \(file \S+ in snapshot [0-9a-f]{8}\)$/) as never });
       // The data phase checks the blobs against the header (the pack's own word), so it adds nothing here.
       expect(structural.problems).toEqual(expected);
-      expect(full.problems).toEqual(expected);
+      expect(full.problems).toEqual(structural.problems);
       expect(full.packsRead).toBe(full.packs);
     } finally {
       await repo.close();

@@ -114,6 +114,7 @@ export class IndexCache {
            FROM blobs WHERE pack = ?`,
         )
         .pluck(),
+      treePacks: db.prepare('SELECT DISTINCT pack FROM blobs WHERE type = 1').pluck(),
       snapshot: db.prepare('SELECT stored FROM snapshots WHERE id = ?').pluck(),
       putSnapshot: db.prepare('INSERT OR REPLACE INTO snapshots (id, stored) VALUES (?, ?)'),
       snapshotIds: db.prepare('SELECT id FROM snapshots').pluck(),
@@ -305,6 +306,11 @@ export class IndexCache {
    */
   packEntriesHex(packId: PackId): string {
     return (this.stmts.packEntriesHex.get(Buffer.from(packId, 'hex')) as string | null) ?? '';
+  }
+
+  /** The packs that hold tree blobs (by the index). */
+  treePacks(): Set<PackId> {
+    return new Set((this.stmts.treePacks.all() as Buffer[]).map((b) => b.toString('hex') as PackId));
   }
 
   blobCount(): number {

@@ -102,6 +102,21 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
   let unindexedPacks = 0;
   for (const name of listed.keys()) if (!indexedIds.has(name)) unindexedPacks++;
 
+  // Which packs are read whole (decided once per pack: a percentage subset is random).
+  const reads = indexed.map(({ id }) => Boolean(opts.readData || (opts.readDataSubset && inSubset(id, opts.readDataSubset))));
+  // Packs read whole go tree packs first: their workers hand back what the
+  // walk needs of every verified tree (HotPath.checkPack), so the walk
+  // (started once they are done) neither reads nor decrypts nor parses them
+  // on the main thread. Problems are still reported in pack-id order.
+  const treePacks = reads.some(Boolean) ? repo.cache.treePacks() : new Set<PackId>();
+  const firstTrees = (k: number) => reads[k] && treePacks.has(indexed[k].id);
+  const order = [...indexed.keys()].sort((x, y) => Number(firstTrees(y)) - Number(firstTrees(x)) || x - y);
+  const treesFirst = order.filter(firstTrees).length;
+  const verifiedTrees = new Map<string, Buffer>();
+  let treesRead!: () => void;
+  const treesReady = new Promise<void>((r) => (treesRead = r));
+  if (treesFirst === 0) treesRead();
+
   // Snapshots and the trees they reference: walked on the main thread while
   // the pack phase below keeps the workers busy (it yields to the event loop
   // every few milliseconds so that pack reads keep being issued); its
@@ -114,8 +129,31 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
       walkProblem('snapshots', (e as Error).message);
       return [];
     });
+    await treesReady;
     const seenTrees = new Set<string>();
     const missingData = new Set<string>();
+    /**
+     * A tree the pack phase verified: its subtrees are pushed if every
+     * content id is indexed (or already reported); false (nothing pushed)
+     * sends it down the full path, which names the file.
+     */
+    const walkLinks = (links: Buffer, stack: string[]): boolean => {
+      const subtrees: string[] = [];
+      for (let pos = 0; pos < links.length; ) {
+        if (links[pos++] === 1) {
+          subtrees.push(links.toString('hex', pos, pos + 32));
+          pos += 32;
+        }
+        const n = links.readUInt32LE(pos);
+        pos += 4;
+        for (let end = pos + 32 * n; pos < end; pos += 32) {
+          const id = links.subarray(pos, pos + 32);
+          if (!repo.cache.has('data', id) && !missingData.has(id.toString('hex'))) return false;
+        }
+      }
+      for (const t of subtrees) stack.push(t);
+      return true;
+    };
     let slice = performance.now();
     let n = 0;
     for (const s of snapshots) {
@@ -131,6 +169,11 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
         const t = stack.pop()!;
         if (seenTrees.has(t)) continue;
         seenTrees.add(t);
+        const links = verifiedTrees.get(t);
+        if (links) {
+          verifiedTrees.delete(t);
+          if (walkLinks(links, stack)) continue;
+        }
         let nodes;
         try {
           nodes = decodeTree(await repo.loadBlob('tree', t));
@@ -149,6 +192,7 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
         }
       }
     }
+    verifiedTrees.clear();
     return snapshots.length;
   };
   const walking = walk().then(
@@ -157,56 +201,61 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
   );
 
   // Packs: existence, size, header vs index. With readData, up to
-  // PACKS_IN_FLIGHT packs are read and verified at once (each pack hashed and
-  // opened in a worker, the next ones read meanwhile); each pack's problems
-  // are held until the packs before it are done, so they come out in pack
-  // order as with one pack at a time.
+  // PACKS_IN_FLIGHT packs are read and verified at once (each pack checked
+  // in a worker, the next ones read meanwhile); each pack's problems are
+  // held until the packs before it (by id) are done, so they come out in
+  // pack order as with one pack at a time.
   let done = 0;
   let packsRead = 0;
   // Whole packs are read into a fixed set of buffers (storage with readInto),
   // which come back from the workers and are reused: no pack-sized garbage.
   const largest = indexed.reduce((m, p) => Math.max(m, p.length), 0);
   const pool = repo.backend.readInto && largest > 0 && largest <= MAX_POOLED_PACK ? new BufferPool(largest, PACKS_IN_FLIGHT + 1) : undefined;
-  const inFlight: { problems: [string, string][]; done: Promise<void> }[] = [];
-  const flushOne = async () => {
-    // Shifted only once done: until then its problems are held in order.
-    const head = inFlight[0];
-    await head.done;
-    inFlight.shift();
-    for (const [o, m] of head.problems) problem(o, m);
+  const held: ([string, string][] | undefined)[] = new Array(indexed.length);
+  let flushed = 0;
+  const flushReady = () => {
+    for (; flushed < indexed.length && held[flushed]; flushed++) for (const [o, m] of held[flushed]!) problem(o, m);
   };
-  const drain = async () => {
-    while (inFlight.length) await flushOne();
-  };
+  const running: Promise<void>[] = [];
+  const treeJobs: Promise<void>[] = [];
   try {
-    for (const { id, length } of indexed) {
+    for (let i = 0; i < order.length; i++) {
       abort();
+      if (i === treesFirst) void Promise.allSettled(treeJobs).then(treesRead);
+      const k = order[i];
+      const { id, length } = indexed[k];
       opts.onProgress?.({ phase: 'packs', done: done++, total: indexed.length });
       const obj = `data/${id}`;
       const local: [string, string][] = [];
-      const packProblem = (o: string, m: string) => {
-        if (inFlight.length) local.push([o, m]);
-        else problem(o, m);
+      const packProblem = (o: string, m: string) => void local.push([o, m]);
+      const finish = () => {
+        held[k] = local;
+        flushReady();
       };
       const size = listed.get(id);
-      let job: Promise<void> | undefined;
       if (size === undefined) packProblem(obj, 'pack is missing');
       else if (size !== length) packProblem(obj, `pack has ${size} bytes, the index says ${length}`);
-      else if (opts.readData || (opts.readDataSubset && inSubset(id, opts.readDataSubset))) {
-        // Wrapped: `local` collects the problems while packs before this one are in flight.
-        job = readAndCheckPack(repo, id, size, packProblem, pool).then(
-          (verified) => void (verified && packsRead++),
-          (e: unknown) => packProblem(obj, `cannot read: ${(e as Error).message}`),
-        );
+      else if (reads[k]) {
+        const job = readAndCheckPack(repo, id, size, packProblem, pool, verifiedTrees)
+          .then(
+            (verified) => void (verified && packsRead++),
+            (e: unknown) => packProblem(obj, `cannot read: ${(e as Error).message}`),
+          )
+          .then(finish);
+        running.push(job);
+        if (i < treesFirst) treeJobs.push(job);
+        while (running.length > PACKS_IN_FLIGHT) await running.shift();
+        continue;
       } else await checkHeader(repo, id, size, packProblem);
-      if (job || local.length) inFlight.push({ problems: local, done: job ?? Promise.resolve() });
-      while (inFlight.length > PACKS_IN_FLIGHT) await flushOne();
+      finish();
     }
   } finally {
     // Also on interruption: no pack verification (nor the walk) keeps running unobserved.
-    await drain();
+    await Promise.allSettled(running);
+    treesRead();
     await walking;
   }
+  await Promise.all(running);
   const walked = await walking;
   if ('e' in walked) throw walked.e;
   for (const [o, m] of walkProblems) problem(o, m);
@@ -258,10 +307,18 @@ async function checkHeader(repo: Repository, id: PackId, size: number, problem: 
  * else (the header, its entries against the index's, the pack's hash, every
  * blob) in a worker, from the same bytes (HotPath.checkPack). The index's
  * entries go to the worker as one string, so the main thread makes no
- * object per blob. Resolves to whether the blobs were verified; rejects only
+ * object per blob; what the snapshot walk needs of the verified trees is
+ * added to `trees`. Resolves to whether the blobs were verified; rejects only
  * when the pack cannot be read.
  */
-async function readAndCheckPack(repo: Repository, id: PackId, size: number, problem: (o: string, m: string) => void, pool?: BufferPool): Promise<boolean> {
+async function readAndCheckPack(
+  repo: Repository,
+  id: PackId,
+  size: number,
+  problem: (o: string, m: string) => void,
+  pool: BufferPool | undefined,
+  trees: Map<string, Buffer>,
+): Promise<boolean> {
   const obj = `data/${id}`;
   const h = { type: 'data', name: id } as const;
   let buf: ArrayBuffer;
@@ -300,6 +357,14 @@ async function readAndCheckPack(repo: Repository, id: PackId, size: number, prob
     const r = await repo.workers().checkPack(buf, n, check);
     back = r.buf;
     for (const m of r.problems) problem(obj, m);
+    if (r.trees) {
+      const all = Buffer.from(r.trees);
+      for (let pos = 0; pos < all.length; ) {
+        const n = all.readUInt32LE(pos + 32);
+        trees.set(all.toString('hex', pos, pos + 32), all.subarray(pos + 36, pos + 36 + n));
+        pos += 36 + n;
+      }
+    }
     return r.verified;
   } finally {
     if (pooled) pool.release(back);

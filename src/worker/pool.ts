@@ -49,6 +49,8 @@ export interface CheckPackResult {
   verified: boolean;
   /** The pack's problems, in the order check reports them. */
   problems: string[];
+  /** What the snapshot walk needs of the pack's verified trees (HotPath.checkPack). */
+  trees?: ArrayBuffer;
 }
 
 export function defaultThreads(): number {

@@ -8,6 +8,7 @@ import { gearFromBytes } from '../chunker/gear.js';
 import { KeyedHasher, plainHash } from '../crypto/hash.js';
 import { sealBlobInto, openBlobInto, BLOB_OVERHEAD } from '../format/blob.js';
 import { decodePackHeader, type PackEntry } from '../format/pack.js';
+import { decodeTree, type TreeNode } from '../format/tree.js';
 import type { BlobType } from '../ids.js';
 
 /** Secrets and settings a worker needs; given once per pool (workerData). */
@@ -74,7 +75,7 @@ export const INDEX_ROW_CHARS = 1 + 64 + 3 * 16;
  * index's order: each must be in the header with the same type, id, offset,
  * stored and raw length (an entry listed twice in the header: its last one).
  */
-export function indexMismatches(entries: PackEntry[], indexed: string): string[] {
+export function indexMismatches(entries: PackEntry[], indexed: string, matchedTrees?: Set<string>): string[] {
   if (indexed.length % INDEX_ROW_CHARS !== 0) throw new RangeError('index rows have a bad length');
   const byKey = new Map<string, PackEntry>();
   for (const e of entries) byKey.set((e.type === 'data' ? '0' : '1') + e.id, e);
@@ -83,12 +84,36 @@ export function indexMismatches(entries: PackEntry[], indexed: string): string[]
     const key = indexed.slice(at, at + 65);
     const g = byKey.get(key);
     const num = (k: number) => Number.parseInt(indexed.slice(at + 65 + 16 * k, at + 81 + 16 * k), 16);
-    if (!g || g.offset !== num(0) || g.length !== num(1) || g.rawLength !== num(2)) {
+    if (g && g.offset === num(0) && g.length === num(1) && g.rawLength === num(2)) {
+      if (key[0] === '1') matchedTrees?.add(key.slice(1));
+    } else {
       const type = key[0] === '0' ? 'data' : key[0] === '1' ? 'tree' : `type-${key[0]}`;
       problems.push(`pack header does not list ${type} blob ${key.slice(1, 13)} as the index does`);
     }
   }
   return problems;
+}
+
+/**
+ * What check's snapshot walk needs of a tree, in node order: for each node
+ * with a subtree or content, a kind byte (1: a subtree id follows), then a
+ * u32le count of content ids and the ids (32 bytes each).
+ */
+export function treeLinks(nodes: TreeNode[]): Buffer {
+  let size = 0;
+  for (const n of nodes) if (n.subtree || n.content?.length) size += 1 + (n.subtree ? 32 : 0) + 4 + 32 * (n.content?.length ?? 0);
+  const b = Buffer.allocUnsafe(size);
+  let pos = 0;
+  for (const n of nodes) {
+    if (!(n.subtree || n.content?.length)) continue;
+    b[pos++] = n.subtree ? 1 : 0;
+    if (n.subtree) pos += b.write(n.subtree, pos, 32, 'hex');
+    const content = n.content ?? [];
+    b.writeUInt32LE(content.length, pos);
+    pos += 4;
+    for (const id of content) pos += b.write(id, pos, 32, 'hex');
+  }
+  return b;
 }
 
 /** Plaintext scratch kept by `verifyPack` (larger blobs get a buffer of their own). */
@@ -217,8 +242,11 @@ export class HotPath {
    * bytes hash to its name, and every blob opens and matches its id (see
    * verifyPack). Returns the problems in the order check reports them, and
    * whether the blobs were verified (not when the header cannot be read).
+   * `trees`: for every tree blob the index lists here as the header does,
+   * that verified and decodes, its id (32 bytes), a u32le length and its
+   * treeLinks, back to back: the snapshot walk needs no more of it.
    */
-  async checkPack(buf: Uint8Array, c: PackCheck): Promise<{ verified: boolean; problems: string[] }> {
+  async checkPack(buf: Uint8Array, c: PackCheck): Promise<{ verified: boolean; problems: string[]; trees?: ArrayBuffer }> {
     let entries: PackEntry[];
     try {
       if (c.headerOffset + c.headerLength > buf.length) throw new Error('pack header lies outside the pack');
@@ -226,13 +254,30 @@ export class HotPath {
     } catch (e) {
       return { verified: false, problems: [e instanceof Error ? e.message : String(e)] };
     }
-    const problems = indexMismatches(entries, c.indexed);
-    const { hash, errors } = await this.verifyPack(buf, entries, c.blobKey);
+    const matchedTrees = new Set<string>();
+    const problems = indexMismatches(entries, c.indexed, matchedTrees);
+    const trees: Buffer[] = [];
+    const { hash, errors } = await this.verifyPack(buf, entries, c.blobKey, (k, plain) => {
+      const e = entries[k];
+      if (e.type !== 'tree' || !matchedTrees.has(e.id)) return;
+      let links: Buffer;
+      try {
+        links = treeLinks(decodeTree(plain));
+      } catch {
+        return; // the walk loads it itself and reports why
+      }
+      const head = Buffer.allocUnsafe(36);
+      head.write(e.id, 0, 32, 'hex');
+      head.writeUInt32LE(links.length, 32);
+      trees.push(head, links);
+    });
     if (hash !== c.name) problems.push('pack content does not match its name');
     errors.forEach((err, k) => {
       if (err) problems.push(`${entries[k].type} blob ${entries[k].id.slice(0, 12)}: ${err}`);
     });
-    return { verified: true, problems };
+    if (!trees.length) return { verified: true, problems };
+    const all = Buffer.concat(trees);
+    return { verified: true, problems, trees: all.buffer.slice(all.byteOffset, all.byteOffset + all.length) as ArrayBuffer };
   }
 
   /**
@@ -242,11 +287,17 @@ export class HotPath {
    * error string per item (null when good). `buf` must not change until the
    * promise resolves (it yields to the event loop on the way).
    */
-  async verifyPack(buf: Uint8Array, items: OpenItem[], blobKey?: Uint8Array): Promise<{ hash: string; errors: (string | null)[] }> {
+  async verifyPack(
+    buf: Uint8Array,
+    items: OpenItem[],
+    blobKey?: Uint8Array,
+    onPlain?: (k: number, plain: Buffer) => void,
+  ): Promise<{ hash: string; errors: (string | null)[] }> {
     const keys = blobKey ? { blobKey, blobIdKey: this.ctx.blobIdKey } : this.ctx;
     const hash = plainHash(buf).toString('hex');
     const errors: (string | null)[] = [];
-    for (const it of items) {
+    for (let k = 0; k < items.length; k++) {
+      const it = items[k];
       // Counted with a share for the per-blob native state, so packs of many small blobs also trigger it.
       this.opened += it.length + 2048;
       if (this.opened >= VERIFY_COLLECT_BYTES) {
@@ -262,6 +313,7 @@ export class HotPath {
         } else out = Buffer.allocUnsafeSlow(it.rawLength);
         openBlobInto(keys, it.type, it.id, buf.subarray(it.offset, it.offset + it.length), out);
         errors.push(null);
+        onPlain?.(k, out);
       } catch (e) {
         errors.push(e instanceof Error ? e.message : String(e));
       }

@@ -81,7 +81,7 @@ export default function run(task: Task): unknown {
       return moveWith({ buf: task.buf, out: task.out, errors }, [task.buf, task.out]);
     }
     case 'checkPack':
-      return hot.checkPack(buf.subarray(0, task.length), task.check).then((r) => moveWith({ buf: task.buf, ...r }, [task.buf]));
+      return hot.checkPack(buf.subarray(0, task.length), task.check).then((r) => moveWith({ buf: task.buf, ...r }, r.trees ? [task.buf, r.trees] : [task.buf]));
   }
 }
 
