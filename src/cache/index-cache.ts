@@ -115,6 +115,11 @@ export class IndexCache {
         )
         .pluck(),
       treePacks: db.prepare('SELECT DISTINCT pack FROM blobs WHERE type = 1').pluck(),
+      // Ids in ascending ranges, concatenated by SQLite into one blob: no JS object per id.
+      dataIdsAfter: db
+        .prepare(`SELECT unhex(group_concat(hex(id), '' ORDER BY id)) FROM (SELECT DISTINCT id FROM blobs WHERE id > ? AND type = 0 ORDER BY id LIMIT ?)`)
+        .pluck(),
+      dataBlobCount: db.prepare('SELECT COUNT(*) FROM blobs WHERE type = 0').pluck(),
       snapshot: db.prepare('SELECT stored FROM snapshots WHERE id = ?').pluck(),
       putSnapshot: db.prepare('INSERT OR REPLACE INTO snapshots (id, stored) VALUES (?, ?)'),
       snapshotIds: db.prepare('SELECT id FROM snapshots').pluck(),
@@ -311,6 +316,23 @@ export class IndexCache {
   /** The packs that hold tree blobs (by the index). */
   treePacks(): Set<PackId> {
     return new Set((this.stmts.treePacks.all() as Buffer[]).map((b) => b.toString('hex') as PackId));
+  }
+
+  /** How many data blob rows the index lists (copies counted). */
+  dataBlobCount(): number {
+    return this.stmts.dataBlobCount.get() as number;
+  }
+
+  /** The ids of every indexed data blob, ascending, 32 bytes each back to back, in buffers of up to `chunk` ids. */
+  *dataIds(chunk = 65_536): Generator<Buffer> {
+    let after: Buffer = Buffer.alloc(0); // sorts before every id
+    for (;;) {
+      const b = this.stmts.dataIdsAfter.get(after, chunk) as Buffer | null;
+      if (!b?.length) return;
+      yield b;
+      if (b.length < chunk * 32) return;
+      after = b.subarray(b.length - 32);
+    }
   }
 
   blobCount(): number {

@@ -15,6 +15,7 @@ import type { PackId } from '../ids.js';
 import type { PackCheck } from '../worker/tasks.js';
 import { CofferError } from '../errors.js';
 import { BufferPool, ownedArrayBuffer } from '../util/semaphore.js';
+import { IdSet } from './id-set.js';
 
 /**
  * One problem `check` reports.
@@ -132,6 +133,12 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
     await treesReady;
     const seenTrees = new Set<string>();
     const missingData = new Set<string>();
+    // Every content id of every tree is looked up: in memory (built at the first lookup), unless the index is very large.
+    let ids: IdSet | false | undefined;
+    const indexedData = (id: Buffer) => {
+      ids ??= repo.cache.dataBlobCount() <= MAX_ID_SET && new IdSet([...repo.cache.dataIds()]);
+      return ids ? ids.has(id) : repo.cache.has('data', id);
+    };
     /**
      * A tree the pack phase verified: its subtrees are pushed if every
      * content id is indexed (or already reported); false (nothing pushed)
@@ -148,7 +155,7 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
         pos += 4;
         for (let end = pos + 32 * n; pos < end; pos += 32) {
           const id = links.subarray(pos, pos + 32);
-          if (!repo.cache.has('data', id) && !missingData.has(id.toString('hex'))) return false;
+          if (!indexedData(id) && !missingData.has(id.toString('hex'))) return false;
         }
       }
       for (const t of subtrees) stack.push(t);
@@ -184,7 +191,7 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
         for (const node of nodes) {
           if (node.subtree) stack.push(node.subtree);
           for (const id of node.content ?? []) {
-            if (!missingData.has(id) && !repo.cache.has('data', id)) {
+            if (!missingData.has(id) && !indexedData(Buffer.from(id, 'hex'))) {
               missingData.add(id);
               walkProblem(`data blob ${id.slice(0, 12)}`, `is not in the index (file ${node.name.toString()} in snapshot ${s.id.slice(0, 8)})`);
             }
@@ -273,6 +280,9 @@ async function readHeader(repo: Repository, id: PackId, size: number): Promise<P
 
 /** The snapshot walk runs this long at a time before letting the pack phase go on. */
 const WALK_SLICE_MS = 5;
+
+/** Indexes with more data blobs than this are asked per id by the walk (an IdSet holds 40 bytes per id). */
+const MAX_ID_SET = 1_000_000;
 
 /** Packs read and verified at once by `check` with readData (each holds one whole pack in memory). */
 const PACKS_IN_FLIGHT = 2;
