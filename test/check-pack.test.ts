@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { HotPath, INDEX_ROW_CHARS, indexMismatches, treeLinks } from '../dist/src/worker/tasks.js';
+import { HotPath, INDEX_ROW_BYTES, indexMismatches, treeLinks } from '../dist/src/worker/tasks.js';
 import { encodeTree, type TreeNode } from '../dist/src/format/tree.js';
 import { gearBytesFrom } from '../dist/src/crypto/keys.js';
 import { computeBlobId, BLOB_OVERHEAD } from '../dist/src/format/blob.js';
@@ -42,17 +42,29 @@ function makePack(hot: HotPath, plain: Buffer[]): { pack: Buffer; entries: PackE
   return { pack: Buffer.concat([out.subarray(0, pos), tail]), entries, headerOffset: pos };
 }
 
-/** The index rows for `entries`, as IndexCache.packEntriesHex formats them (ordered by id, then type). */
-function rows(entries: PackEntry[]): string {
+/** The index rows for `entries`, as IndexCache.packEntryRows makes them (here in reverse order: any order goes). */
+function rows(entries: PackEntry[]): Buffer {
   const hex = (n: number) => n.toString(16).padStart(16, '0');
-  return [...entries]
-    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.type < b.type ? -1 : 1))
-    .map((e) => `${e.type === 'data' ? 0 : 1}${e.id}${hex(e.offset)}${hex(e.length)}${hex(e.rawLength)}`)
-    .join('');
+  return Buffer.from(
+    [...entries]
+      .reverse()
+      .map((e) => `0${e.type === 'data' ? 0 : 1}${e.id}${hex(e.offset)}${hex(e.length)}${hex(e.rawLength)}`)
+      .join(''),
+    'hex',
+  );
+}
+/** Rows back to entries, sorted by id then type. */
+function parseRows(b: Buffer): PackEntry[] {
+  const out: PackEntry[] = [];
+  for (let at = 0; at < b.length; at += INDEX_ROW_BYTES) {
+    const n = (k: number) => Number(b.readBigUInt64BE(at + 33 + 8 * k));
+    out.push({ type: b[at] === 0 ? 'data' : 'tree', id: b.toString('hex', at + 1, at + 33), offset: n(0), length: n(1), rawLength: n(2) });
+  }
+  return out.sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : x.type < y.type ? -1 : 1));
 }
 
-describe('IndexCache.packEntriesHex', () => {
-  it('lists a pack\'s blobs as fixed-width rows ordered by id then type, and nothing for an unknown pack', () => {
+describe('IndexCache.packEntryRows', () => {
+  it('lists a pack\'s blobs as fixed-width rows, and nothing for an unknown pack', () => {
     const cache = IndexCache.open(undefined);
     try {
       const pack = randomBytes(32).toString('hex') as PackId;
@@ -67,18 +79,11 @@ describe('IndexCache.packEntriesHex', () => {
         { id: pack, length: 1 << 20, blobs },
         { id: other, length: 1000, blobs: [{ type: 'data', id: randomBytes(32).toString('hex'), offset: 0, length: 10, rawLength: 10 }] },
       ]);
-      const s = cache.packEntriesHex(pack);
-      expect(s.length).toBe(3 * INDEX_ROW_CHARS);
-      expect(s).toBe(rows(blobs));
-      // And the same as the objects blobsInPack returns.
-      const parsed = [];
-      for (let at = 0; at < s.length; at += INDEX_ROW_CHARS) {
-        const n = (k: number) => Number.parseInt(s.slice(at + 65 + 16 * k, at + 81 + 16 * k), 16);
-        parsed.push({ type: s[at] === '0' ? 'data' : 'tree', id: s.slice(at + 1, at + 65), offset: n(0), length: n(1), rawLength: n(2) });
-      }
-      const sortKey = (e: { id: string; type: string }) => e.id + e.type;
-      expect(parsed.sort((a, b) => sortKey(a).localeCompare(sortKey(b)))).toEqual(cache.blobsInPack(pack).sort((a, b) => sortKey(a).localeCompare(sortKey(b))));
-      expect(cache.packEntriesHex(randomBytes(32).toString('hex') as PackId)).toBe('');
+      const b = cache.packEntryRows(pack);
+      expect(b.length).toBe(3 * INDEX_ROW_BYTES);
+      expect(parseRows(b)).toEqual(parseRows(rows(blobs)));
+      expect(parseRows(b)).toEqual(parseRows(rows(cache.blobsInPack(pack))));
+      expect(cache.packEntryRows(randomBytes(32).toString('hex') as PackId).length).toBe(0);
     } finally {
       cache.close();
     }
@@ -182,9 +187,25 @@ describe('HotPath.checkPack', () => {
     expect(await hot.checkPack(p.pack, { ...c, metaKey: randomBytes(32) })).toEqual({ verified: false, problems: ['pack header does not authenticate'] });
   });
 
-  it('indexMismatches refuses rows of the wrong width', () => {
-    expect(() => indexMismatches([], '0abc')).toThrow(RangeError);
-    expect(indexMismatches([], '')).toEqual([]);
+  it('indexMismatches refuses rows of the wrong width, and matches by offset', () => {
+    expect(() => indexMismatches([], Buffer.alloc(3))).toThrow(RangeError);
+    expect(indexMismatches([], Buffer.alloc(0))).toEqual([]);
+    // A header that lists one blob twice: the index's entry matches the copy at its offset.
+    const id = ID();
+    const twice = [
+      { type: 'data' as const, id, offset: 0, length: 50, rawLength: 20 },
+      { type: 'data' as const, id, offset: 50, length: 50, rawLength: 20 },
+    ];
+    expect(indexMismatches(twice, rows([twice[0]]))).toEqual([]);
+    expect(indexMismatches(twice, rows([twice[1]]))).toEqual([]);
+    expect(indexMismatches(twice, rows([{ ...twice[1], offset: 25 }]))).toEqual([`pack header does not list data blob ${id.slice(0, 12)} as the index does`]);
+    // Offsets beyond 2^48 and unknown types never match.
+    const far = rows([twice[0]]);
+    far[33] = 1;
+    expect(indexMismatches(twice, far)).toHaveLength(1);
+    const odd = rows([twice[0]]);
+    odd[0] = 7;
+    expect(indexMismatches(twice, odd)).toEqual([`pack header does not list type-7 blob ${id.slice(0, 12)} as the index does`]);
   });
 });
 

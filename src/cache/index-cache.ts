@@ -107,12 +107,9 @@ export class IndexCache {
       allPacks: db.prepare('SELECT id, MAX(length) AS length FROM packs GROUP BY id'),
       blobCount: db.prepare('SELECT COUNT(*) FROM blobs').pluck(),
       blobsInPack: db.prepare('SELECT id, type, offset, length, raw_length FROM blobs WHERE pack = ?'),
-      // One string per pack, formatted by SQLite: check passes it to a worker without a JS object per blob.
-      packEntriesHex: db
-        .prepare(
-          `SELECT group_concat(printf('%d%s%016x%016x%016x', type, lower(hex(id)), offset, length, raw_length), '' ORDER BY id, type)
-           FROM blobs WHERE pack = ?`,
-        )
+      // One buffer per pack, made by SQLite: check passes it to a worker without a JS object per blob.
+      packEntryRows: db
+        .prepare(`SELECT unhex(group_concat(printf('%02x%s%016x%016x%016x', type, hex(id), offset, length, raw_length), '')) FROM blobs WHERE pack = ?`)
         .pluck(),
       treePacks: db.prepare('SELECT DISTINCT pack FROM blobs WHERE type = 1').pluck(),
       // Ids in ascending ranges, concatenated by SQLite into one blob: no JS object per id.
@@ -305,12 +302,13 @@ export class IndexCache {
   }
 
   /**
-   * The blobs the index lists in a pack as one string of fixed-width rows
-   * (INDEX_ROW_CHARS each, see worker/tasks.ts PackCheck.indexed), ordered
-   * by id then type.
+   * The blobs the index lists in a pack as one buffer of fixed-width rows,
+   * in no particular order: type (1 byte), id (32), then offset, stored
+   * length and raw length (u64 big-endian each); see worker/tasks.ts
+   * PackCheck.indexed.
    */
-  packEntriesHex(packId: PackId): string {
-    return (this.stmts.packEntriesHex.get(Buffer.from(packId, 'hex')) as string | null) ?? '';
+  packEntryRows(packId: PackId): Buffer {
+    return (this.stmts.packEntryRows.get(Buffer.from(packId, 'hex')) as Buffer | null) ?? Buffer.alloc(0);
   }
 
   /** The packs that hold tree blobs (by the index). */

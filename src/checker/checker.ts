@@ -316,7 +316,7 @@ async function checkHeader(repo: Repository, id: PackId, size: number, problem: 
  * Reads a whole pack and checks it: the trailer is decoded here, everything
  * else (the header, its entries against the index's, the pack's hash, every
  * blob) in a worker, from the same bytes (HotPath.checkPack). The index's
- * entries go to the worker as one string, so the main thread makes no
+ * entries go to the worker as one buffer, so the main thread makes no
  * object per blob; what the snapshot walk needs of the verified trees is
  * added to `trees`. Resolves to whether the blobs were verified; rejects only
  * when the pack cannot be read.
@@ -359,7 +359,7 @@ async function readAndCheckPack(
       const keys = repo.keysForRef(ref);
       if (!(ref ?? Buffer.alloc(0)).equals(repo.cache.packRef(id) ?? Buffer.alloc(0))) throw new Error('pack is sealed with other keys than the index says');
       const blobKey = repo.blobKeyFor(id);
-      check = { name: id, headerOffset: loc.offset, headerLength: loc.length, metaKey: keys.metaKey, indexed: repo.cache.packEntriesHex(id), ...(blobKey ? { blobKey } : {}) };
+      check = { name: id, headerOffset: loc.offset, headerLength: loc.length, metaKey: keys.metaKey, indexed: repo.cache.packEntryRows(id), ...(blobKey ? { blobKey } : {}) };
     } catch (e) {
       problem(obj, (e as Error).message);
       return false;

@@ -9,7 +9,7 @@ import { KeyedHasher, plainHash } from '../crypto/hash.js';
 import { sealBlobInto, openBlobInto, BLOB_OVERHEAD } from '../format/blob.js';
 import { decodePackHeader, type PackEntry } from '../format/pack.js';
 import { decodeTree, type TreeNode } from '../format/tree.js';
-import type { BlobType } from '../ids.js';
+import { BLOB_TYPE_CODE, type BlobType } from '../ids.js';
 
 /** Secrets and settings a worker needs; given once per pool (workerData). */
 export interface WorkerContext {
@@ -58,40 +58,50 @@ export interface PackCheck {
   metaKey: Uint8Array;
   /** The pack's blob key when it is not the repository's own. */
   blobKey?: Uint8Array;
-  /**
-   * The index's entries for the pack, as one string of INDEX_ROW_CHARS-long
-   * rows (IndexCache.packEntriesHex): type digit, id (64 hex), then offset,
-   * stored length and raw length (16 hex each); in the order problems are
-   * reported (by id, then type).
-   */
-  indexed: string;
+  /** The index's entries for the pack: INDEX_ROW_BYTES-long rows (IndexCache.packEntryRows), in any order. */
+  indexed: Uint8Array;
 }
 
-/** Length of one row of `PackCheck.indexed`. */
-export const INDEX_ROW_CHARS = 1 + 64 + 3 * 16;
+/** Length of one row of `PackCheck.indexed`: type, id, then offset, stored and raw length as u64 big-endian. */
+export const INDEX_ROW_BYTES = 1 + 32 + 3 * 8;
 
 /**
- * The index's entries a pack header does not list as the index does, in the
- * index's order: each must be in the header with the same type, id, offset,
- * stored and raw length (an entry listed twice in the header: its last one).
+ * The index's entries a pack header does not list as the index does: the
+ * header must list, at the entry's offset, a blob of the same type, id,
+ * stored and raw length. Reported in the index's order (by id, then type);
+ * ids of the tree entries that match are added to `matchedTrees`.
  */
-export function indexMismatches(entries: PackEntry[], indexed: string, matchedTrees?: Set<string>): string[] {
-  if (indexed.length % INDEX_ROW_CHARS !== 0) throw new RangeError('index rows have a bad length');
-  const byKey = new Map<string, PackEntry>();
-  for (const e of entries) byKey.set((e.type === 'data' ? '0' : '1') + e.id, e);
-  const problems: string[] = [];
-  for (let at = 0; at < indexed.length; at += INDEX_ROW_CHARS) {
-    const key = indexed.slice(at, at + 65);
-    const g = byKey.get(key);
-    const num = (k: number) => Number.parseInt(indexed.slice(at + 65 + 16 * k, at + 81 + 16 * k), 16);
-    if (g && g.offset === num(0) && g.length === num(1) && g.rawLength === num(2)) {
-      if (key[0] === '1') matchedTrees?.add(key.slice(1));
-    } else {
-      const type = key[0] === '0' ? 'data' : key[0] === '1' ? 'tree' : `type-${key[0]}`;
-      problems.push(`pack header does not list ${type} blob ${key.slice(1, 13)} as the index does`);
+export function indexMismatches(entries: PackEntry[], indexed: Uint8Array, matchedTrees?: Set<string>): string[] {
+  if (indexed.length % INDEX_ROW_BYTES !== 0) throw new RangeError('index rows have a bad length');
+  const rows = Buffer.from(indexed.buffer, indexed.byteOffset, indexed.length);
+  const id = Buffer.allocUnsafe(32);
+  // A u64 field as a number; -1 when it cannot be a pack offset or length (beyond 2^48).
+  const u64 = (at: number) => (rows.readUInt16BE(at) === 0 ? rows.readUIntBE(at + 2, 6) : -1);
+  const bad: number[] = [];
+  for (let at = 0; at < rows.length; at += INDEX_ROW_BYTES) {
+    const offset = u64(at + 33);
+    // Entries are in offset order (each starts where the one before ends).
+    let lo = 0;
+    let hi = entries.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (entries[mid].offset < offset) lo = mid + 1;
+      else hi = mid;
     }
+    const e = entries[lo];
+    let ok = e !== undefined && e.offset === offset && e.length === u64(at + 41) && e.rawLength === u64(at + 49) && BLOB_TYPE_CODE[e.type] === rows[at];
+    if (ok) {
+      id.write(e.id, 'hex');
+      ok = rows.compare(id, 0, 32, at + 1, at + 33) === 0;
+    }
+    if (!ok) bad.push(at);
+    else if (e.type === 'tree') matchedTrees?.add(e.id);
   }
-  return problems;
+  bad.sort((a, b) => rows.compare(rows, b + 1, b + 33, a + 1, a + 33) || rows[a] - rows[b]);
+  return bad.map((at) => {
+    const type = rows[at] === BLOB_TYPE_CODE.data ? 'data' : rows[at] === BLOB_TYPE_CODE.tree ? 'tree' : `type-${rows[at]}`;
+    return `pack header does not list ${type} blob ${rows.toString('hex', at + 1, at + 7)} as the index does`;
+  });
 }
 
 /**
