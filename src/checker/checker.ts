@@ -113,7 +113,7 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
   const firstTrees = (k: number) => reads[k] && treePacks.has(indexed[k].id);
   const order = [...indexed.keys()].sort((x, y) => Number(firstTrees(y)) - Number(firstTrees(x)) || x - y);
   const treesFirst = order.filter(firstTrees).length;
-  const verifiedTrees = new Map<string, Buffer>();
+  const verifiedTrees: TreeLinks = { byId: new Map(), bytes: 0 };
   let treesRead!: () => void;
   const treesReady = new Promise<void>((r) => (treesRead = r));
   if (treesFirst === 0) treesRead();
@@ -176,9 +176,9 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
         const t = stack.pop()!;
         if (seenTrees.has(t)) continue;
         seenTrees.add(t);
-        const links = verifiedTrees.get(t);
+        const links = verifiedTrees.byId.get(t);
         if (links) {
-          verifiedTrees.delete(t);
+          verifiedTrees.byId.delete(t);
           if (walkLinks(links, stack)) continue;
         }
         let nodes;
@@ -199,7 +199,7 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
         }
       }
     }
-    verifiedTrees.clear();
+    verifiedTrees.byId.clear();
     return snapshots.length;
   };
   const walking = walk().then(
@@ -223,7 +223,8 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
   const flushReady = () => {
     for (; flushed < indexed.length && held[flushed]; flushed++) for (const [o, m] of held[flushed]!) problem(o, m);
   };
-  const running: Promise<void>[] = [];
+  const running = new Set<Promise<void>>();
+  let jobError: { e: unknown } | undefined;
   const treeJobs: Promise<void>[] = [];
   try {
     for (let i = 0; i < order.length; i++) {
@@ -249,20 +250,29 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
             (e: unknown) => packProblem(obj, `cannot read: ${(e as Error).message}`),
           )
           .then(finish);
-        running.push(job);
+        running.add(job);
+        void job.then(
+          () => running.delete(job),
+          (e: unknown) => {
+            running.delete(job);
+            jobError ??= { e }; // (only if reporting a problem threw)
+          },
+        );
         if (i < treesFirst) treeJobs.push(job);
-        while (running.length > PACKS_IN_FLIGHT) await running.shift();
+        // The next read starts as soon as any pack is done (its buffer is free), not only the oldest.
+        while (running.size > PACKS_IN_FLIGHT) await Promise.race(running);
         continue;
       } else await checkHeader(repo, id, size, packProblem);
       finish();
     }
   } finally {
     // Also on interruption: no pack verification (nor the walk) keeps running unobserved.
-    await Promise.allSettled(running);
+    const left = [...running, ...treeJobs];
+    await Promise.allSettled(left);
     treesRead();
     await walking;
   }
-  await Promise.all(running);
+  if (jobError) throw jobError.e;
   const walked = await walking;
   if ('e' in walked) throw walked.e;
   for (const [o, m] of walkProblems) problem(o, m);
@@ -280,6 +290,15 @@ async function readHeader(repo: Repository, id: PackId, size: number): Promise<P
 
 /** The snapshot walk runs this long at a time before letting the pack phase go on. */
 const WALK_SLICE_MS = 5;
+
+/** What the pack phase hands the walk of verified trees (HotPath.checkPack's `trees`), by tree id; `bytes` in all. */
+interface TreeLinks {
+  byId: Map<string, Buffer>;
+  bytes: number;
+}
+
+/** The most tree links held for the walk (32 bytes per content id of the trees); beyond it the walk loads trees itself. */
+const MAX_TREE_LINKS = 48 << 20;
 
 /** Indexes with more data blobs than this are asked per id by the walk (an IdSet holds 40 bytes per id). */
 const MAX_ID_SET = 1_000_000;
@@ -327,7 +346,7 @@ async function readAndCheckPack(
   size: number,
   problem: (o: string, m: string) => void,
   pool: BufferPool | undefined,
-  trees: Map<string, Buffer>,
+  trees: TreeLinks,
 ): Promise<boolean> {
   const obj = `data/${id}`;
   const h = { type: 'data', name: id } as const;
@@ -367,11 +386,13 @@ async function readAndCheckPack(
     const r = await repo.workers().checkPack(buf, n, check);
     back = r.buf;
     for (const m of r.problems) problem(obj, m);
-    if (r.trees) {
+    // Held until the walk uses them, up to a budget (the walk loads any others itself).
+    if (r.trees && trees.bytes + r.trees.byteLength <= MAX_TREE_LINKS) {
+      trees.bytes += r.trees.byteLength;
       const all = Buffer.from(r.trees);
       for (let pos = 0; pos < all.length; ) {
         const n = all.readUInt32LE(pos + 32);
-        trees.set(all.toString('hex', pos, pos + 32), all.subarray(pos + 36, pos + 36 + n));
+        trees.byId.set(all.toString('hex', pos, pos + 32), all.subarray(pos + 36, pos + 36 + n));
         pos += 36 + n;
       }
     }
