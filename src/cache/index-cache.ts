@@ -107,6 +107,16 @@ export class IndexCache {
       allPacks: db.prepare('SELECT id, MAX(length) AS length FROM packs GROUP BY id'),
       blobCount: db.prepare('SELECT COUNT(*) FROM blobs').pluck(),
       blobsInPack: db.prepare('SELECT id, type, offset, length, raw_length FROM blobs WHERE pack = ?'),
+      // One buffer per pack, made by SQLite: check passes it to a worker without a JS object per blob.
+      packEntryRows: db
+        .prepare(`SELECT unhex(group_concat(printf('%02x%s%016x%016x%016x', type, hex(id), offset, length, raw_length), '')) FROM blobs WHERE pack = ?`)
+        .pluck(),
+      treePacks: db.prepare('SELECT DISTINCT pack FROM blobs WHERE type = 1').pluck(),
+      // Ids in ascending ranges, concatenated by SQLite into one blob: no JS object per id.
+      dataIdsAfter: db
+        .prepare(`SELECT unhex(group_concat(hex(id), '' ORDER BY id)) FROM (SELECT DISTINCT id FROM blobs WHERE id > ? AND type = 0 ORDER BY id LIMIT ?)`)
+        .pluck(),
+      dataBlobCount: db.prepare('SELECT COUNT(*) FROM blobs WHERE type = 0').pluck(),
       snapshot: db.prepare('SELECT stored FROM snapshots WHERE id = ?').pluck(),
       putSnapshot: db.prepare('INSERT OR REPLACE INTO snapshots (id, stored) VALUES (?, ?)'),
       snapshotIds: db.prepare('SELECT id FROM snapshots').pluck(),
@@ -289,6 +299,38 @@ export class IndexCache {
     return (this.stmts.blobsInPack.all(Buffer.from(packId, 'hex')) as { id: Buffer; type: number; offset: number; length: number; raw_length: number }[]).map(
       (r) => ({ id: r.id.toString('hex'), type: blobTypeFromCode(r.type), offset: r.offset, length: r.length, rawLength: r.raw_length }),
     );
+  }
+
+  /**
+   * The blobs the index lists in a pack as one buffer of fixed-width rows,
+   * in no particular order: type (1 byte), id (32), then offset, stored
+   * length and raw length (u64 big-endian each); see worker/tasks.ts
+   * PackCheck.indexed.
+   */
+  packEntryRows(packId: PackId): Buffer {
+    return (this.stmts.packEntryRows.get(Buffer.from(packId, 'hex')) as Buffer | null) ?? Buffer.alloc(0);
+  }
+
+  /** The packs that hold tree blobs (by the index). */
+  treePacks(): Set<PackId> {
+    return new Set((this.stmts.treePacks.all() as Buffer[]).map((b) => b.toString('hex') as PackId));
+  }
+
+  /** How many data blob rows the index lists (copies counted). */
+  dataBlobCount(): number {
+    return this.stmts.dataBlobCount.get() as number;
+  }
+
+  /** The ids of every indexed data blob, ascending, 32 bytes each back to back, in buffers of up to `chunk` ids. */
+  *dataIds(chunk = 65_536): Generator<Buffer> {
+    let after: Buffer = Buffer.alloc(0); // sorts before every id
+    for (;;) {
+      const b = this.stmts.dataIdsAfter.get(after, chunk) as Buffer | null;
+      if (!b?.length) return;
+      yield b;
+      if (b.length < chunk * 32) return;
+      after = b.subarray(b.length - 32);
+    }
   }
 
   blobCount(): number {

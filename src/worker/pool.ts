@@ -6,7 +6,7 @@
 import { createRequire } from 'node:module';
 import type { Piscina } from 'piscina';
 import os from 'node:os';
-import type { Region, RegionChunks, SealItem, OpenItem, WorkerContext } from './tasks.js';
+import type { Region, RegionChunks, SealItem, OpenItem, PackCheck, WorkerContext } from './tasks.js';
 import type { WriteTarget } from './write-files.js';
 import { fillSharedContext, newSharedContext, sharedContextFilled, wipeSharedContext } from './context.js';
 import { mark } from '../util/timing.js';
@@ -45,11 +45,14 @@ export interface OpenWriteResult extends OpenResult {
   written: ((string | null)[] | null)[];
 }
 
-export interface VerifyPackResult {
+export interface CheckPackResult {
   buf: ArrayBuffer;
-  /** Plain BLAKE3 of the whole buffer, hex (a pack's name). */
-  hash: string;
-  errors: (string | null)[];
+  /** False when the pack's header could not be read (then its blobs were not verified). */
+  verified: boolean;
+  /** The pack's problems, in the order check reports them. */
+  problems: string[];
+  /** What the snapshot walk needs of the pack's verified trees (HotPath.checkPack). */
+  trees?: ArrayBuffer;
 }
 
 export function defaultThreads(): number {
@@ -130,9 +133,9 @@ export class WorkerPool {
     return this.pool.run({ kind: 'openWrite', buf, out, items, targets, key }, { transferList: [buf, out] });
   }
 
-  /** Hashes a whole pack (the first `length` bytes of `buf`) and opens and verifies each item, keeping no plaintext. */
-  verifyPack(buf: ArrayBuffer, items: OpenItem[], length = buf.byteLength, key?: Uint8Array): Promise<VerifyPackResult> {
-    return this.pool.run({ kind: 'verifyPack', buf, items, length, key }, { transferList: [buf] });
+  /** Checks a whole pack (the first `length` bytes of `buf`) against its header, the index and its name, keeping no plaintext (HotPath.checkPack). */
+  checkPack(buf: ArrayBuffer, length: number, check: PackCheck): Promise<CheckPackResult> {
+    return this.pool.run({ kind: 'checkPack', buf, length, check }, { transferList: [buf] });
   }
 
   /** Stops the threads, then zeroes the shared keys. */

@@ -7,7 +7,9 @@ import { FastCdc, type ChunkerParams } from '../chunker/fastcdc.js';
 import { gearFromBytes } from '../chunker/gear.js';
 import { KeyedHasher, plainHash } from '../crypto/hash.js';
 import { sealBlobInto, openBlobInto, BLOB_OVERHEAD } from '../format/blob.js';
-import type { BlobType } from '../ids.js';
+import { decodePackHeader, type PackEntry } from '../format/pack.js';
+import { decodeTree, type TreeNode } from '../format/tree.js';
+import { BLOB_TYPE_CODE, type BlobType } from '../ids.js';
 
 /** Secrets and settings a worker needs; given once per pool (through its shared context: context.ts). */
 export interface WorkerContext {
@@ -41,6 +43,87 @@ export interface SealItem {
 
 export interface OpenItem extends SealItem {
   rawLength: number;
+}
+
+/**
+ * What `checkPack` checks a whole pack against: the header's place (from the
+ * trailer, which the main thread decodes), the key that opens it, the
+ * pack's name, and the index's entries for the pack.
+ */
+export interface PackCheck {
+  /** The pack's name: the plain BLAKE3 of its bytes, hex. */
+  name: string;
+  headerOffset: number;
+  headerLength: number;
+  metaKey: Uint8Array;
+  /** The pack's blob key when it is not the repository's own. */
+  blobKey?: Uint8Array;
+  /** The index's entries for the pack: INDEX_ROW_BYTES-long rows (IndexCache.packEntryRows), in any order. */
+  indexed: Uint8Array;
+}
+
+/** Length of one row of `PackCheck.indexed`: type, id, then offset, stored and raw length as u64 big-endian. */
+export const INDEX_ROW_BYTES = 1 + 32 + 3 * 8;
+
+/**
+ * The index's entries a pack header does not list as the index does: the
+ * header must list, at the entry's offset, a blob of the same type, id,
+ * stored and raw length. Reported in the index's order (by id, then type);
+ * ids of the tree entries that match are added to `matchedTrees`.
+ */
+export function indexMismatches(entries: PackEntry[], indexed: Uint8Array, matchedTrees?: Set<string>): string[] {
+  if (indexed.length % INDEX_ROW_BYTES !== 0) throw new RangeError('index rows have a bad length');
+  const rows = Buffer.from(indexed.buffer, indexed.byteOffset, indexed.length);
+  const id = Buffer.allocUnsafe(32);
+  // A u64 field as a number; -1 when it cannot be a pack offset or length (beyond 2^48).
+  const u64 = (at: number) => (rows.readUInt16BE(at) === 0 ? rows.readUIntBE(at + 2, 6) : -1);
+  const bad: number[] = [];
+  for (let at = 0; at < rows.length; at += INDEX_ROW_BYTES) {
+    const offset = u64(at + 33);
+    // Entries are in offset order (each starts where the one before ends).
+    let lo = 0;
+    let hi = entries.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (entries[mid].offset < offset) lo = mid + 1;
+      else hi = mid;
+    }
+    const e = entries[lo];
+    let ok = e !== undefined && e.offset === offset && e.length === u64(at + 41) && e.rawLength === u64(at + 49) && BLOB_TYPE_CODE[e.type] === rows[at];
+    if (ok) {
+      id.write(e.id, 'hex');
+      ok = rows.compare(id, 0, 32, at + 1, at + 33) === 0;
+    }
+    if (!ok) bad.push(at);
+    else if (e.type === 'tree') matchedTrees?.add(e.id);
+  }
+  bad.sort((a, b) => rows.compare(rows, b + 1, b + 33, a + 1, a + 33) || rows[a] - rows[b]);
+  return bad.map((at) => {
+    const type = rows[at] === BLOB_TYPE_CODE.data ? 'data' : rows[at] === BLOB_TYPE_CODE.tree ? 'tree' : `type-${rows[at]}`;
+    return `pack header does not list ${type} blob ${rows.toString('hex', at + 1, at + 7)} as the index does`;
+  });
+}
+
+/**
+ * What check's snapshot walk needs of a tree, in node order: for each node
+ * with a subtree or content, a kind byte (1: a subtree id follows), then a
+ * u32le count of content ids and the ids (32 bytes each).
+ */
+export function treeLinks(nodes: TreeNode[]): Buffer {
+  let size = 0;
+  for (const n of nodes) if (n.subtree || n.content?.length) size += 1 + (n.subtree ? 32 : 0) + 4 + 32 * (n.content?.length ?? 0);
+  const b = Buffer.allocUnsafe(size);
+  let pos = 0;
+  for (const n of nodes) {
+    if (!(n.subtree || n.content?.length)) continue;
+    b[pos++] = n.subtree ? 1 : 0;
+    if (n.subtree) pos += b.write(n.subtree, pos, 32, 'hex');
+    const content = n.content ?? [];
+    b.writeUInt32LE(content.length, pos);
+    pos += 4;
+    for (const id of content) pos += b.write(id, pos, 32, 'hex');
+  }
+  return b;
 }
 
 /** Plaintext scratch kept by `verifyPack` (larger blobs get a buffer of their own). */
@@ -163,17 +246,68 @@ export class HotPath {
   }
 
   /**
+   * Checks a whole pack (`buf`, exactly its bytes) in one task, so that the
+   * main thread handles no per-blob data: the header opens and covers every
+   * blob, lists every entry of the index as the index does, the pack's
+   * bytes hash to its name, and every blob opens and matches its id (see
+   * verifyPack). Returns the problems in the order check reports them, and
+   * whether the blobs were verified (not when the header cannot be read).
+   * `trees`: for every tree blob the index lists here as the header does,
+   * that verified and decodes, its id (32 bytes), a u32le length and its
+   * treeLinks, back to back: the snapshot walk needs no more of it.
+   */
+  async checkPack(buf: Uint8Array, c: PackCheck): Promise<{ verified: boolean; problems: string[]; trees?: ArrayBuffer }> {
+    let entries: PackEntry[];
+    try {
+      if (c.headerOffset + c.headerLength > buf.length) throw new Error('pack header lies outside the pack');
+      entries = decodePackHeader(c.metaKey, buf.subarray(c.headerOffset, c.headerOffset + c.headerLength), c.headerOffset);
+    } catch (e) {
+      return { verified: false, problems: [e instanceof Error ? e.message : String(e)] };
+    }
+    const matchedTrees = new Set<string>();
+    const problems = indexMismatches(entries, c.indexed, matchedTrees);
+    const trees: Buffer[] = [];
+    const { hash, errors } = await this.verifyPack(buf, entries, c.blobKey, (k, plain) => {
+      const e = entries[k];
+      if (e.type !== 'tree' || !matchedTrees.has(e.id)) return;
+      let links: Buffer;
+      try {
+        links = treeLinks(decodeTree(plain));
+      } catch {
+        return; // the walk loads it itself and reports why
+      }
+      const head = Buffer.allocUnsafe(36);
+      head.write(e.id, 0, 32, 'hex');
+      head.writeUInt32LE(links.length, 32);
+      trees.push(head, links);
+    });
+    if (hash !== c.name) problems.push('pack content does not match its name');
+    errors.forEach((err, k) => {
+      if (err) problems.push(`${entries[k].type} blob ${entries[k].id.slice(0, 12)}: ${err}`);
+    });
+    if (!trees.length) return { verified: true, problems };
+    const all = Buffer.concat(trees);
+    return { verified: true, problems, trees: all.buffer.slice(all.byteOffset, all.byteOffset + all.length) as ArrayBuffer };
+  }
+
+  /**
    * Verifies a whole pack: its plain BLAKE3 (returned as hex, for the caller
    * to compare with the pack's name) and every item opened and checked against
    * its id. The plaintexts go to a scratch buffer and are dropped; returns an
    * error string per item (null when good). `buf` must not change until the
    * promise resolves (it yields to the event loop on the way).
    */
-  async verifyPack(buf: Uint8Array, items: OpenItem[], blobKey?: Uint8Array): Promise<{ hash: string; errors: (string | null)[] }> {
+  async verifyPack(
+    buf: Uint8Array,
+    items: OpenItem[],
+    blobKey?: Uint8Array,
+    onPlain?: (k: number, plain: Buffer) => void,
+  ): Promise<{ hash: string; errors: (string | null)[] }> {
     const keys = blobKey ? { blobKey, blobIdKey: this.ctx.blobIdKey } : this.ctx;
     const hash = plainHash(buf).toString('hex');
     const errors: (string | null)[] = [];
-    for (const it of items) {
+    for (let k = 0; k < items.length; k++) {
+      const it = items[k];
       // Counted with a share for the per-blob native state, so packs of many small blobs also trigger it.
       this.opened += it.length + 2048;
       if (this.opened >= VERIFY_COLLECT_BYTES) {
@@ -189,6 +323,7 @@ export class HotPath {
         } else out = Buffer.allocUnsafeSlow(it.rawLength);
         openBlobInto(keys, it.type, it.id, buf.subarray(it.offset, it.offset + it.length), out);
         errors.push(null);
+        onPlain?.(k, out);
       } catch (e) {
         errors.push(e instanceof Error ? e.message : String(e));
       }

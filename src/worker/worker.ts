@@ -3,7 +3,7 @@ import { readSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Piscina } from 'piscina';
-import { HotPath, type Region, type SealItem, type OpenItem } from './tasks.js';
+import { HotPath, type Region, type SealItem, type OpenItem, type PackCheck } from './tasks.js';
 import { readSharedContext } from './context.js';
 import { writeTargets, type WriteTarget } from './write-files.js';
 
@@ -46,7 +46,7 @@ export type Task =
   | { kind: 'seal'; buf: ArrayBuffer; out: ArrayBuffer; items: SealItem[]; probe?: boolean }
   | { kind: 'open'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[]; key?: Uint8Array }
   | { kind: 'openWrite'; buf: ArrayBuffer; out: ArrayBuffer; items: OpenItem[]; targets: (WriteTarget[] | null)[]; key?: Uint8Array }
-  | { kind: 'verifyPack'; buf: ArrayBuffer; items: OpenItem[]; length: number; key?: Uint8Array };
+  | { kind: 'checkPack'; buf: ArrayBuffer; length: number; check: PackCheck };
 
 /** Returns `value` to the main thread, transferring `buffers` instead of copying them. */
 export function moveWith<T extends object>(value: T, buffers: ArrayBuffer[]): T {
@@ -94,8 +94,8 @@ export default function run(task: Task): unknown {
       const errors = hot().open(buf, task.items, Buffer.from(task.out), task.key);
       return moveWith({ buf: task.buf, out: task.out, errors }, [task.buf, task.out]);
     }
-    case 'verifyPack':
-      return hot().verifyPack(buf.subarray(0, task.length), task.items, task.key).then(({ hash, errors }) => moveWith({ buf: task.buf, hash, errors }, [task.buf]));
+    case 'checkPack':
+      return hot().checkPack(buf.subarray(0, task.length), task.check).then((r) => moveWith({ buf: task.buf, ...r }, r.trees ? [task.buf, r.trees] : [task.buf]));
   }
 }
 
