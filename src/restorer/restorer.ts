@@ -276,7 +276,8 @@ export class Restorer {
   /** The first error of a group (or an interruption): no group starts after it. */
   private failure: unknown;
   private readonly files: FileJob[] = [];
-  private readonly dirs: { path: Buffer; node: TreeNode }[] = [];
+  /** Directories to give their metadata at the end; `made`: created by this restore with its owner and mode already right (see ensureDir). */
+  private readonly dirs: { path: Buffer; node: TreeNode; made?: boolean }[] = [];
   private readonly links: { path: Buffer; first: FileJob }[] = [];
   private readonly linkFirst = new Map<string, FileJob>();
   private readonly openFiles = new Set<FileJob>();
@@ -403,13 +404,22 @@ export class Restorer {
     if (d.made) return;
     if (d.parent) await this.ensureDir(d.parent);
     d.made = true;
-    if (d.node) this.dirs.push({ path: d.path, node: d.node });
+    const entry: { path: Buffer; node: TreeNode; made?: boolean } | undefined = d.node && { path: d.path, node: d.node };
+    if (entry) this.dirs.push(entry);
     if (this.dry) return;
     try {
-      mkdirSync(d.path);
+      // Created with its final mode when the umask leaves it whole, there are
+      // no special bits and we can still add entries (as root, always): no
+      // chmod at the end. And as root, no chown when a new directory is
+      // already ours and of our group (its parent is not set-group-ID).
+      const n = d.node;
+      const exact = !!n && (n.mode & ~0o777) === 0 && (n.mode & UMASK) === 0 && (IS_ROOT || (n.mode & 0o300) === 0o300);
+      mkdirSync(d.path, exact ? n.mode : 0o777);
       d.fresh = true;
       // mkdir gives a new directory the set-group-ID bit only when its parent has it.
       d.plainGid = d.parent?.plainGid === true;
+      // (In a set-group-ID parent it would inherit that bit, which only the chmod takes away.)
+      if (entry && exact && d.plainGid && (!IS_ROOT || (n.uid === EUID && n.gid === EGID))) entry.made = true;
     } catch (e) {
       if (errnoCode(e) !== 'EEXIST') throw e;
       if (!lstatSync(d.path).isDirectory()) {
@@ -1187,10 +1197,12 @@ export class Restorer {
    * attributes go before the mode: without root, setting user.* attributes
    * needs write permission, which a read-only mode would take away (and
    * chown, which clears setuid bits and capabilities, comes first).
+   * `made`: a directory this restore created with its final owner and mode
+   * (see ensureDir): only extended attributes and times.
    */
-  private async applyMeta(p: Buffer, node: TreeNode): Promise<void> {
+  private async applyMeta(p: Buffer, node: TreeNode, made = false): Promise<void> {
     const isLink = node.type === 'symlink';
-    if (IS_ROOT) {
+    if (IS_ROOT && !made) {
       try {
         lchownSync(p, node.uid, node.gid);
       } catch (e) {
@@ -1202,7 +1214,7 @@ export class Restorer {
         if (errnoCode(e) !== 'ENOTSUP' || k.toString().startsWith('user.')) this.warn(p, `cannot set extended attribute ${k.toString()}: ${errnoCode(e)}`);
       });
     }
-    if (!isLink) chmodSync(p, node.mode);
+    if (!isLink && !made) chmodSync(p, node.mode);
     await platform.setTimes(p, node.mtimeNs, node.mtimeNs, false);
   }
 
@@ -1221,7 +1233,7 @@ export class Restorer {
     }
     for (const d of [...this.dirs].reverse()) {
       try {
-        await this.applyMeta(d.path, d.node);
+        await this.applyMeta(d.path, d.node, d.made);
       } catch (e) {
         this.warn(d.path, `cannot set directory metadata: ${errnoCode(e) ?? (e as Error).message}`);
       }
