@@ -29,6 +29,12 @@ export interface NativeBinding {
   gcmSeal?(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, a: Uint8Array, b: Uint8Array | null, out: Uint8Array, offset: number): number;
   /** Opens ct (tag apart) into out[offset..]; false (output wiped) when it does not authenticate. */
   gcmOpen?(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array, tag: Uint8Array, out: Uint8Array, offset: number): boolean;
+  /**
+   * Restore's small-file fast path (worker/write-files.ts): creates `path` (latin1 bytes; O_EXCL, O_NOFOLLOW) with
+   * `data` (or, `hole`, only its size), then fchown (uid >= 0), fchmod (chmodMode >= 0), futimens, close. Returns 0
+   * or the errno of the first failure (nothing is left at `path` then).
+   */
+  restoreFile?(path: string, data: Uint8Array, hole: boolean, createMode: number, chmodMode: number, uid: number, gid: number, mtimeNs: bigint): number;
 }
 
 export type NativeGearScan = (data: Uint8Array, gear: Uint8Array, i: number, mid: number, stop: number, maskS: number, maskL: number) => number;

@@ -192,9 +192,29 @@ interface NeededBlob {
   /**
    * Its group's worker has returned (or its read failed): a use planned
    * after this needs a new read. Until then a new use joins this one (written
-   * by the worker if its group has not started, else here from the plaintext).
+   * by the worker if its group has not started, else from the plaintext kept
+   * in `resident`).
    */
   done?: boolean;
+  /** Its plaintext is held in a recent group's output buffer (see Resident); new uses go to `later`. */
+  resident?: Resident;
+  /** Uses that came after its worker was handed its targets: written from the resident plaintext. */
+  later?: BlobUse[];
+}
+
+/**
+ * The output buffer of a group whose worker has returned, kept for a while
+ * (the RESIDENT_GROUPS most recent): a blob in it needed again (the same file
+ * content elsewhere in the tree, planned while or shortly after its group
+ * ran) is written from this plaintext by a worker instead of being read,
+ * decrypted and verified again, or written by the main thread. In src, 3-5
+ * thousand such uses came within ~5 MiB of plaintext of their first read.
+ */
+interface Resident {
+  ab: ArrayBuffer;
+  /** The group's blobs in buffer order; `ok[k]`: blob k opened and verified (else its bytes are garbage). */
+  blobs: NeededBlob[];
+  ok: boolean[];
 }
 
 const IS_ROOT = process.getuid?.() === 0;
@@ -206,6 +226,8 @@ const UMASK = process.umask();
 const TASKS_AT_ONCE = 4;
 /** Plaintext handed back from the workers per task (a larger blob gets a buffer of its own). */
 const OUT_BYTES = 4 << 20;
+/** Output buffers of returned groups kept for blobs needed again (see Resident). */
+const RESIDENT_GROUPS = 4;
 /** Sealed bytes read per task into a reused buffer (where the storage can read into one); a longer range gets a buffer of its own. */
 const IN_BYTES = OUT_BYTES + (256 << 10);
 const MAX_OPEN_FILES = 256;
@@ -254,10 +276,13 @@ export class Restorer {
   /** The first error of a group (or an interruption): no group starts after it. */
   private failure: unknown;
   private readonly files: FileJob[] = [];
-  private readonly dirs: { path: Buffer; node: TreeNode }[] = [];
+  /** Directories to give their metadata at the end; `made`: created by this restore with its owner and mode already right (see ensureDir). */
+  private readonly dirs: { path: Buffer; node: TreeNode; made?: boolean }[] = [];
   private readonly links: { path: Buffer; first: FileJob }[] = [];
   private readonly linkFirst = new Map<string, FileJob>();
   private readonly openFiles = new Set<FileJob>();
+  /** Output buffers of returned groups, oldest first (at most RESIDENT_GROUPS). */
+  private readonly residents: Resident[] = [];
   private lastReport = 0;
   /** The file last written (progress.currentFile when reported). */
   private current?: Buffer;
@@ -292,7 +317,7 @@ export class Restorer {
     this.policy = opts.overwrite ?? 'always';
     const conns = repo.backend.connections;
     this.tasksAtOnce = conns ? Math.max(TASKS_AT_ONCE, Math.min(6, conns)) : TASKS_AT_ONCE;
-    this.outputs = new BufferPool(OUT_BYTES, this.tasksAtOnce);
+    this.outputs = new BufferPool(OUT_BYTES, this.tasksAtOnce + RESIDENT_GROUPS);
     this.inputs = new BufferPool(IN_BYTES, this.tasksAtOnce);
     if (!['always', 'if-changed', 'never'].includes(this.policy)) throw new CofferError('INVALID_ARGUMENT', `overwrite must be always, if-changed or never, not "${this.policy}"`);
   }
@@ -341,6 +366,8 @@ export class Restorer {
     else {
       // The contents are restored while the plan goes on: every FLUSH_BYTES
       // of planned data become groups that start at once (see `flush`).
+      // The plan's index queries (thousands) share one read transaction.
+      this.repo.cache.beginRead();
       try {
         try {
           await this.planDir(this.snapshot.tree, { path: target, made: true, fresh, plainGid }, '', this.includes.size === 0);
@@ -349,10 +376,11 @@ export class Restorer {
           this.failure ??= e;
         }
         // Also on failure or interruption: no worker may still be writing into a descriptor about to be closed.
-        while (this.running.size) await Promise.all(this.running);
+        await this.drain();
         if (this.failure) throw this.failure;
         await this.retryOtherCopies();
       } finally {
+        this.repo.cache.endRead();
         for (const f of this.openFiles) this.closeFd(f);
       }
       this.report(true);
@@ -376,13 +404,22 @@ export class Restorer {
     if (d.made) return;
     if (d.parent) await this.ensureDir(d.parent);
     d.made = true;
-    if (d.node) this.dirs.push({ path: d.path, node: d.node });
+    const entry: { path: Buffer; node: TreeNode; made?: boolean } | undefined = d.node && { path: d.path, node: d.node };
+    if (entry) this.dirs.push(entry);
     if (this.dry) return;
     try {
-      mkdirSync(d.path);
+      // Created with its final mode when the umask leaves it whole, there are
+      // no special bits and we can still add entries (as root, always): no
+      // chmod at the end. And as root, no chown when a new directory is
+      // already ours and of our group (its parent is not set-group-ID).
+      const n = d.node;
+      const exact = !!n && (n.mode & ~0o777) === 0 && (n.mode & UMASK) === 0 && (IS_ROOT || (n.mode & 0o300) === 0o300);
+      mkdirSync(d.path, exact ? n.mode : 0o777);
       d.fresh = true;
       // mkdir gives a new directory the set-group-ID bit only when its parent has it.
       d.plainGid = d.parent?.plainGid === true;
+      // (In a set-group-ID parent it would inherit that bit, which only the chmod takes away.)
+      if (entry && exact && d.plainGid && (!IS_ROOT || (n.uid === EUID && n.gid === EGID))) entry.made = true;
     } catch (e) {
       if (errnoCode(e) !== 'EEXIST') throw e;
       if (!lstatSync(d.path).isDirectory()) {
@@ -624,6 +661,11 @@ export class Restorer {
       if (!only || only.has(i)) {
         job.remaining++;
         let need = this.needed.get(id);
+        if (need?.resident) {
+          (need.later ??= []).push({ file: job, offset });
+          offset += loc.rawLength;
+          return;
+        }
         if (!need) {
           let pack = this.packs.get(loc.packId);
           if (!pack) this.packs.set(loc.packId, (pack = new Map()));
@@ -783,44 +825,155 @@ export class Restorer {
       if (pooledIn) this.inputs.release(pooledIn);
       throw e;
     }
-    let outBack: ArrayBuffer = out.buffer as ArrayBuffer;
+    let outBack: ArrayBuffer | undefined = out.buffer as ArrayBuffer;
     // The pooled input comes back from the worker; detached (not reusable) if the task failed.
     let inBack: ArrayBuffer | undefined = pooledIn?.buffer as ArrayBuffer | undefined;
     // Files being written by the worker hold their descriptor open (writes > 0).
     const held: FileJob[] = [];
     try {
       const items: OpenItem[] = blobs.map((b) => ({ offset: b.offset - start, length: b.length, type: 'data', id: b.id, rawLength: b.rawLength }));
-      const fast = blobs.map((b) => b.uses.filter((u) => u.file.fast && !u.file.damaged));
-      const positional = blobs.map((b) => b.uses.filter((u) => !u.file.fast && !u.file.damaged && this.holdForWorker(u.file, held)));
-      const targets = blobs.map((_, k): WriteTarget[] | null => {
-        const t: WriteTarget[] = [...fast[k].map((u) => this.fileTarget(u.file)), ...positional[k].map((u) => ({ fd: u.file.fd!, pos: u.offset }))];
-        return t.length ? t : null;
-      });
+      const { fast, positional, targets } = this.targetsFor(blobs.map((b) => b.uses), held);
       // Workers take whole ArrayBuffers by transfer; copy only if the read shares one.
       let r;
       try {
         r = await this.repo.workers().openWrite(pooledIn ? (pooledIn.buffer as ArrayBuffer) : ownedArrayBuffer(data), items, out.buffer as ArrayBuffer, targets, this.repo.blobKeyFor(packId));
-      } finally {
-        // From here on each blob's uses are final (what joined while the worker ran is written below from the plaintext).
+      } catch (e) {
         markDone(blobs, this.needed);
+        throw e;
       }
       outBack = r.out;
       if (pooledIn) inBack = r.buf;
       for (const f of held) f.writes--;
       held.length = 0;
       const plain = Buffer.from(r.out);
+      // Synchronously (no use may be planned in between): each blob's uses the
+      // worker did not write (they came while it ran) stay with the blob, which
+      // keeps its plaintext resident (pooled output) or is written below.
+      const resident: Resident | undefined = pooled ? { ab: r.out, blobs, ok: blobs.map((_, k) => !r.errors[k]) } : undefined;
+      if (resident) {
+        outBack = undefined; // kept: released when evicted
+        this.residents.push(resident);
+      }
+      const completed: FileJob[] = [];
+      const leftovers: BlobUse[][] = [];
+      for (let k = 0; k < blobs.length; k++) {
+        const b = blobs[k];
+        b.done = true;
+        if (r.errors[k] || !resident) {
+          if (this.needed.get(b.id) === b) this.needed.delete(b.id);
+        }
+        if (r.errors[k]) {
+          leftovers.push([]);
+          continue;
+        }
+        const left = this.account(b, b.uses, fast[k], positional[k], r.written[k] ?? [], completed);
+        if (resident) {
+          b.resident = resident;
+          b.later = left;
+          leftovers.push([]);
+        } else leftovers.push(left);
+      }
+      while (this.residents.length > RESIDENT_GROUPS) this.evict(this.residents.shift()!);
+      this.report();
+      for (const f of completed) await this.completeFile(f);
       let off = 0;
       for (let k = 0; k < blobs.length; k++) {
         const b = blobs[k];
         const err = r.errors[k];
         if (err) await this.blobUnusable(b, packId, `data blob ${b.id.slice(0, 12)} in pack ${packId.slice(0, 12)} is damaged (${err})`);
-        else await this.blobWritten(b, plain.subarray(off, off + b.rawLength), fast[k], positional[k], r.written[k] ?? []);
+        else await this.writeBlob(b, plain.subarray(off, off + b.rawLength), leftovers[k]);
         off += b.rawLength;
       }
     } finally {
       for (const f of held) f.writes--;
-      if (pooled) this.outputs.release(outBack);
+      if (pooled && outBack) this.outputs.release(outBack);
       if (inBack) this.inputs.release(inBack);
+    }
+  }
+
+  /**
+   * The worker's targets for each blob's `uses`: files it creates whole
+   * (`fast`), then positional writes into files opened here (held open in
+   * `held` until the task returns).
+   */
+  private targetsFor(uses: BlobUse[][], held: FileJob[]): { fast: BlobUse[][]; positional: BlobUse[][]; targets: (WriteTarget[] | null)[] } {
+    const fast = uses.map((us) => us.filter((u) => u.file.fast && !u.file.damaged));
+    const positional = uses.map((us) => us.filter((u) => !u.file.fast && !u.file.damaged && this.holdForWorker(u.file, held)));
+    const targets = uses.map((_, k): WriteTarget[] | null => {
+      const t: WriteTarget[] = [...fast[k].map((u) => this.fileTarget(u.file)), ...positional[k].map((u) => ({ fd: u.file.fd!, pos: u.offset }))];
+      return t.length ? t : null;
+    });
+    return { fast, positional, targets };
+  }
+
+  /**
+   * A resident group's buffer leaves: its blobs are no longer joined (a later
+   * use reads them again), and the uses they gathered are written from it by
+   * a worker (tracked in `running`); then the buffer goes back to the pool.
+   */
+  private evict(res: Resident): void {
+    const uses: BlobUse[][] = [];
+    let any = false;
+    for (const b of res.blobs) {
+      if (b.resident === res) {
+        b.resident = undefined;
+        if (this.needed.get(b.id) === b) this.needed.delete(b.id);
+      }
+      const later = b.later ?? [];
+      b.later = undefined;
+      uses.push(later);
+      if (later.length) any = true;
+    }
+    if (!any || this.failure !== undefined) {
+      this.outputs.release(res.ab);
+      return;
+    }
+    const t: Promise<void> = this.writeResident(res, uses)
+      .catch((e) => {
+        this.failure ??= e;
+      })
+      .finally(() => {
+        this.running.delete(t);
+        this.pump();
+      });
+    this.running.add(t);
+  }
+
+  /** Has a worker write each blob of `res` (already opened and verified) to `uses[k]`; what it could not is written here. */
+  private async writeResident(res: Resident, uses: BlobUse[][]): Promise<void> {
+    const held: FileJob[] = [];
+    let back: ArrayBuffer = res.ab;
+    try {
+      const { fast, positional, targets } = this.targetsFor(uses, held);
+      const items: OpenItem[] = res.blobs.map((b, k) => ({ offset: 0, length: 0, type: 'data', id: b.id, rawLength: b.rawLength, plain: true }));
+      for (let k = 0; k < targets.length; k++) if (!res.ok[k]) targets[k] = null;
+      const r = await this.repo.workers().openWrite(new ArrayBuffer(0), items, res.ab, targets);
+      back = r.out;
+      for (const f of held) f.writes--;
+      held.length = 0;
+      const plain = Buffer.from(r.out);
+      const completed: FileJob[] = [];
+      const leftovers = res.blobs.map((b, k) => (res.ok[k] ? this.account(b, uses[k], fast[k], positional[k], r.written[k] ?? [], completed) : []));
+      this.report();
+      for (const f of completed) await this.completeFile(f);
+      let off = 0;
+      for (let k = 0; k < res.blobs.length; k++) {
+        const b = res.blobs[k];
+        if (res.ok[k]) await this.writeBlob(b, plain.subarray(off, off + b.rawLength), leftovers[k]);
+        off += b.rawLength;
+      }
+    } finally {
+      for (const f of held) f.writes--;
+      this.outputs.release(back);
+    }
+  }
+
+  /** Waits for every running group and resident write, evicting the residents once nothing runs. */
+  private async drain(): Promise<void> {
+    for (;;) {
+      while (this.running.size) await Promise.all(this.running);
+      if (this.residents.length === 0) return;
+      while (this.residents.length) this.evict(this.residents.shift()!);
     }
   }
 
@@ -840,20 +993,20 @@ export class Restorer {
   }
 
   /**
-   * After a worker opened blob `b` and wrote it to its targets (`codes`: the
-   * fast files first, then the positional writes; null when done): accounts
-   * for each use, and writes here what the worker could not.
+   * After a worker wrote blob `b` to the targets of `uses` (`codes`: the fast
+   * files first, then the positional writes; null when done): accounts for
+   * each use, adds the files now complete to `completed`, and returns the uses
+   * left to write (those the worker could not, and those not given to it).
    */
-  private async blobWritten(b: NeededBlob, plain: Buffer, fast: BlobUse[], positional: BlobUse[], codes: (string | null)[]): Promise<void> {
+  private account(b: NeededBlob, uses: BlobUse[], fast: BlobUse[], positional: BlobUse[], codes: (string | null)[], completed: FileJob[]): BlobUse[] {
     const handled = new Set<BlobUse>();
-    const completed: FileJob[] = [];
     fast.forEach((u, i) => {
       const code = codes[i];
       if (code === null) {
         handled.add(u);
         this.fastDone(u.file, b.rawLength);
       } else if (code === 'ENOSPC') throw new CofferError('NO_SPACE', `no space left on device while writing ${displayPath(u.file.path)}`);
-      else u.file.fast = false; // written the ordinary way below
+      else u.file.fast = false; // written the ordinary way
     });
     positional.forEach((u, i) => {
       const code = codes[fast.length + i];
@@ -869,9 +1022,7 @@ export class Restorer {
       }
       if (--f.remaining === 0) completed.push(f);
     });
-    this.report();
-    for (const f of completed) await this.completeFile(f);
-    await this.writeBlob(b, plain, handled.size ? b.uses.filter((u) => !handled.has(u)) : b.uses);
+    return handled.size ? uses.filter((u) => !handled.has(u)) : uses.slice();
   }
 
   private async blobFailed(b: NeededBlob, why: string): Promise<void> {
@@ -1046,10 +1197,12 @@ export class Restorer {
    * attributes go before the mode: without root, setting user.* attributes
    * needs write permission, which a read-only mode would take away (and
    * chown, which clears setuid bits and capabilities, comes first).
+   * `made`: a directory this restore created with its final owner and mode
+   * (see ensureDir): only extended attributes and times.
    */
-  private async applyMeta(p: Buffer, node: TreeNode): Promise<void> {
+  private async applyMeta(p: Buffer, node: TreeNode, made = false): Promise<void> {
     const isLink = node.type === 'symlink';
-    if (IS_ROOT) {
+    if (IS_ROOT && !made) {
       try {
         lchownSync(p, node.uid, node.gid);
       } catch (e) {
@@ -1061,7 +1214,7 @@ export class Restorer {
         if (errnoCode(e) !== 'ENOTSUP' || k.toString().startsWith('user.')) this.warn(p, `cannot set extended attribute ${k.toString()}: ${errnoCode(e)}`);
       });
     }
-    if (!isLink) chmodSync(p, node.mode);
+    if (!isLink && !made) chmodSync(p, node.mode);
     await platform.setTimes(p, node.mtimeNs, node.mtimeNs, false);
   }
 
@@ -1080,7 +1233,7 @@ export class Restorer {
     }
     for (const d of [...this.dirs].reverse()) {
       try {
-        await this.applyMeta(d.path, d.node);
+        await this.applyMeta(d.path, d.node, d.made);
       } catch (e) {
         this.warn(d.path, `cannot set directory metadata: ${errnoCode(e) ?? (e as Error).message}`);
       }

@@ -10,7 +10,9 @@
  * restores that file the ordinary way, from the same plaintext.
  */
 import { constants as fsc, openSync, writeSync, ftruncateSync, fchownSync, fchmodSync, closeSync, rmSync } from 'node:fs';
+import { constants as osc } from 'node:os';
 import { platform } from '../platform/native.js';
+import { usableBinding } from '../platform/addon.js';
 
 /** One file to create from one blob's plaintext (its whole content). */
 export interface FileTarget {
@@ -51,8 +53,23 @@ function isZero(b: Buffer): boolean {
   return true;
 }
 
+/** The addon's one-call version of writeOne (undefined: an older addon, or none). */
+const restoreFile = usableBinding()?.restoreFile;
+
+let errnoNames: Map<number, string> | undefined;
+function errnoName(n: number): string {
+  errnoNames ??= new Map(Object.entries(osc.errno).map(([k, v]) => [v, k]));
+  return errnoNames.get(n) ?? `errno ${n}`;
+}
+
 /** Creates one file holding `plain` (all-zero content becomes a hole) with its metadata; throws on any failure, leaving nothing behind. */
 async function writeOne(t: FileTarget, plain: Buffer, zero: boolean): Promise<void> {
+  if (restoreFile) {
+    // Open, write, fchown, fchmod, futimens and close in one call (and no second path walk).
+    const err = restoreFile(t.path, plain, zero, t.createMode, t.chmod ? t.mode : -1, t.chown ? t.uid : -1, t.gid, t.mtimeNs);
+    if (err !== 0) throw Object.assign(new Error(`cannot create file: ${errnoName(err)}`), { code: errnoName(err) });
+    return;
+  }
   const p = Buffer.from(t.path, 'latin1');
   const fd = openSync(p, CREATE, t.createMode);
   let made = false;
