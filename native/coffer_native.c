@@ -1153,6 +1153,35 @@ static napi_value GearScan(napi_env env, napi_callback_info info) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* branch big3: direct I/O for pack writes                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * alignGap(buf, align): how many bytes from the start of buf's data to the
+ * next multiple of `align` (a power of two) in memory; 0 when it is aligned.
+ * JavaScript cannot see addresses, and O_DIRECT writes (storage/local.ts)
+ * need an aligned buffer, so the packer allocates a little more and starts
+ * its pack buffers at the aligned offset this reports.
+ */
+static napi_value AlignGap(napi_env env, napi_callback_info info) {
+  napi_value argv[2], result;
+  void *data;
+  size_t len;
+  uint32_t align;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (!arg_buffer(env, argv[0], "buf", &data, &len) || !arg_u32(env, argv[1], "align", &align)) return NULL;
+  if (align == 0 || (align & (align - 1)) != 0) {
+    throw_range_error(env, "ERR_OUT_OF_RANGE", "align must be a power of two");
+    return NULL;
+  }
+  {
+    uint32_t gap = (uint32_t)((align - ((uintptr_t)data & (align - 1))) & (align - 1));
+    if (napi_create_uint32(env, gap, &result) != napi_ok) return NULL;
+  }
+  return result;
+}
+
+/* ------------------------------------------------------------------------ */
 /* module                                                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -1168,6 +1197,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     {"scanDir", NULL, ScanDir, NULL, NULL, NULL, napi_enumerable, NULL},
     {"readSmall", NULL, ReadSmall, NULL, NULL, NULL, napi_enumerable, NULL},
     {"gearScan", NULL, GearScan, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"alignGap", NULL, AlignGap, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok)
     return NULL;

@@ -29,6 +29,8 @@ export interface NativeBinding {
   gcmSeal?(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, a: Uint8Array, b: Uint8Array | null, out: Uint8Array, offset: number): number;
   /** Opens ct (tag apart) into out[offset..]; false (output wiped) when it does not authenticate. */
   gcmOpen?(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array, tag: Uint8Array, out: Uint8Array, offset: number): boolean;
+  /** Bytes from the start of `buf`'s data to the next multiple of `align` (a power of two) in memory; 0 when aligned. */
+  alignGap?(buf: Uint8Array, align: number): number;
 }
 
 export type NativeGearScan = (data: Uint8Array, gear: Uint8Array, i: number, mid: number, stop: number, maskS: number, maskL: number) => number;
