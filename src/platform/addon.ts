@@ -31,6 +31,8 @@ export interface NativeBinding {
   gcmOpen?(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array, tag: Uint8Array, out: Uint8Array, offset: number): boolean;
   /** Bytes from the start of `buf`'s data to the next multiple of `align` (a power of two) in memory; 0 when aligned. */
   alignGap?(buf: Uint8Array, align: number): number;
+  /** madvise(MADV_HUGEPAGE) on the 2 MiB-aligned interior of `buf` (Linux); whether the advice was taken. */
+  adviseHugePages?(buf: Uint8Array): boolean;
 }
 
 export type NativeGearScan = (data: Uint8Array, gear: Uint8Array, i: number, mid: number, stop: number, maskS: number, maskL: number) => number;

@@ -15,7 +15,7 @@ import type { IndexedPack } from '../format/index-file.js';
 import type { Backend } from '../storage/backend.js';
 import type { BlobType, PackId } from '../ids.js';
 import { BufferPool } from '../util/semaphore.js';
-import { alignedView, IO_ALIGN } from '../util/aligned.js';
+import { alignedView, hugeArrayBuffer, IO_ALIGN } from '../util/aligned.js';
 import { writeIndexFile } from './index-files.js';
 import type { RepoKeys } from '../crypto/keys.js';
 
@@ -109,7 +109,7 @@ export class Packer {
     // buffers need only packSize (a larger blob gets a pack of its own).
     // IO_ALIGN more, so that each pack starts at an aligned address: a local
     // repository then writes it with direct I/O (storage/local.ts).
-    this.buffers = new BufferPool(packSize + IO_ALIGN, 1 + this.maxWrites);
+    this.buffers = new BufferPool(packSize + IO_ALIGN, 1 + this.maxWrites, hugeArrayBuffer);
   }
 
   private queue: Promise<void> = Promise.resolve();
