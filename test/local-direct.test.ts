@@ -11,7 +11,8 @@ import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { blake3 } from '@napi-rs/blake-hash';
 import { scratch } from './helpers.js';
 import { LocalBackend } from '../dist/src/storage/local.js';
-import { alignedView, isIoAligned, IO_ALIGN } from '../dist/src/util/aligned.js';
+import { alignedView, hugeArrayBuffer, isIoAligned, IO_ALIGN } from '../dist/src/util/aligned.js';
+import { usableBinding } from '../dist/src/platform/addon.js';
 import { nativeAddonStatus } from '../dist/src/platform/native.js';
 
 const tmp = scratch('coffer-direct-');
@@ -134,5 +135,22 @@ describe.skipIf(!haveDirect)('local backend: direct I/O for large aligned object
     const body = alignedData(2 << 20);
     await expect(b.write({ type: 'data', name: blake3(body).toString('hex') }, [body])).rejects.toMatchObject({ kind: 'noSpace' });
     expect(tmpFiles(dir)).toEqual([]);
+  });
+});
+
+describe('huge-page buffers', () => {
+  it('hugeArrayBuffer: a zeroed ArrayBuffer of the size asked, with or without the advice', () => {
+    for (const size of [0, 4096, (2 << 20) - 1, 5 << 20]) {
+      const ab = hugeArrayBuffer(size);
+      expect(ab.byteLength).toBe(size);
+      expect(new Uint8Array(ab).every((x) => x === 0)).toBe(true);
+    }
+  });
+  it.skipIf(!nativeAddonStatus().loaded)('the addon advises only whole huge pages inside the buffer', () => {
+    const advise = usableBinding()!.adviseHugePages!;
+    // Under 2 MiB there is no whole aligned huge page: nothing to advise.
+    expect(advise(Buffer.alloc(1 << 20))).toBe(false);
+    expect(typeof advise(Buffer.from(new ArrayBuffer(8 << 20)))).toBe('boolean');
+    expect(() => advise('x' as never)).toThrow(TypeError);
   });
 });
