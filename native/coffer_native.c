@@ -1237,6 +1237,67 @@ static napi_value RestoreFile(napi_env env, napi_callback_info info) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* branch big3: direct I/O for pack writes                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * alignGap(buf, align): how many bytes from the start of buf's data to the
+ * next multiple of `align` (a power of two) in memory; 0 when it is aligned.
+ * JavaScript cannot see addresses, and O_DIRECT writes (storage/local.ts)
+ * need an aligned buffer, so the packer allocates a little more and starts
+ * its pack buffers at the aligned offset this reports.
+ */
+static napi_value AlignGap(napi_env env, napi_callback_info info) {
+  napi_value argv[2], result;
+  void *data;
+  size_t len;
+  uint32_t align;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (!arg_buffer(env, argv[0], "buf", &data, &len) || !arg_u32(env, argv[1], "align", &align)) return NULL;
+  if (align == 0 || (align & (align - 1)) != 0) {
+    throw_range_error(env, "ERR_OUT_OF_RANGE", "align must be a power of two");
+    return NULL;
+  }
+  {
+    uint32_t gap = (uint32_t)((align - ((uintptr_t)data & (align - 1))) & (align - 1));
+    if (napi_create_uint32(env, gap, &result) != napi_ok) return NULL;
+  }
+  return result;
+}
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+/*
+ * adviseHugePages(buf): asks the kernel (madvise MADV_HUGEPAGE) to back the
+ * 2 MiB-aligned interior of buf with transparent huge pages. For the large
+ * pooled buffers of a backup (windows, seal outputs, packs: ~110 MiB), which
+ * are touched once and reused: with 4 KiB pages their first touch cost ~28k
+ * page faults, ~14 % of a 1 GiB backup's CPU in this VM. Best effort:
+ * returns whether the advice was taken (false off Linux, where THP is off,
+ * or when the buffer holds no whole huge page).
+ */
+static napi_value AdviseHugePages(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  void *data;
+  size_t len;
+  bool ok = false;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if (!arg_buffer(env, argv[0], "buf", &data, &len)) return NULL;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  {
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t start = ((uintptr_t)data + huge - 1) & ~(huge - 1);
+    uintptr_t end = ((uintptr_t)data + len) & ~(huge - 1);
+    if (end > start) ok = madvise((void *)start, end - start, MADV_HUGEPAGE) == 0;
+  }
+#endif
+  if (napi_get_boolean(env, ok, &result) != napi_ok) return NULL;
+  return result;
+}
+
+/* ------------------------------------------------------------------------ */
 /* module                                                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -1253,6 +1314,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     {"readSmall", NULL, ReadSmall, NULL, NULL, NULL, napi_enumerable, NULL},
     {"gearScan", NULL, GearScan, NULL, NULL, NULL, napi_enumerable, NULL},
     {"restoreFile", NULL, RestoreFile, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"alignGap", NULL, AlignGap, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"adviseHugePages", NULL, AdviseHugePages, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok)
     return NULL;

@@ -221,6 +221,29 @@ describe('FastCdc.cut contract', () => {
       expect(streamed).toEqual(whole);
     }
   });
+  it('windows shorter than maxSize (more data follows): a cut below the end is the final cut', () => {
+    for (const p of [P(64, 256, 1024), P(2048, 8192, 65536), P(512 * KiB, 1 * MiB, 8 * MiB)]) {
+      const cdc = new FastCdc(p);
+      const d = randomBytes(12 * MiB + 5, 91 ^ p.maxSize);
+      const whole = chunkLengths(cdc, d);
+      // Windows of 1 .. 2*maxSize bytes; a chunk that runs into a window's end is retried from the same start with the next window.
+      let rng = 777;
+      const next = () => 1 + ((rng = (Math.imul(rng, 1103515245) + 12345) >>> 0) % (2 * p.maxSize));
+      const streamed: number[] = [];
+      let pos = 0;
+      let final = 0;
+      while (pos < d.length) {
+        const end = Math.min(d.length, pos + next());
+        const n = cdc.cut(d, pos, end);
+        if (end < d.length && n === end - pos && n < p.maxSize) continue; // not final: needs more data
+        if (end < d.length && end - pos < p.maxSize) final++;
+        streamed.push(n);
+        pos += n;
+      }
+      expect(streamed).toEqual(whole);
+      expect(final).toBeGreaterThan(0);
+    }
+  });
   it('returns 0 for an empty range and rejects out-of-bounds ranges', () => {
     const cdc = new FastCdc(P(64, 256, 1024));
     const d = randomBytes(100, 3);

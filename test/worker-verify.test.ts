@@ -84,3 +84,34 @@ describe('HotPath.seal probe mode', () => {
     expect(seal([randomBytes(100_000), text], false).lengths[1]).toBeLessThan(1000);
   });
 });
+
+describe('HotPath.chunkAndHash over windows of a stream', () => {
+  it('windows that end mid-stream (the rest carried into the next, as readLarge does) give the chunks of the whole', () => {
+    const hot = new HotPath(ctx);
+    const data = randomBytes(40 << 20);
+    const whole = hot.chunkAndHash(data, [{ start: 0, end: data.length, eof: true }])[0];
+    const lengths: number[] = [];
+    const ids: Buffer[] = [];
+    // 16 MiB windows as in DataPipeline, filled from wherever the last one's chunks ended.
+    const WINDOW = 16 << 20;
+    let pos = 0;
+    let windows = 0;
+    while (pos < data.length) {
+      const end = Math.min(data.length, pos + WINDOW);
+      const win = data.subarray(pos, end);
+      const r = hot.chunkAndHash(win, [{ start: 0, end: win.length, eof: end === data.length }])[0];
+      windows++;
+      expect(r.lengths.length).toBeGreaterThan(0);
+      // Only the chunk running into the window's end is left over: under maxSize, and usually far under.
+      const used = r.lengths.reduce((a, b) => a + b, 0);
+      if (end < data.length) expect(win.length - used).toBeLessThan(DEFAULT_CHUNKER.maxSize);
+      lengths.push(...r.lengths);
+      ids.push(Buffer.from(r.ids));
+      pos += used;
+    }
+    expect(lengths).toEqual(whole.lengths);
+    expect(Buffer.concat(ids)).toEqual(Buffer.from(whole.ids));
+    // 40 MiB in 16 MiB windows: only a partial chunk (about avgSize) is carried each time.
+    expect(windows).toBe(3);
+  });
+});

@@ -13,6 +13,7 @@ import type { Packer } from '../repo/packer.js';
 import { BufferPool, Semaphore } from '../util/semaphore.js';
 import type { SealItem } from '../worker/tasks.js';
 import { BLOB_OVERHEAD } from '../format/blob.js';
+import { hugeArrayBuffer } from '../util/aligned.js';
 
 export interface DataStats {
   dataBlobs: number;
@@ -96,7 +97,7 @@ export class DataPipeline {
     const size = Math.max(2 * maxSize, 8 << 20);
     // 2 windows per big file in flight (one being chunked, the next being
     // read) and one more being sealed.
-    this.windows = new BufferPool(size, 2 * BIG_FILES_AT_ONCE + 1);
+    this.windows = new BufferPool(size, 2 * BIG_FILES_AT_ONCE + 1, hugeArrayBuffer);
     this.smallLimit = Math.min(minSize, size >> 2);
     // Batches have their own, smaller buffers: a tree of small files then
     // never allocates a large window. One batch filling, two with workers.
@@ -105,7 +106,7 @@ export class DataPipeline {
     // hold memory. Separate sizes, so small files never pin large outputs.
     // (The pool itself starts with the first file to read: an unchanged re-backup needs none.)
     const threads = repo.workerThreads;
-    this.windowOutputs = new BufferPool(size + MAX_FILES_PER_BATCH * BLOB_OVERHEAD, threads);
+    this.windowOutputs = new BufferPool(size + MAX_FILES_PER_BATCH * BLOB_OVERHEAD, threads, hugeArrayBuffer);
     this.batchOutputs = new BufferPool(this.batches.size + MAX_FILES_PER_BATCH * BLOB_OVERHEAD, threads);
   }
 

@@ -175,9 +175,12 @@ export class FastCdc {
 
   /**
    * Length of the next chunk starting at data[start], looking only at
-   * data[start, end). Contract: end - start >= maxSize unless the data ends
-   * at `end` (EOF). Returns a value in [1, min(maxSize, end - start)]
+   * data[start, end). Returns a value in [1, min(maxSize, end - start)]
    * (0 only if start === end). Pure; no state between calls, no allocation.
+   * When end - start < maxSize and the data goes on past `end`, a result
+   * below end - start is still the final cut (the scan is sequential and
+   * looks at nothing past the byte it cuts after), but a result of exactly
+   * end - start is not: more data may move it.
    */
   cut(data: Uint8Array, start: number, end: number): number {
     if (!(start >= 0 && start <= end && end <= data.length && Number.isInteger(start) && Number.isInteger(end))) {

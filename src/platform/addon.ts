@@ -35,6 +35,10 @@ export interface NativeBinding {
    * or the errno of the first failure (nothing is left at `path` then).
    */
   restoreFile?(path: string, data: Uint8Array, hole: boolean, createMode: number, chmodMode: number, uid: number, gid: number, mtimeNs: bigint): number;
+  /** Bytes from the start of `buf`'s data to the next multiple of `align` (a power of two) in memory; 0 when aligned. */
+  alignGap?(buf: Uint8Array, align: number): number;
+  /** madvise(MADV_HUGEPAGE) on the 2 MiB-aligned interior of `buf` (Linux); whether the advice was taken. */
+  adviseHugePages?(buf: Uint8Array): boolean;
 }
 
 export type NativeGearScan = (data: Uint8Array, gear: Uint8Array, i: number, mid: number, stop: number, maskS: number, maskL: number) => number;

@@ -15,6 +15,7 @@ import type { IndexedPack } from '../format/index-file.js';
 import type { Backend } from '../storage/backend.js';
 import type { BlobType, PackId } from '../ids.js';
 import { BufferPool } from '../util/semaphore.js';
+import { alignedView, hugeArrayBuffer, IO_ALIGN } from '../util/aligned.js';
 import { writeIndexFile } from './index-files.js';
 import type { RepoKeys } from '../crypto/keys.js';
 
@@ -106,7 +107,9 @@ export class Packer {
     // The open data pack plus the packs being written (tree packs grow their
     // own buffers). A pack is closed before a blob would overflow it, so
     // buffers need only packSize (a larger blob gets a pack of its own).
-    this.buffers = new BufferPool(packSize, 1 + this.maxWrites);
+    // IO_ALIGN more, so that each pack starts at an aligned address: a local
+    // repository then writes it with direct I/O (storage/local.ts).
+    this.buffers = new BufferPool(packSize + IO_ALIGN, 1 + this.maxWrites, hugeArrayBuffer);
   }
 
   private queue: Promise<void> = Promise.resolve();
@@ -173,7 +176,7 @@ export class Packer {
           : type === 'tree'
             ? // Tree packs fill slowly and are usually small: grow on demand instead of pinning a pool buffer.
               { buf: Buffer.allocUnsafe(Math.min(limit, Math.max(TREE_PACK_START, sealed.length))), pooled: false, oversize: false, entries: [], size: 0 }
-            : { buf: await this.buffers.acquire(), pooled: true, oversize: false, entries: [], size: 0 };
+            : { buf: alignedView((await this.buffers.acquire()).buffer as ArrayBuffer, this.packSize), pooled: true, oversize: false, entries: [], size: 0 };
       this.open.set(type, p);
     }
     if (p.size + sealed.length > p.buf.length) {

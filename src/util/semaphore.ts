@@ -31,22 +31,24 @@ export class Semaphore {
 export class BufferPool {
   private readonly free: ArrayBuffer[] = [];
   private readonly sem: Semaphore;
+  /** `alloc`: makes each new buffer (default `new ArrayBuffer(size)`). */
   constructor(
     readonly size: number,
     count: number,
+    private readonly alloc: (size: number) => ArrayBuffer = (n) => new ArrayBuffer(n),
   ) {
     this.sem = new Semaphore(count);
   }
 
   async acquire(): Promise<Buffer> {
     await this.sem.acquire();
-    return Buffer.from(this.free.pop() ?? new ArrayBuffer(this.size));
+    return Buffer.from(this.free.pop() ?? this.alloc(this.size));
   }
 
   /** A buffer if one is free now (undefined: use acquire). */
   tryAcquire(): Buffer | undefined {
     if (!this.sem.tryAcquire()) return undefined;
-    return Buffer.from(this.free.pop() ?? new ArrayBuffer(this.size));
+    return Buffer.from(this.free.pop() ?? this.alloc(this.size));
   }
 
   /** Returns a buffer (or the ArrayBuffer that came back from a worker). */

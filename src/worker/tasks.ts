@@ -162,8 +162,12 @@ export class HotPath {
       const lengths: number[] = [];
       let pos = start;
       while (pos < end) {
-        if (!eof && end - pos < max) break;
         const n = this.cdc.cut(buf, pos, end);
+        // Short of maxSize before a non-EOF end, a cut below the end is final
+        // (see FastCdc.cut); one at the end may move with more data, so that
+        // chunk is left for the next window. Stopping as soon as fewer than
+        // maxSize bytes were left instead copied ~half a window per window.
+        if (!eof && n === end - pos && n < max) break;
         lengths.push(n);
         pos += n;
       }
