@@ -19,9 +19,9 @@ import { Packer } from '../repo/packer.js';
 import type { Repository } from '../repo/repository.js';
 import type { BlobLocation } from '../cache/index-cache.js';
 import { storageFailure } from '../repo/repository.js';
-import { platform, scanDir, lstatMeta, readSmallFile, NOT_REGULAR, type DirScan, type EntryMeta } from '../platform/native.js';
+import { platform, scanDir, lstatMeta, type DirScan, type EntryMeta } from '../platform/native.js';
 import { joinPath, displayPath } from '../util/paths.js';
-import { DataPipeline, type Pending } from './data-pipeline.js';
+import { DataPipeline, SmallFileSkipped, type Pending } from './data-pipeline.js';
 import type { DirListings } from './prefetch.js';
 import { Semaphore } from '../util/semaphore.js';
 import type { EntryFilter } from './select.js';
@@ -232,13 +232,6 @@ const NO_IDS: ReadonlySet<string> = new Set();
  * complete (IndexCache.isCompleteTree), so no lookup is needed.
  */
 const ALL_IDS: ReadonlySet<string> = { has: () => true } as unknown as ReadonlySet<string>;
-
-/** What readSmallFile said besides a byte count (see Archiver.smallFill). */
-interface SmallRead {
-  /** The file has grown past the small limit: open, to be streamed. */
-  fd: number;
-  notRegular: boolean;
-}
 
 /** Builds the directory skeleton that leads from "/" to each backed-up path. */
 interface PathTree {
@@ -717,69 +710,41 @@ export class Archiver {
   }
 
   /**
-   * A file the listing says is small: opened, checked, read whole and
-   * closed in one call (readSmallFile), with the same outcomes and warnings
-   * as largeFile(), whose streaming path it falls back to if the file has
-   * grown. Synchronous while a pending-file slot and batch room are free.
+   * A file the listing says is small: queued for a worker to open, check,
+   * read whole and close (DataPipeline.tryQueueSmall), with the same
+   * outcomes and warnings as largeFile(), whose streaming path the pipeline
+   * takes if the file has grown. Synchronous while a pending-file slot and
+   * batch room are free.
    */
   private smallFile(p: Buffer, node: TreeNode, prev: TreeNode | undefined): Done | Promise<Done> {
     if (!this.pendingFiles.tryAcquire()) return this.smallFileWaiting(p, node, prev, false);
-    const r: SmallRead = { fd: -1, notRegular: false };
-    let pending: Pending | undefined | null;
+    let pending: Pending | null;
     try {
-      pending = this.pipeline.tryReadSmallWith(this.smallFill(p, r));
+      pending = this.pipeline.tryQueueSmall(p, node.size);
     } catch (e) {
-      return this.smallFileFailed(p, e, r.fd);
+      return this.smallFileFailed(p, e);
     }
     if (pending === null) return this.smallFileWaiting(p, node, prev, true);
-    return this.smallFileRead(p, node, prev, pending, r);
+    if (this.opts.onProgress) this.progress.currentFile = displayPath(p);
+    return this.settle(p, node, prev, pending, -1);
   }
 
   /** smallFile when it has to wait (for a pending-file slot, or for a batch buffer). */
   private async smallFileWaiting(p: Buffer, node: TreeNode, prev: TreeNode | undefined, holding: boolean): Promise<Done> {
     if (!holding) await this.pendingFiles.acquire();
-    const r: SmallRead = { fd: -1, notRegular: false };
-    let pending: Pending | undefined;
+    let pending: Pending;
     try {
-      pending = await this.pipeline.readSmallWith(this.smallFill(p, r));
+      pending = await this.pipeline.queueSmall(p, node.size);
     } catch (e) {
-      return this.smallFileFailed(p, e, r.fd);
-    }
-    return this.smallFileRead(p, node, prev, pending, r);
-  }
-
-  private smallFill(p: Buffer, r: SmallRead): (win: Buffer, at: number, want: number) => number {
-    return (win, at, want) => {
-      const n = readSmallFile(p, win, at, want);
-      if (n >= 0) return n;
-      if (n === NOT_REGULAR) r.notRegular = true; // not read: the batch stays as it was
-      else r.fd = -n - 2; // grown: still open, streamed instead
-      return want;
-    };
-  }
-
-  /** After the read: the file's node on its way, or (it has grown) on to the streaming path. */
-  private smallFileRead(p: Buffer, node: TreeNode, prev: TreeNode | undefined, pending: Pending | undefined, r: SmallRead): Done | Promise<Done> {
-    if (r.notRegular) {
-      this.pendingFiles.release();
-      this.warn(p, 'changed type during backup; skipped');
-      return now(undefined);
+      return this.smallFileFailed(p, e);
     }
     if (this.opts.onProgress) this.progress.currentFile = displayPath(p);
-    if (pending) return this.settle(p, node, prev, pending, r.fd);
-    return this.pipeline.startLarge(r.fd).then(
-      (large) => this.settle(p, node, prev, large, r.fd),
-      (e) => this.smallFileFailed(p, e, r.fd),
-    );
+    return this.settle(p, node, prev, pending, -1);
   }
 
-  private smallFileFailed(p: Buffer, e: unknown, fd: number): Done {
-    if (fd >= 0) closeQuietly(fd);
+  private smallFileFailed(p: Buffer, e: unknown): Done {
     this.pendingFiles.release();
-    const code = errnoCode(e);
-    if ((e as { syscall?: string }).syscall === 'open') {
-      this.warn(p, code === 'ENOENT' ? 'vanished before it could be read' : `cannot open: ${code ?? String(e)}`);
-    } else this.warn(p, `cannot read: ${code ?? (e as Error).message}`);
+    this.warn(p, `cannot read: ${errnoCode(e) ?? (e as Error).message}`);
     return now(undefined);
   }
 
@@ -801,7 +766,12 @@ export class Archiver {
       },
       async (e) => {
         if (e instanceof CofferError) throw e;
-        this.warn(p, `read failed: ${errnoCode(e) ?? (e as Error).message}`);
+        if (e instanceof SmallFileSkipped) {
+          // A file a worker could not read: the warnings largeFile() gives for the same failures.
+          if (e.code === undefined) this.warn(p, 'changed type during backup; skipped');
+          else if (e.syscall === 'open') this.warn(p, e.code === 'ENOENT' ? 'vanished before it could be read' : `cannot open: ${e.code}`);
+          else this.warn(p, `cannot read: ${e.code}`);
+        } else this.warn(p, `read failed: ${errnoCode(e) ?? (e as Error).message}`);
         return undefined;
       },
     ));
