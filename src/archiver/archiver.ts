@@ -22,7 +22,7 @@ import { storageFailure } from '../repo/repository.js';
 import { platform, scanDir, lstatMeta, type DirScan, type EntryMeta } from '../platform/native.js';
 import { joinPath, displayPath } from '../util/paths.js';
 import { DataPipeline, SmallFileSkipped, type Pending } from './data-pipeline.js';
-import type { DirListings } from './prefetch.js';
+import { lookahead, type DirListings, type Lookahead } from './prefetch.js';
 import { Semaphore } from '../util/semaphore.js';
 import type { EntryFilter } from './select.js';
 import { VERSION } from '../version.js';
@@ -272,6 +272,8 @@ export class Archiver {
   private readonly unreadableTrees = new Set<string>();
   /** With a write-only key: the local state that stands in for the parent snapshot. */
   private readonly local?: WriteOnlyState;
+  /** Lists the directories the walk enters next on other threads (see prefetch.ts). */
+  private readonly lookahead?: Lookahead;
 
   constructor(
     private readonly repo: Repository,
@@ -291,6 +293,7 @@ export class Archiver {
       },
     );
     if (repo.writeOnly) this.local = new WriteOnlyState(repo.writeOnlyCacheKey!, repo.writeOnlyStateDir);
+    this.lookahead = lookahead(opts.filter, opts.prefetched);
     this.pipeline = new DataPipeline(repo, this.packer, (n) => {
       this.progress.bytesDone += n;
       this.report();
@@ -521,13 +524,15 @@ export class Archiver {
     let scan: DirScan | undefined;
     try {
       if (only === undefined) {
-        scan = this.opts.prefetched?.take(dir) ?? scanDir(dir);
+        const ahead = this.lookahead?.take(dir);
+        scan = this.opts.prefetched?.take(dir) ?? (ahead ? await ahead : scanDir(dir));
         names = scan.names;
       } else names = only.map((n) => Buffer.from(n));
     } catch (e) {
       this.warn(dir, `cannot read directory: ${errnoCode(e) ?? String(e)}`);
     }
     const order = names.map((_, i) => i).sort((a, b) => compareNames(names[a], names[b]));
+    const aheadKeys = scan && this.lookahead?.ahead(dir, scan, order, targetDev);
     // Both lists are sorted by name: the parent's nodes are matched in one
     // pass, without a map. A write-only key's local state names nodes by a
     // keyed hash of the name (another order): it keeps a map.
@@ -555,6 +560,7 @@ export class Archiver {
       entries.push(await this.entry(joinPath(dir, name), name, prev, targetDev, scan?.meta(i)));
     }
     this.knownContent = outerKnown;
+    if (aheadKeys) this.lookahead!.forget(aheadKeys);
     this.progress.dirsDone++;
     return this.finishDir(entries, parentNodes && parentId ? { id: parentId, nodes: parentNodes, complete } : undefined);
   }
