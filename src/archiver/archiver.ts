@@ -24,7 +24,7 @@ import { joinPath, displayPath } from '../util/paths.js';
 import { DataPipeline, SmallFileSkipped, type Pending } from './data-pipeline.js';
 import { lookahead, type DirListings, type Lookahead } from './prefetch.js';
 import { Semaphore } from '../util/semaphore.js';
-import type { EntryFilter } from './select.js';
+import type { EntryFilter, EntryVerdict } from './select.js';
 import { VERSION } from '../version.js';
 import { WriteOnlyState } from './write-only-state.js';
 
@@ -114,10 +114,13 @@ export interface BackupResult {
 interface Later<T> {
   done: Promise<T>;
 }
-type Done = Later<TreeNode | undefined>;
+/** A directory entry's node: known now (no promise for it), or later. */
+interface Done {
+  done: TreeNode | undefined | Promise<TreeNode | undefined>;
+}
 
-function now<T>(v: T): Later<T> {
-  return { done: Promise.resolve(v) };
+function now(v: TreeNode | undefined): Done {
+  return { done: v };
 }
 
 function later<T>(p: Promise<T>): Later<T> {
@@ -357,6 +360,7 @@ export class Archiver {
           : await this.walkSkeleton(Buffer.from('/'), tree, parentRoot);
       this.pipeline.dispatchBatch();
       rootId = await root.done;
+      if (this.failure) throw this.failure;
       await this.pipeline.drain();
       await this.packer.flush();
     } catch (e) {
@@ -557,7 +561,8 @@ export class Archiver {
         while (j < prevNodes.length && compareNames(prevNodes[j].name, name) < 0) j++;
         if (j < prevNodes.length && prevNodes[j].name.equals(name)) prev = prevNodes[j];
       }
-      entries.push(await this.entry(joinPath(dir, name), name, prev, targetDev, scan?.meta(i)));
+      const e = this.entry(joinPath(dir, name), name, prev, targetDev, scan?.meta(i));
+      entries.push(e instanceof Promise ? await e : e);
     }
     this.knownContent = outerKnown;
     if (aheadKeys) this.lookahead!.forget(aheadKeys);
@@ -567,9 +572,14 @@ export class Archiver {
 
   /** One directory entry of any type. Resolves once scheduled. `targetDev` is undefined for a backup target itself. */
   /** `meta`: the entry's metadata if the directory listing already has it (else it is lstat'ed here). */
-  private async entry(p: Buffer, name: Buffer, prev: TreeNode | undefined, targetDev: bigint | undefined, meta?: EntryMeta): Promise<Done> {
+  /** (Not async: most entries are scheduled without a promise.) */
+  private entry(p: Buffer, name: Buffer, prev: TreeNode | undefined, targetDev: bigint | undefined, meta?: EntryMeta): Done | Promise<Done> {
     this.checkAbort();
-    if (this.breatheDue()) await this.breathe();
+    if (this.breatheDue()) return this.breathe().then(() => this.entryNow(p, name, prev, targetDev, meta));
+    return this.entryNow(p, name, prev, targetDev, meta);
+  }
+
+  private entryNow(p: Buffer, name: Buffer, prev: TreeNode | undefined, targetDev: bigint | undefined, meta?: EntryMeta): Done | Promise<Done> {
     let st: EntryMeta;
     try {
       st = meta ?? lstatMeta(p);
@@ -582,21 +592,19 @@ export class Archiver {
     if (verdict === 'skip') return now(undefined);
     const node = baseNode(name, st);
     // xattrSize 0: the listing found none (or they cannot be listed, which reads as none too).
-    if (st.xattrSize !== 0) node.xattrs = await this.readXattrs(p);
+    if (st.xattrSize !== 0) {
+      return this.readXattrs(p).then((x) => {
+        node.xattrs = x;
+        return this.typedEntry(p, node, prev, dev, verdict, meta !== undefined);
+      });
+    }
+    return this.typedEntry(p, node, prev, dev, verdict, meta !== undefined);
+  }
+
+  private typedEntry(p: Buffer, node: TreeNode, prev: TreeNode | undefined, dev: bigint, verdict: Exclude<EntryVerdict, 'skip'>, listed: boolean): Done | Promise<Done> {
     switch (node.type) {
-      case 'dir': {
-        const prevTree = prev?.type === 'dir' ? await this.loadTree(prev.subtree) : undefined;
-        const sub = await this.walkDir(p, prevTree, prev?.subtree, dev, verdict === 'keep' ? undefined : verdict === 'empty' ? [] : verdict.keepOnly);
-        return later(
-          sub.done.then((id) => {
-            if (!prev) this.counters.dirsNew++;
-            else if (prev.subtree === id) this.counters.dirsUnmodified++;
-            else this.counters.dirsChanged++;
-            node.subtree = id; // (no spread: nodes are fresh per entry, and spreads are slow)
-            return node;
-          }),
-        );
-      }
+      case 'dir':
+        return this.dirEntry(p, node, prev, dev, verdict);
       case 'symlink':
         try {
           node.linkTarget = readlinkSync(p, { encoding: 'buffer' });
@@ -604,12 +612,26 @@ export class Archiver {
           this.warn(p, `cannot read link: ${errnoCode(e) ?? String(e)}`);
           return now(undefined);
         }
-        return now<TreeNode | undefined>(node);
+        return now(node);
       case 'file':
-        return this.file(p, node, prev, meta !== undefined);
+        return this.file(p, node, prev, listed);
       default:
-        return now<TreeNode | undefined>(node);
+        return now(node);
     }
+  }
+
+  private async dirEntry(p: Buffer, node: TreeNode, prev: TreeNode | undefined, dev: bigint, verdict: Exclude<EntryVerdict, 'skip'>): Promise<Done> {
+    const prevTree = prev?.type === 'dir' ? await this.loadTree(prev.subtree) : undefined;
+    const sub = await this.walkDir(p, prevTree, prev?.subtree, dev, verdict === 'keep' ? undefined : verdict === 'empty' ? [] : verdict.keepOnly);
+    return later(
+      sub.done.then((id) => {
+        if (!prev) this.counters.dirsNew++;
+        else if (prev.subtree === id) this.counters.dirsUnmodified++;
+        else this.counters.dirsChanged++;
+        node.subtree = id; // (no spread: nodes are fresh per entry, and spreads are slow)
+        return node;
+      }),
+    );
   }
 
   private async readXattrs(p: Buffer): Promise<[Buffer, Buffer][] | undefined> {
@@ -671,7 +693,7 @@ export class Archiver {
       if (this.opts.onProgress) this.progress.currentFile = displayPath(p);
       this.report();
       node.content = prev.content;
-      return now<TreeNode | undefined>(node);
+      return now(node);
     }
     if (listed && node.size <= this.pipeline.smallLimit) return this.smallFile(p, node, prev);
     return this.largeFile(p, node, prev);
@@ -755,13 +777,12 @@ export class Archiver {
   }
 
   /** The node of a file whose content is on its way through the pipeline; `fd` (if >= 0) is closed when it is done. */
+  /** (One `then` with plain functions: a promise chain per file was a large share of a many-file backup's garbage.) */
   private settle(p: Buffer, node: TreeNode, prev: TreeNode | undefined, pending: Pending, fd: number): Done {
-    const settled = pending.content.finally(() => {
-      if (fd >= 0) closeQuietly(fd);
-      this.pendingFiles.release();
-    });
-    return later(settled.then(
-      async ({ ids: content, size }): Promise<TreeNode | undefined> => {
+    return { done: pending.content.then(
+      ({ ids: content, size }): TreeNode | undefined => {
+        if (fd >= 0) closeQuietly(fd);
+        this.pendingFiles.release();
         if (prev) this.counters.filesChanged++;
         else this.counters.filesNew++;
         this.progress.filesDone++;
@@ -770,8 +791,14 @@ export class Archiver {
         node.content = content;
         return node;
       },
-      async (e) => {
-        if (e instanceof CofferError) throw e;
+      (e): undefined => {
+        if (fd >= 0) closeQuietly(fd);
+        this.pendingFiles.release();
+        if (e instanceof CofferError) {
+          // Fails the backup once the walk is done (run()); no promise of the walk rejects.
+          this.failure ??= e;
+          return undefined;
+        }
         if (e instanceof SmallFileSkipped) {
           // A file a worker could not read: the warnings largeFile() gives for the same failures.
           if (e.code === undefined) this.warn(p, 'changed type during backup; skipped');
@@ -780,8 +807,11 @@ export class Archiver {
         } else this.warn(p, `read failed: ${errnoCode(e) ?? (e as Error).message}`);
         return undefined;
       },
-    ));
+    ) };
   }
+
+  /** A repository failure met while files were being saved (see settle). */
+  private failure?: CofferError;
 
   private async saveTree(nodes: TreeNode[]): Promise<string> {
     const bytes = encodeTree(nodes);
