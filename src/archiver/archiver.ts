@@ -817,8 +817,10 @@ export class Archiver {
     const bytes = encodeTree(nodes);
     const id = computeBlobId(this.repo.keys.blobIdKey, bytes).toString('hex');
     this.local?.record(id, nodes);
-    if (!this.repo.hasBlob('tree', id) || this.unreadableTrees.delete(id)) {
-      this.repo.noteSaved('tree', id);
+    // claimNewBlobs: on a first backup it answers without asking the index (a query per directory before).
+    const fresh = this.repo.claimNewBlobs('tree', [id]).size > 0;
+    if (fresh || this.unreadableTrees.delete(id)) {
+      if (!fresh) this.repo.noteSaved('tree', id);
       const sealed = sealBlob(this.repo.writeKeys().pack.blobKey, 'tree', Buffer.from(id, 'hex'), bytes, this.repo.config.compressionLevel);
       await this.packer.add('tree', id, sealed, bytes.length);
       this.counters.treeBlobs++;
