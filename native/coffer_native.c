@@ -8,6 +8,7 @@
  *   mkfifo(path, mode)                                mkfifo(3) + chmod(2)
  *   mknod(path, mode, rdev)                           mknod(2) + chmod(2)
  *   scanDir(dir) -> [names, stats, count]             readdir + fstatat + llistxattr size (backup walk)
+ *   scanDirAsync(dir) -> Promise<same>                scanDir on a libuv thread (the walk's lookahead)
  *   readSmall(path, buf, offset, want) -> number      open + fstat + pread + close (small files)
  *   gcmSeal(key, nonce, aad, a, b, out, offset) -> number  coffer's seal (FORMAT.md §1) after the nonce
  *   gcmOpen(key, nonce, aad, ct, tag, out, offset) -> bool  its open, into a caller's buffer
@@ -17,9 +18,9 @@
  * Node without them still loads the addon, just without these two). They exist
  * because node:crypto's Cipheriv costs ~10 µs of object set-up per message and
  * a fresh output buffer per update; coffer seals one message per blob.
- * Plain C against node_api.h only (no node-addon-api, no libuv). All calls are
- * synchronous: they are short metadata syscalls. The TypeScript wrapper in
- * src/platform/native.ts turns them into promises.
+ * Plain C against node_api.h only (no node-addon-api, no libuv). All calls but
+ * scanDirAsync are synchronous: they are short metadata syscalls. The
+ * TypeScript wrapper in src/platform/native.ts turns them into promises.
  *
  * Conventions:
  *   - every path / xattr name arrives as a Buffer of raw bytes (file names may
@@ -162,7 +163,21 @@ static void lowercase_first(char *s) {
  *   syscall  "lgetxattr"
  *   path     "/x"   (raw bytes decoded as UTF-8, invalid sequences -> U+FFFD)
  */
+static napi_value make_errno_error(napi_env env, int err, const char *syscall, const char *path);
+
 static void throw_errno(napi_env env, int err, const char *syscall, const char *path) {
+  napi_value error = make_errno_error(env, err, syscall, path);
+  bool pending = false;
+  if (error != NULL) {
+    napi_throw(env, error);
+    return;
+  }
+  napi_is_exception_pending(env, &pending);
+  if (!pending) napi_throw_error(env, errno_to_code(err), "system error");
+}
+
+/* The error throw_errno throws, returned instead (NULL if it cannot be made). */
+static napi_value make_errno_error(napi_env env, int err, const char *syscall, const char *path) {
   char descbuf[256];
   char desc[256];
   const char *code = errno_to_code(err);
@@ -170,7 +185,6 @@ static void throw_errno(napi_env env, int err, const char *syscall, const char *
   napi_value js_msg, js_code, js_errno, js_syscall, js_path, error;
   char *msg;
   size_t msglen;
-  bool pending = false;
 
   descbuf[0] = '\0';
   d = COFFER_STRERROR(err, descbuf, sizeof descbuf);
@@ -179,10 +193,7 @@ static void throw_errno(napi_env env, int err, const char *syscall, const char *
 
   msglen = strlen(code) + strlen(desc) + strlen(syscall) + (path ? strlen(path) : 0) + 16;
   msg = (char *)malloc(msglen);
-  if (msg == NULL) {
-    napi_throw_error(env, code, desc);
-    return;
-  }
+  if (msg == NULL) return NULL;
   if (path)
     snprintf(msg, msglen, "%s: %s, %s '%s'", code, desc, syscall, path);
   else
@@ -192,9 +203,7 @@ static void throw_errno(napi_env env, int err, const char *syscall, const char *
       napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &js_code) != napi_ok ||
       napi_create_error(env, js_code, js_msg, &error) != napi_ok) {
     free(msg);
-    napi_is_exception_pending(env, &pending);
-    if (!pending) napi_throw_error(env, code, desc);
-    return;
+    return NULL;
   }
   free(msg);
 
@@ -204,8 +213,7 @@ static void throw_errno(napi_env env, int err, const char *syscall, const char *
     napi_set_named_property(env, error, "syscall", js_syscall);
   if (path && napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &js_path) == napi_ok)
     napi_set_named_property(env, error, "path", js_path);
-
-  napi_throw(env, error);
+  return error;
 }
 
 static void throw_type_error(napi_env env, const char *code, const char *msg) {
@@ -691,37 +699,25 @@ static bool scan_push(scan_acc *a, const char *name, size_t len) {
   return true;
 }
 
-static napi_value ScanDir(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  char *dir;
-  size_t dirlen;
+/* Lists `dir` into `a` (see above). Returns 0, or the errno that stopped it
+ * (the directory could not be opened or read, or memory ran out); `a` is
+ * then freed. Touches no JavaScript: also runs on libuv's threads (scanDirAsync). */
+static int scan_fill(const char *dir, scan_acc *a) {
+  size_t dirlen = strlen(dir);
   int dfd;
   DIR *d;
   struct dirent *de;
-  scan_acc a;
   char *full = NULL;
   size_t full_cap = 0;
-  napi_value result, js_names, js_stats, js_count;
-  void *ab_data = NULL;
 
-  if (!get_args(env, info, 1, argv)) return NULL;
-  if ((dir = arg_cstring(env, argv[0], "path")) == NULL) return NULL;
-  dirlen = strlen(dir);
-  memset(&a, 0, sizeof a);
-
-  dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) {
-    throw_errno(env, errno, "scandir", dir);
-    free(dir);
-    return NULL;
-  }
+  memset(a, 0, sizeof *a);
+  do dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC); while (dfd < 0 && errno == EINTR);
+  if (dfd < 0) return errno;
   d = fdopendir(dfd);
   if (d == NULL) {
     int err = errno;
     close(dfd);
-    throw_errno(env, err, "scandir", dir);
-    free(dir);
-    return NULL;
+    return err;
   }
   for (;;) {
     size_t len;
@@ -734,19 +730,17 @@ static napi_value ScanDir(napi_env env, napi_callback_info info) {
       if (errno != 0) {
         int err = errno;
         closedir(d);
-        scan_free(&a);
+        scan_free(a);
         free(full);
-        throw_errno(env, err, "scandir", dir);
-        free(dir);
-        return NULL;
+        return err;
       }
       break;
     }
     if (de->d_name[0] == '.' && (de->d_name[1] == '\0' || (de->d_name[1] == '.' && de->d_name[2] == '\0'))) continue;
     len = strlen(de->d_name);
-    if (!scan_push(&a, de->d_name, len)) goto nomem;
-    num = a.num + (a.count - 1) * SCAN_NUM;
-    big = a.big + (a.count - 1) * SCAN_BIG;
+    if (!scan_push(a, de->d_name, len)) goto nomem;
+    num = a->num + (a->count - 1) * SCAN_NUM;
+    big = a->big + (a->count - 1) * SCAN_BIG;
     memset(num, 0, SCAN_NUM * sizeof(double));
     memset(big, 0, SCAN_BIG * sizeof(int64_t));
     if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -792,34 +786,131 @@ static napi_value ScanDir(napi_env env, napi_callback_info info) {
   }
   closedir(d);
   free(full);
-  full = NULL;
+  return 0;
 
-  if (napi_create_buffer_copy(env, a.names_len, a.names_len ? a.names : "", NULL, &js_names) != napi_ok) goto fail;
-  {
-    size_t nbytes = a.count * SCAN_NUM * sizeof(double), bbytes = a.count * SCAN_BIG * sizeof(int64_t);
-    if (napi_create_arraybuffer(env, nbytes + bbytes, &ab_data, &js_stats) != napi_ok) goto fail;
-    if (nbytes) memcpy(ab_data, a.num, nbytes);
-    if (bbytes) memcpy((char *)ab_data + nbytes, a.big, bbytes);
-  }
-  if (napi_create_uint32(env, (uint32_t)a.count, &js_count) != napi_ok) goto fail;
+nomem:
+  closedir(d);
+  scan_free(a);
+  free(full);
+  return ENOMEM;
+}
+
+/* The JavaScript result [names, stats, count] of a filled `a` (NULL on failure, an exception may be pending). */
+static napi_value scan_result(napi_env env, const scan_acc *a) {
+  napi_value result, js_names, js_stats, js_count;
+  void *ab_data = NULL;
+  size_t nbytes = a->count * SCAN_NUM * sizeof(double), bbytes = a->count * SCAN_BIG * sizeof(int64_t);
+
+  if (napi_create_buffer_copy(env, a->names_len, a->names_len ? a->names : "", NULL, &js_names) != napi_ok) return NULL;
+  if (napi_create_arraybuffer(env, nbytes + bbytes, &ab_data, &js_stats) != napi_ok) return NULL;
+  if (nbytes) memcpy(ab_data, a->num, nbytes);
+  if (bbytes) memcpy((char *)ab_data + nbytes, a->big, bbytes);
+  if (napi_create_uint32(env, (uint32_t)a->count, &js_count) != napi_ok) return NULL;
   if (napi_create_array_with_length(env, 3, &result) != napi_ok ||
       napi_set_element(env, result, 0, js_names) != napi_ok ||
       napi_set_element(env, result, 1, js_stats) != napi_ok ||
       napi_set_element(env, result, 2, js_count) != napi_ok)
-    goto fail;
+    return NULL;
+  return result;
+}
+
+static napi_value ScanDir(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  char *dir;
+  scan_acc a;
+  int err;
+
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if ((dir = arg_cstring(env, argv[0], "path")) == NULL) return NULL;
+  err = scan_fill(dir, &a);
+  if (err != 0) {
+    throw_errno(env, err, "scandir", dir);
+    free(dir);
+    return NULL;
+  }
+  result = scan_result(env, &a);
   scan_free(&a);
   free(dir);
   return result;
-
-nomem:
-  closedir(d);
-  throw_errno(env, ENOMEM, "scandir", dir);
-fail:
-  scan_free(&a);
-  free(full);
-  free(dir);
-  return NULL;
 }
+
+/* ---- branch files3: scanDirAsync ---------------------------------------- */
+/*
+ * scanDirAsync(dir: Buffer) -> Promise<[names, stats, count]>: scanDir on one
+ * of libuv's threads, so the backup walk can list the directories it will
+ * enter next while it works on the current one (archiver/prefetch.ts,
+ * Lookahead). Rejects with the same error scanDir throws.
+ */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  char *dir;
+  scan_acc a;
+  int err;
+} scan_job;
+
+static void scan_job_execute(napi_env env, void *data) {
+  scan_job *job = (scan_job *)data;
+  (void)env;
+  job->err = scan_fill(job->dir, &job->a);
+}
+
+static void scan_job_complete(napi_env env, napi_status status, void *data) {
+  scan_job *job = (scan_job *)data;
+  napi_value value = NULL;
+  int err = status == napi_cancelled ? ECANCELED : job->err;
+
+  if (err == 0) value = scan_result(env, &job->a);
+  if (value != NULL) {
+    napi_resolve_deferred(env, job->deferred, value);
+  } else {
+    bool pending = false;
+    napi_value error = NULL;
+    napi_is_exception_pending(env, &pending);
+    if (pending) napi_get_and_clear_last_exception(env, &error);
+    else error = make_errno_error(env, err != 0 ? err : ENOMEM, "scandir", job->dir);
+    if (error == NULL) napi_get_undefined(env, &error);
+    napi_reject_deferred(env, job->deferred, error);
+  }
+  if (err == 0) scan_free(&job->a);
+  napi_delete_async_work(env, job->work);
+  free(job->dir);
+  free(job);
+}
+
+static napi_value ScanDirAsync(napi_env env, napi_callback_info info) {
+  napi_value argv[1], promise, name;
+  scan_job *job;
+
+  if (!get_args(env, info, 1, argv)) return NULL;
+  job = (scan_job *)calloc(1, sizeof *job);
+  if (job == NULL) {
+    throw_errno(env, ENOMEM, "scandir", NULL);
+    return NULL;
+  }
+  if ((job->dir = arg_cstring(env, argv[0], "path")) == NULL) {
+    free(job);
+    return NULL;
+  }
+  if (napi_create_string_utf8(env, "coffer.scanDir", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_promise(env, &job->deferred, &promise) != napi_ok ||
+      napi_create_async_work(env, NULL, name, scan_job_execute, scan_job_complete, job, &job->work) != napi_ok) {
+    free(job->dir);
+    free(job);
+    throw_type_error(env, "ERR_INTERNAL", "could not start scanDirAsync");
+    return NULL;
+  }
+  if (napi_queue_async_work(env, job->work) != napi_ok) {
+    /* The promise stays pending and unreferenced: nothing waits on it. */
+    napi_delete_async_work(env, job->work);
+    free(job->dir);
+    free(job);
+    throw_type_error(env, "ERR_INTERNAL", "could not queue scanDirAsync");
+    return NULL;
+  }
+  return promise;
+}
+/* ---- end of branch files3 ----------------------------------------------- */
 
 /* ------------------------------------------------------------------------ */
 /* readSmall(path: Buffer, buf: Buffer, offset, want) -> number              */
@@ -1311,6 +1402,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     {"mkfifo", NULL, Mkfifo, NULL, NULL, NULL, napi_enumerable, NULL},
     {"mknod", NULL, Mknod, NULL, NULL, NULL, napi_enumerable, NULL},
     {"scanDir", NULL, ScanDir, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"scanDirAsync", NULL, ScanDirAsync, NULL, NULL, NULL, napi_enumerable, NULL},
     {"readSmall", NULL, ReadSmall, NULL, NULL, NULL, napi_enumerable, NULL},
     {"gearScan", NULL, GearScan, NULL, NULL, NULL, napi_enumerable, NULL},
     {"restoreFile", NULL, RestoreFile, NULL, NULL, NULL, napi_enumerable, NULL},

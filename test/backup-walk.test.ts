@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NOT_REGULAR, lstatMeta, nativeAddonStatus, platform, readSmallFile, scanDir, scanHasMeta } from '../dist/src/platform/native.js';
-import { prefetchListings } from '../dist/src/archiver/prefetch.js';
+import { NOT_REGULAR, lstatMeta, nativeAddonStatus, platform, readSmallFile, scanDir, scanDirAsync, scanHasAsync, scanHasMeta } from '../dist/src/platform/native.js';
+import { Lookahead, lookahead, prefetchListings } from '../dist/src/archiver/prefetch.js';
 import { createFilter } from '../dist/src/archiver/select.js';
 import { deriveRepoKeys } from '../dist/src/crypto/keys.js';
 
@@ -106,6 +106,73 @@ describe('scanDir', () => {
     for (const f of [() => scanDir(Buffer.from(path.join(tmp, 'nope'))), () => withoutNative(() => scanDir(Buffer.from(path.join(tmp, 'nope'))))]) {
       expect(f).toThrow(expect.objectContaining({ code: 'ENOENT' }));
     }
+  });
+});
+
+describe('scanDirAsync', () => {
+  it.skipIf(!native)('lists on another thread exactly what scanDir lists', async () => {
+    expect(scanHasAsync()).toBe(true);
+    const a = await scanDirAsync(dir)!;
+    const b = scanDir(dir);
+    expect(a.count).toBe(b.count);
+    expect(a.names.map((n) => n.toString('hex'))).toEqual(b.names.map((n) => n.toString('hex')));
+    for (let i = 0; i < a.count; i++) {
+      const [x, y] = [a.meta(i)!, b.meta(i)!];
+      expect([x.mode, x.size, x.ino, x.mtimeNs, x.ctimeNs, x.dev, x.xattrSize]).toEqual([y.mode, y.size, y.ino, y.mtimeNs, y.ctimeNs, y.dev, y.xattrSize]);
+    }
+  });
+
+  it.skipIf(!native)('rejects like scanDir throws', async () => {
+    await expect(scanDirAsync(Buffer.from(path.join(tmp, 'nope')))!).rejects.toThrow(expect.objectContaining({ code: 'ENOENT', syscall: 'scandir' }));
+    await expect(scanDirAsync(Buffer.from(path.join(dir.toString(), 'small.txt')))!).rejects.toThrow(expect.objectContaining({ code: 'ENOTDIR' }));
+  });
+
+  it('is not offered without the addon', () => {
+    expect(withoutNative(() => scanDirAsync(dir))).toBeUndefined();
+    expect(withoutNative(() => lookahead())).toBeUndefined();
+  });
+});
+
+describe('Lookahead', () => {
+  const sub = (...p: string[]) => Buffer.from(path.join(dir.toString(), ...p));
+  const sorted = (s: ReturnType<typeof scanDir>) => s.names.map((_, i) => i).sort((a, b) => Buffer.compare(s.names[a], s.names[b]));
+
+  it.skipIf(!native)('lists the subdirectories the walk will enter, each taken once, honouring the filter', async () => {
+    const la = new Lookahead(createFilter({ exclude: ['skipme'] }));
+    const top = scanDir(dir);
+    const keys = la.ahead(dir, top, sorted(top), lstatMeta(dir).dev);
+    expect(keys.map((k) => path.basename(Buffer.from(k, 'latin1').toString()))).toEqual(['sub']); // skipme is excluded, files are not listed
+    const s = await la.take(sub('sub'))!;
+    expect(s.names.map(String)).toEqual(['deeper']);
+    expect(la.take(sub('sub'))).toBeUndefined(); // once
+    expect(la.take(sub('skipme'))).toBeUndefined();
+    const deeper = la.ahead(sub('sub'), s, sorted(s), lstatMeta(dir).dev);
+    la.forget(deeper); // the walk left sub/ without entering deeper/: dropped
+    expect(la.take(sub('sub', 'deeper'))).toBeUndefined();
+    la.forget(keys);
+  });
+
+  it.skipIf(!native)('a failed listing is the walk\'s to report', async () => {
+    const la = new Lookahead(undefined);
+    const top = scanDir(dir);
+    la.ahead(dir, top, sorted(top), lstatMeta(dir).dev);
+    fs.renameSync(sub('skipme'), sub('skipme2'));
+    try {
+      const p = la.take(sub('skipme'));
+      // Started before or after the rename: either the listing or its error.
+      if (p) await p.then((x) => expect(x.names.map(String)).toEqual(['y']), (e) => expect(e.code).toBe('ENOENT'));
+    } finally {
+      fs.renameSync(sub('skipme2'), sub('skipme'));
+    }
+  });
+
+  it.skipIf(!native)('skips directories the key-derivation prefetch has listed', async () => {
+    const pf = prefetchListings([dir.toString()])!;
+    for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+    pf.stop();
+    const la = new Lookahead(undefined, pf);
+    const top = pf.take(dir)!;
+    expect(la.ahead(dir, top, sorted(top), lstatMeta(dir).dev)).toEqual([]);
   });
 });
 

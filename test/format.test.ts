@@ -519,6 +519,66 @@ describe('trees', () => {
     expect(encodeTree(dec).equals(enc)).toBe(true);
   });
 
+  it('writes the bytes the JSON.stringify encoder wrote (random nodes of every kind, odd names, escapes, big numbers)', () => {
+    // The encoder before session 6, kept here as the reference: a JSON object per node, stringified.
+    const plainOrB64 = (key: string, b: Buffer, j: Record<string, unknown>) => {
+      const s = exactUtf8(b);
+      if (s !== undefined) j[key] = s;
+      else j[`${key}_b64`] = b.toString('base64');
+    };
+    const reference = (nodes: TreeNode[]) =>
+      Buffer.from(
+        JSON.stringify({
+          nodes: nodes.map((n) => {
+            const j: Record<string, unknown> = {};
+            plainOrB64('name', n.name, j);
+            Object.assign(j, { type: n.type, mode: n.mode, uid: n.uid, gid: n.gid, mtime: n.mtimeNs.toString(), ctime: n.ctimeNs.toString(), inode: n.inode.toString(), dev: n.dev.toString(), links: n.links, size: n.size });
+            if (n.content) j.content = n.content;
+            if (n.subtree) j.subtree = n.subtree;
+            if (n.linkTarget) plainOrB64('linktarget', n.linkTarget, j);
+            if (n.rdev !== undefined) j.rdev = n.rdev.toString();
+            if (n.xattrs?.length) j.xattrs = n.xattrs.map(([k, v]) => [k.toString('base64'), v.toString('base64')]);
+            return j;
+          }),
+        }),
+      );
+    let seed = 12345;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed % n;
+    };
+    const pieces = ['a', 'Z', '"', '\\', '\n', '\t', '\b', '\f', '\r', '\x01', '\x1f', '\x7f', ' ', '/x', 'é', '日本', '😀', '\u2028', '{}', ',:'];
+    const name = (): Buffer => {
+      if (rnd(6) === 0) return Buffer.from(Array.from({ length: 1 + rnd(12) }, () => 1 + rnd(255)).filter((b) => b !== 0x2f)); // any bytes (often not UTF-8)
+      let s = '';
+      for (let k = 1 + rnd(5); k > 0; k--) s += pieces[rnd(pieces.length)];
+      return Buffer.from(s.replaceAll('/', '_'));
+    };
+    const big = () => [0n, 7n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 63n - 1n, -1n, -(2n ** 62n), 1_700_000_000_123_456_789n][rnd(8)];
+    const small = () => [0, 1, 9, 10, 99, 1000, 65534, 2 ** 31, 2 ** 53 - 1][rnd(9)];
+    const types = ['file', 'dir', 'symlink', 'fifo', 'socket', 'chardev', 'blockdev'] as const;
+    for (let t = 0; t < 200; t++) {
+      const byName = new Map<string, TreeNode>();
+      for (let k = rnd(12); k >= 0; k--) {
+        const type = types[rnd(types.length)];
+        const n: TreeNode = { name: name(), type, mode: small() & 0o7777, uid: small(), gid: small(), mtimeNs: big(), ctimeNs: big(), inode: big(), dev: big(), links: small(), size: small() };
+        if (type === 'file') n.content = Array.from({ length: rnd(4) }, () => ID('0123456789abcdef'[rnd(16)]));
+        if (type === 'dir') n.subtree = ID('e');
+        if (type === 'symlink') n.linkTarget = rnd(3) === 0 ? Buffer.alloc(0) : name();
+        if (type === 'chardev' || type === 'blockdev') n.rdev = big();
+        if (rnd(4) === 0) n.xattrs = rnd(3) === 0 ? [] : [[Buffer.from('user.x'), name()], [Buffer.from('user.y'), Buffer.alloc(0)]];
+        byName.set(n.name.toString('latin1'), n);
+      }
+      const nodes = [...byName.values()].sort((a, b) => Buffer.compare(a.name, b.name));
+      const enc = encodeTree(nodes);
+      expect(enc.toString('hex')).toBe(reference(nodes).toString('hex'));
+      expect(encodeTree(decodeTree(enc)).equals(enc)).toBe(true);
+    }
+    // A tree larger than the encoder's first buffer.
+    const many = Array.from({ length: 3000 }, (_, i) => node(`file-${String(i).padStart(5, '0')}`, { content: [ID('a'), ID('b')] }));
+    expect(encodeTree(many).equals(reference(many))).toBe(true);
+  });
+
   it('sorts by raw bytes, not by JavaScript string order', () => {
     // U+FF5E (EF BD 9E) sorts before U+1F600 (F0 9F 98 80) as bytes, after it as UTF-16.
     const names = ['😀', '～', 'b', 'B', 'a', 'é'];

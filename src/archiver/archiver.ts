@@ -19,12 +19,12 @@ import { Packer } from '../repo/packer.js';
 import type { Repository } from '../repo/repository.js';
 import type { BlobLocation } from '../cache/index-cache.js';
 import { storageFailure } from '../repo/repository.js';
-import { platform, scanDir, lstatMeta, readSmallFile, NOT_REGULAR, type DirScan, type EntryMeta } from '../platform/native.js';
+import { platform, scanDir, lstatMeta, type DirScan, type EntryMeta } from '../platform/native.js';
 import { joinPath, displayPath } from '../util/paths.js';
-import { DataPipeline, type Pending } from './data-pipeline.js';
-import type { DirListings } from './prefetch.js';
+import { DataPipeline, SmallFileSkipped, type Pending } from './data-pipeline.js';
+import { lookahead, type DirListings, type Lookahead } from './prefetch.js';
 import { Semaphore } from '../util/semaphore.js';
-import type { EntryFilter } from './select.js';
+import type { EntryFilter, EntryVerdict } from './select.js';
 import { VERSION } from '../version.js';
 import { WriteOnlyState } from './write-only-state.js';
 import { isoWithOffset } from '../util/time.js';
@@ -115,10 +115,13 @@ export interface BackupResult {
 interface Later<T> {
   done: Promise<T>;
 }
-type Done = Later<TreeNode | undefined>;
+/** A directory entry's node: known now (no promise for it), or later. */
+interface Done {
+  done: TreeNode | undefined | Promise<TreeNode | undefined>;
+}
 
-function now<T>(v: T): Later<T> {
-  return { done: Promise.resolve(v) };
+function now(v: TreeNode | undefined): Done {
+  return { done: v };
 }
 
 function later<T>(p: Promise<T>): Later<T> {
@@ -234,13 +237,6 @@ const NO_IDS: ReadonlySet<string> = new Set();
  */
 const ALL_IDS: ReadonlySet<string> = { has: () => true } as unknown as ReadonlySet<string>;
 
-/** What readSmallFile said besides a byte count (see Archiver.smallFill). */
-interface SmallRead {
-  /** The file has grown past the small limit: open, to be streamed. */
-  fd: number;
-  notRegular: boolean;
-}
-
 /** Builds the directory skeleton that leads from "/" to each backed-up path. */
 interface PathTree {
   children: Map<string, PathTree>;
@@ -280,6 +276,8 @@ export class Archiver {
   private readonly unreadableTrees = new Set<string>();
   /** With a write-only key: the local state that stands in for the parent snapshot. */
   private readonly local?: WriteOnlyState;
+  /** Lists the directories the walk enters next on other threads (see prefetch.ts). */
+  private readonly lookahead?: Lookahead;
 
   constructor(
     private readonly repo: Repository,
@@ -299,6 +297,7 @@ export class Archiver {
       },
     );
     if (repo.writeOnly) this.local = new WriteOnlyState(repo.writeOnlyCacheKey!, repo.writeOnlyStateDir);
+    this.lookahead = lookahead(opts.filter, opts.prefetched);
     this.pipeline = new DataPipeline(repo, this.packer, (n) => {
       this.progress.bytesDone += n;
       this.report();
@@ -362,6 +361,7 @@ export class Archiver {
           : await this.walkSkeleton(Buffer.from('/'), tree, parentRoot);
       this.pipeline.dispatchBatch();
       rootId = await root.done;
+      if (this.failure) throw this.failure;
       await this.pipeline.drain();
       await this.packer.flush();
     } catch (e) {
@@ -529,13 +529,15 @@ export class Archiver {
     let scan: DirScan | undefined;
     try {
       if (only === undefined) {
-        scan = this.opts.prefetched?.take(dir) ?? scanDir(dir);
+        const ahead = this.lookahead?.take(dir);
+        scan = this.opts.prefetched?.take(dir) ?? (ahead ? await ahead : scanDir(dir));
         names = scan.names;
       } else names = only.map((n) => Buffer.from(n));
     } catch (e) {
       this.warn(dir, `cannot read directory: ${errnoCode(e) ?? String(e)}`);
     }
     const order = names.map((_, i) => i).sort((a, b) => compareNames(names[a], names[b]));
+    const aheadKeys = scan && this.lookahead?.ahead(dir, scan, order, targetDev);
     // Both lists are sorted by name: the parent's nodes are matched in one
     // pass, without a map. A write-only key's local state names nodes by a
     // keyed hash of the name (another order): it keeps a map.
@@ -560,18 +562,25 @@ export class Archiver {
         while (j < prevNodes.length && compareNames(prevNodes[j].name, name) < 0) j++;
         if (j < prevNodes.length && prevNodes[j].name.equals(name)) prev = prevNodes[j];
       }
-      entries.push(await this.entry(joinPath(dir, name), name, prev, targetDev, scan?.meta(i)));
+      const e = this.entry(joinPath(dir, name), name, prev, targetDev, scan?.meta(i));
+      entries.push(e instanceof Promise ? await e : e);
     }
     this.knownContent = outerKnown;
+    if (aheadKeys) this.lookahead!.forget(aheadKeys);
     this.progress.dirsDone++;
     return this.finishDir(entries, parentNodes && parentId ? { id: parentId, nodes: parentNodes, complete } : undefined);
   }
 
   /** One directory entry of any type. Resolves once scheduled. `targetDev` is undefined for a backup target itself. */
   /** `meta`: the entry's metadata if the directory listing already has it (else it is lstat'ed here). */
-  private async entry(p: Buffer, name: Buffer, prev: TreeNode | undefined, targetDev: bigint | undefined, meta?: EntryMeta): Promise<Done> {
+  /** (Not async: most entries are scheduled without a promise.) */
+  private entry(p: Buffer, name: Buffer, prev: TreeNode | undefined, targetDev: bigint | undefined, meta?: EntryMeta): Done | Promise<Done> {
     this.checkAbort();
-    if (this.breatheDue()) await this.breathe();
+    if (this.breatheDue()) return this.breathe().then(() => this.entryNow(p, name, prev, targetDev, meta));
+    return this.entryNow(p, name, prev, targetDev, meta);
+  }
+
+  private entryNow(p: Buffer, name: Buffer, prev: TreeNode | undefined, targetDev: bigint | undefined, meta?: EntryMeta): Done | Promise<Done> {
     let st: EntryMeta;
     try {
       st = meta ?? lstatMeta(p);
@@ -584,21 +593,19 @@ export class Archiver {
     if (verdict === 'skip') return now(undefined);
     const node = baseNode(name, st);
     // xattrSize 0: the listing found none (or they cannot be listed, which reads as none too).
-    if (st.xattrSize !== 0) node.xattrs = await this.readXattrs(p);
+    if (st.xattrSize !== 0) {
+      return this.readXattrs(p).then((x) => {
+        node.xattrs = x;
+        return this.typedEntry(p, node, prev, dev, verdict, meta !== undefined);
+      });
+    }
+    return this.typedEntry(p, node, prev, dev, verdict, meta !== undefined);
+  }
+
+  private typedEntry(p: Buffer, node: TreeNode, prev: TreeNode | undefined, dev: bigint, verdict: Exclude<EntryVerdict, 'skip'>, listed: boolean): Done | Promise<Done> {
     switch (node.type) {
-      case 'dir': {
-        const prevTree = prev?.type === 'dir' ? await this.loadTree(prev.subtree) : undefined;
-        const sub = await this.walkDir(p, prevTree, prev?.subtree, dev, verdict === 'keep' ? undefined : verdict === 'empty' ? [] : verdict.keepOnly);
-        return later(
-          sub.done.then((id) => {
-            if (!prev) this.counters.dirsNew++;
-            else if (prev.subtree === id) this.counters.dirsUnmodified++;
-            else this.counters.dirsChanged++;
-            node.subtree = id; // (no spread: nodes are fresh per entry, and spreads are slow)
-            return node;
-          }),
-        );
-      }
+      case 'dir':
+        return this.dirEntry(p, node, prev, dev, verdict);
       case 'symlink':
         try {
           node.linkTarget = readlinkSync(p, { encoding: 'buffer' });
@@ -606,12 +613,26 @@ export class Archiver {
           this.warn(p, `cannot read link: ${errnoCode(e) ?? String(e)}`);
           return now(undefined);
         }
-        return now<TreeNode | undefined>(node);
+        return now(node);
       case 'file':
-        return this.file(p, node, prev, meta !== undefined);
+        return this.file(p, node, prev, listed);
       default:
-        return now<TreeNode | undefined>(node);
+        return now(node);
     }
+  }
+
+  private async dirEntry(p: Buffer, node: TreeNode, prev: TreeNode | undefined, dev: bigint, verdict: Exclude<EntryVerdict, 'skip'>): Promise<Done> {
+    const prevTree = prev?.type === 'dir' ? await this.loadTree(prev.subtree) : undefined;
+    const sub = await this.walkDir(p, prevTree, prev?.subtree, dev, verdict === 'keep' ? undefined : verdict === 'empty' ? [] : verdict.keepOnly);
+    return later(
+      sub.done.then((id) => {
+        if (!prev) this.counters.dirsNew++;
+        else if (prev.subtree === id) this.counters.dirsUnmodified++;
+        else this.counters.dirsChanged++;
+        node.subtree = id; // (no spread: nodes are fresh per entry, and spreads are slow)
+        return node;
+      }),
+    );
   }
 
   private async readXattrs(p: Buffer): Promise<[Buffer, Buffer][] | undefined> {
@@ -673,7 +694,7 @@ export class Archiver {
       if (this.opts.onProgress) this.progress.currentFile = displayPath(p);
       this.report();
       node.content = prev.content;
-      return now<TreeNode | undefined>(node);
+      return now(node);
     }
     if (listed && node.size <= this.pipeline.smallLimit) return this.smallFile(p, node, prev);
     return this.largeFile(p, node, prev);
@@ -718,80 +739,51 @@ export class Archiver {
   }
 
   /**
-   * A file the listing says is small: opened, checked, read whole and
-   * closed in one call (readSmallFile), with the same outcomes and warnings
-   * as largeFile(), whose streaming path it falls back to if the file has
-   * grown. Synchronous while a pending-file slot and batch room are free.
+   * A file the listing says is small: queued for a worker to open, check,
+   * read whole and close (DataPipeline.tryQueueSmall), with the same
+   * outcomes and warnings as largeFile(), whose streaming path the pipeline
+   * takes if the file has grown. Synchronous while a pending-file slot and
+   * batch room are free.
    */
   private smallFile(p: Buffer, node: TreeNode, prev: TreeNode | undefined): Done | Promise<Done> {
     if (!this.pendingFiles.tryAcquire()) return this.smallFileWaiting(p, node, prev, false);
-    const r: SmallRead = { fd: -1, notRegular: false };
-    let pending: Pending | undefined | null;
+    let pending: Pending | null;
     try {
-      pending = this.pipeline.tryReadSmallWith(this.smallFill(p, r));
+      pending = this.pipeline.tryQueueSmall(p, node.size);
     } catch (e) {
-      return this.smallFileFailed(p, e, r.fd);
+      return this.smallFileFailed(p, e);
     }
     if (pending === null) return this.smallFileWaiting(p, node, prev, true);
-    return this.smallFileRead(p, node, prev, pending, r);
+    if (this.opts.onProgress) this.progress.currentFile = displayPath(p);
+    return this.settle(p, node, prev, pending, -1);
   }
 
   /** smallFile when it has to wait (for a pending-file slot, or for a batch buffer). */
   private async smallFileWaiting(p: Buffer, node: TreeNode, prev: TreeNode | undefined, holding: boolean): Promise<Done> {
     if (!holding) await this.pendingFiles.acquire();
-    const r: SmallRead = { fd: -1, notRegular: false };
-    let pending: Pending | undefined;
+    let pending: Pending;
     try {
-      pending = await this.pipeline.readSmallWith(this.smallFill(p, r));
+      pending = await this.pipeline.queueSmall(p, node.size);
     } catch (e) {
-      return this.smallFileFailed(p, e, r.fd);
-    }
-    return this.smallFileRead(p, node, prev, pending, r);
-  }
-
-  private smallFill(p: Buffer, r: SmallRead): (win: Buffer, at: number, want: number) => number {
-    return (win, at, want) => {
-      const n = readSmallFile(p, win, at, want);
-      if (n >= 0) return n;
-      if (n === NOT_REGULAR) r.notRegular = true; // not read: the batch stays as it was
-      else r.fd = -n - 2; // grown: still open, streamed instead
-      return want;
-    };
-  }
-
-  /** After the read: the file's node on its way, or (it has grown) on to the streaming path. */
-  private smallFileRead(p: Buffer, node: TreeNode, prev: TreeNode | undefined, pending: Pending | undefined, r: SmallRead): Done | Promise<Done> {
-    if (r.notRegular) {
-      this.pendingFiles.release();
-      this.warn(p, 'changed type during backup; skipped');
-      return now(undefined);
+      return this.smallFileFailed(p, e);
     }
     if (this.opts.onProgress) this.progress.currentFile = displayPath(p);
-    if (pending) return this.settle(p, node, prev, pending, r.fd);
-    return this.pipeline.startLarge(r.fd).then(
-      (large) => this.settle(p, node, prev, large, r.fd),
-      (e) => this.smallFileFailed(p, e, r.fd),
-    );
+    return this.settle(p, node, prev, pending, -1);
   }
 
-  private smallFileFailed(p: Buffer, e: unknown, fd: number): Done {
-    if (fd >= 0) closeQuietly(fd);
+  private smallFileFailed(p: Buffer, e: unknown): Done {
     this.pendingFiles.release();
-    const code = errnoCode(e);
-    if ((e as { syscall?: string }).syscall === 'open') {
-      this.warn(p, code === 'ENOENT' ? 'vanished before it could be read' : `cannot open: ${code ?? String(e)}`);
-    } else this.warn(p, `cannot read: ${code ?? (e as Error).message}`);
+    this.warn(p, `cannot read: ${errnoCode(e) ?? (e as Error).message}`);
     return now(undefined);
   }
 
   /** The node of a file whose content is on its way through the pipeline; `fd` (if >= 0) is closed when it is done. */
+  /** (One `then` with plain functions: a promise chain per file was a large share of a many-file backup's garbage.) */
   private settle(p: Buffer, node: TreeNode, prev: TreeNode | undefined, pending: Pending, fd: number): Done {
-    const settled = pending.content.finally(() => {
-      if (fd >= 0) closeQuietly(fd);
-      this.pendingFiles.release();
-    });
-    return later(settled.then(
-      async ({ ids: content, size }): Promise<TreeNode | undefined> => {
+    return { done: pending.content.then(
+      ({ ids: content, size }): TreeNode | undefined => {
+        if (fd >= 0) closeQuietly(fd);
+        this.pendingFiles.release();
         if (prev) this.counters.filesChanged++;
         else this.counters.filesNew++;
         this.progress.filesDone++;
@@ -800,20 +792,36 @@ export class Archiver {
         node.content = content;
         return node;
       },
-      async (e) => {
-        if (e instanceof CofferError) throw e;
-        this.warn(p, `read failed: ${errnoCode(e) ?? (e as Error).message}`);
+      (e): undefined => {
+        if (fd >= 0) closeQuietly(fd);
+        this.pendingFiles.release();
+        if (e instanceof CofferError) {
+          // Fails the backup once the walk is done (run()); no promise of the walk rejects.
+          this.failure ??= e;
+          return undefined;
+        }
+        if (e instanceof SmallFileSkipped) {
+          // A file a worker could not read: the warnings largeFile() gives for the same failures.
+          if (e.code === undefined) this.warn(p, 'changed type during backup; skipped');
+          else if (e.syscall === 'open') this.warn(p, e.code === 'ENOENT' ? 'vanished before it could be read' : `cannot open: ${e.code}`);
+          else this.warn(p, `cannot read: ${e.code}`);
+        } else this.warn(p, `read failed: ${errnoCode(e) ?? (e as Error).message}`);
         return undefined;
       },
-    ));
+    ) };
   }
+
+  /** A repository failure met while files were being saved (see settle). */
+  private failure?: CofferError;
 
   private async saveTree(nodes: TreeNode[]): Promise<string> {
     const bytes = encodeTree(nodes);
     const id = computeBlobId(this.repo.keys.blobIdKey, bytes).toString('hex');
     this.local?.record(id, nodes);
-    if (!this.repo.hasBlob('tree', id) || this.unreadableTrees.delete(id)) {
-      this.repo.noteSaved('tree', id);
+    // claimNewBlobs: on a first backup it answers without asking the index (a query per directory before).
+    const fresh = this.repo.claimNewBlobs('tree', [id]).size > 0;
+    if (fresh || this.unreadableTrees.delete(id)) {
+      if (!fresh) this.repo.noteSaved('tree', id);
       const sealed = sealBlob(this.repo.writeKeys().pack.blobKey, 'tree', Buffer.from(id, 'hex'), bytes, this.repo.config.compressionLevel);
       await this.packer.add('tree', id, sealed, bytes.length);
       this.counters.treeBlobs++;

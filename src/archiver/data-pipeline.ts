@@ -7,13 +7,14 @@
  * Memory is bounded by fixed buffer pools: windows for large files,
  * batches for small ones, and seal outputs for each (see the constructor).
  */
-import { readSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 import type { Repository } from '../repo/repository.js';
 import type { Packer } from '../repo/packer.js';
 import { BufferPool, Semaphore } from '../util/semaphore.js';
-import type { SealItem } from '../worker/tasks.js';
+import type { Region, RegionChunks, SealItem } from '../worker/tasks.js';
 import { BLOB_OVERHEAD } from '../format/blob.js';
 import { hugeArrayBuffer } from '../util/aligned.js';
+import { NOT_REGULAR } from '../platform/native.js';
 
 export interface DataStats {
   dataBlobs: number;
@@ -24,9 +25,26 @@ export interface DataStats {
 
 interface SmallFile {
   start: number;
+  /** Bytes read; for a queued file (path set), the size of its region. */
   length: number;
+  /** Queued: the worker reads the file (see Region.path). */
+  path?: string;
   resolve(c: FileContent): void;
   reject(e: unknown): void;
+}
+
+/**
+ * A queued small file the worker could not read (content rejected with
+ * this): `code` undefined means it is not a regular file any more; else the
+ * errno code (or message) and the call that failed ("open", "fstat", "read").
+ */
+export class SmallFileSkipped extends Error {
+  constructor(
+    readonly code: string | undefined,
+    readonly syscall: string,
+  ) {
+    super(code === undefined ? 'not a regular file' : `${syscall}: ${code}`);
+  }
 }
 
 /** Blob ids that will be known later (wrapped so that `await` does not wait for them). */
@@ -143,21 +161,74 @@ export class DataPipeline {
     return this.fillBatch(fill);
   }
 
-  /** readSmallWith if it need not wait; null when no batch buffer is free right now (then use readSmallWith). */
-  tryReadSmallWith(fill: (win: Buffer, at: number, want: number) => number): Pending | undefined | null {
+  /**
+   * Queues a file the listing says is small (`listedSize` bytes) to be
+   * opened and read by the worker that hashes its batch: the main thread,
+   * which walks the tree, makes no call per small file. If the file has
+   * grown past its listed size by then, it is streamed instead (startLarge).
+   * Null when no batch buffer is free right now (then use queueSmall).
+   */
+  tryQueueSmall(path: Buffer, listedSize: number): Pending | null {
     this.throwIfFailed();
-    this.rollBatch();
+    this.rollBatch(listedSize + 1);
     if (!this.batch) {
       const win = this.batches.tryAcquire();
       if (!win) return null;
       this.batch = { win, used: 0, files: [] };
     }
-    return this.fillBatch(fill);
+    return this.queueInto(this.batch, path, listedSize);
   }
 
-  /** Sends the current batch off when the next small file might not fit. */
-  private rollBatch(): void {
-    const want = this.smallLimit + 1;
+  /** tryQueueSmall that waits for a batch buffer. */
+  async queueSmall(path: Buffer, listedSize: number): Promise<Pending> {
+    this.throwIfFailed();
+    this.rollBatch(listedSize + 1);
+    if (!this.batch) this.batch = { win: await this.batches.acquire(), used: 0, files: [] };
+    return this.queueInto(this.batch, path, listedSize);
+  }
+
+  private queueInto(b: Batch, path: Buffer, listedSize: number): Pending {
+    // One byte more than listed: a file that fills its region has grown.
+    const length = Math.min(listedSize, this.smallLimit) + 1;
+    const content = new Promise<FileContent>((resolve, reject) => {
+      b.files.push({ start: b.used, length, path: path.toString('latin1'), resolve, reject });
+    });
+    b.used += length;
+    content.catch(() => {}); // failures surface through the caller; avoid an unhandled rejection meanwhile
+    return { content };
+  }
+
+  /**
+   * For a file of the batch: the bytes it holds there, or -1 when it has
+   * none (a queued file that could not be read, or has grown and is being
+   * streamed; its content is settled here).
+   */
+  private smallOutcome(f: SmallFile, r: RegionChunks): number {
+    if (f.path === undefined) return f.length;
+    const n = r.read;
+    if (n === undefined) {
+      f.reject(new SmallFileSkipped(r.error?.code ?? 'EIO', r.error?.syscall ?? 'read'));
+      return -1;
+    }
+    if (n === NOT_REGULAR) {
+      f.reject(new SmallFileSkipped(undefined, 'fstat'));
+      return -1;
+    }
+    if (n < 0) {
+      const fd = -n - 2;
+      this.startLarge(fd)
+        .then((p) => p.content)
+        .finally(() => closeSync(fd))
+        .then(f.resolve, f.reject);
+      return -1;
+    }
+    this.stats.bytesRead += n;
+    this.onBytes(n);
+    return n;
+  }
+
+  /** Sends the current batch off when the next small file (`want` bytes at most) might not fit. */
+  private rollBatch(want = this.smallLimit + 1): void {
     if (this.batch && (this.batch.used + want > this.batches.size || this.batch.used >= BATCH_BYTES || this.batch.files.length >= MAX_FILES_PER_BATCH)) {
       this.dispatchBatch();
     }
@@ -188,7 +259,7 @@ export class DataPipeline {
       this.batches.release(b.win);
       return;
     }
-    const regions = b.files.map((f) => ({ start: f.start, end: f.start + f.length, eof: true }));
+    const regions = b.files.map((f): Region => (f.path === undefined ? { start: f.start, end: f.start + f.length, eof: true } : { start: f.start, end: f.start + f.length, eof: true, path: f.path }));
     if (this.dupShare >= HASH_SEAL_MAX_DUPS) this.hashThenSeal(b, regions);
     else this.hashAndSeal(b, regions);
   }
@@ -207,7 +278,7 @@ export class DataPipeline {
   }
 
   /** Hashes the batch, asks the index, then seals only the new chunks (two worker tasks). */
-  private hashThenSeal(b: Batch, regions: { start: number; end: number; eof: boolean }[]): void {
+  private hashThenSeal(b: Batch, regions: Region[]): void {
     this.track(
       this.repo
         .workers()
@@ -217,13 +288,15 @@ export class DataPipeline {
             const win = Buffer.from(res.buf);
             const chunks: { offset: number; length: number; id: string }[] = [];
             b.files.forEach((f, i) => {
+              const size = this.smallOutcome(f, res.results[i]);
+              if (size < 0) return;
               const ids = chunkIds(res.results[i].ids);
               let off = f.start;
               res.results[i].lengths.forEach((len, j) => {
                 chunks.push({ offset: off, length: len, id: ids[j] });
                 off += len;
               });
-              f.resolve({ ids, size: f.length });
+              f.resolve({ ids, size });
             });
             this.sealNew(win, chunks, this.batches, this.batchOutputs, true);
           },
@@ -243,7 +316,7 @@ export class DataPipeline {
    * "Session 5"). Chunks the repository already has were sealed for nothing
    * and are dropped.
    */
-  private hashAndSeal(b: Batch, regions: { start: number; end: number; eof: boolean }[]): void {
+  private hashAndSeal(b: Batch, regions: Region[]): void {
     this.track(
       (async () => {
         let out: Buffer;
@@ -268,10 +341,13 @@ export class DataPipeline {
           const all: string[] = [];
           const rawLengths: number[] = [];
           b.files.forEach((f, i) => {
+            // A file not read has no chunks in the output either.
+            const size = this.smallOutcome(f, res.results[i]);
+            if (size < 0) return;
             const ids = chunkIds(res.results[i].ids);
             for (const id of ids) all.push(id);
             for (const len of res.results[i].lengths) rawLengths.push(len);
-            f.resolve({ ids, size: f.length });
+            f.resolve({ ids, size });
           });
           const fresh = this.repo.claimNewBlobs('data', all);
           this.noteDups(all.length, fresh.size);

@@ -117,6 +117,62 @@ function toJson(n: TreeNode): JsonNode {
   return j;
 }
 
+/** Printable ASCII that JSON.stringify leaves as it is (no `"`, no `\`). */
+function plainBytes(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i];
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return false;
+  }
+  return true;
+}
+
+function plainIds(ids: string[]): boolean {
+  for (let i = 0; i < ids.length; i++) if (!HEX_ID.test(ids[i])) return false;
+  return true;
+}
+
+/**
+ * A node's JSON as JSON.stringify(toJson(n)) writes it, built as one string
+ * when every part is plain ASCII (an ASCII name, hex ids, integer numbers, no
+ * xattrs: nearly every node), else undefined. A plain object per node plus
+ * the stringified tree cost ~1.4 KB of garbage per node, the largest share
+ * of a many-file backup's (docs/PERFORMANCE.md, "Session 6");
+ * test/format.test.ts compares the two encodings on random trees.
+ */
+function plainJson(n: TreeNode): string | undefined {
+  if (!plainBytes(n.name) || !NODE_TYPES.has(n.type)) return undefined;
+  if (!Number.isSafeInteger(n.mode) || !Number.isSafeInteger(n.uid) || !Number.isSafeInteger(n.gid) || !Number.isSafeInteger(n.links) || !Number.isSafeInteger(n.size)) return undefined;
+  if (n.xattrs?.length || (n.linkTarget && !plainBytes(n.linkTarget))) return undefined;
+  let s = `{"name":"${n.name.toString('latin1')}","type":"${n.type}","mode":${n.mode},"uid":${n.uid},"gid":${n.gid},"mtime":"${n.mtimeNs}","ctime":"${n.ctimeNs}","inode":"${n.inode}","dev":"${n.dev}","links":${n.links},"size":${n.size}`;
+  if (n.content) {
+    if (!plainIds(n.content)) return undefined;
+    s += n.content.length === 0 ? ',"content":[]' : `,"content":["${n.content.join('","')}"]`;
+  }
+  if (n.subtree) {
+    if (!HEX_ID.test(n.subtree)) return undefined;
+    s += `,"subtree":"${n.subtree}"`;
+  }
+  if (n.linkTarget) s += `,"linktarget":"${n.linkTarget.toString('latin1')}"`;
+  if (n.rdev !== undefined) s += `,"rdev":"${n.rdev}"`;
+  return s + '}';
+}
+
+/** encodeTree's output buffer, reused (each result is copied out of it). */
+let out = Buffer.allocUnsafeSlow(64 << 10);
+
+/** Writes `s` at `at` (latin1 when it is known to be ASCII, else UTF-8), growing `out`; returns the new end. */
+function put(s: string, at: number, ascii: boolean): number {
+  const max = ascii ? s.length : Buffer.byteLength(s);
+  if (at + max > out.length) {
+    let size = out.length * 2;
+    while (size < at + max) size *= 2;
+    const next = Buffer.allocUnsafeSlow(size);
+    out.copy(next, 0, 0, at);
+    out = next;
+  }
+  return at + out.write(s, at, ascii ? 'latin1' : 'utf8');
+}
+
 export class TreeCorruptError extends Error {
   constructor(reason: string) {
     super(reason);
@@ -198,7 +254,17 @@ export function encodeTree(nodes: TreeNode[]): Buffer {
       if (sorted[i - 1].name.equals(sorted[i].name)) throw new RangeError('duplicate name in tree');
     }
   }
-  return Buffer.from(JSON.stringify({ nodes: sorted.map(toJson) }));
+  // The bytes of JSON.stringify({ nodes: sorted.map(toJson) }), node by node.
+  let at = put('{"nodes":[', 0, true);
+  for (let i = 0; i < sorted.length; i++) {
+    if (i > 0) at = put(',', at, true);
+    const plain = plainJson(sorted[i]);
+    at = plain !== undefined ? put(plain, at, true) : put(JSON.stringify(toJson(sorted[i])), at, false);
+  }
+  at = put(']}', at, true);
+  const bytes = Buffer.allocUnsafe(at);
+  out.copy(bytes, 0, 0, at);
+  return bytes;
 }
 
 export function decodeTree(b: Buffer): TreeNode[] {

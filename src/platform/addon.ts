@@ -22,6 +22,8 @@ export interface NativeBinding {
   mknod(path: Buffer, mode: number, rdev: bigint): void;
   /** Present in addons built from this version on (feature-detected, see scanDir below). */
   scanDir?(dir: Buffer): [Buffer, ArrayBuffer, number];
+  /** scanDir on one of libuv's threads (the walk's lookahead). */
+  scanDirAsync?(dir: Buffer): Promise<[Buffer, ArrayBuffer, number]>;
   readSmall?(path: Buffer, buf: Buffer, offset: number, want: number): number;
   /** FastCDC's inner loop, bit for bit the JavaScript scanGear (src/chunker/fastcdc.ts); `gear` is the 256-entry table as 1024 bytes. */
   gearScan?: NativeGearScan;

@@ -410,6 +410,23 @@ export function scanDir(dir: Buffer): DirScan {
   return new DirScan(count, buf, ab);
 }
 
+/** True when scanDirAsync is available (an addon with scanDir and scanDirAsync). */
+export function scanHasAsync(): boolean {
+  const b = usableBinding();
+  return b !== null && typeof b.scanDir === 'function' && typeof b.scanDirAsync === 'function';
+}
+
+/**
+ * scanDir made on one of libuv's threads (the walk lists the directories it
+ * will enter next meanwhile); rejects as scanDir throws. Undefined when the
+ * addon cannot (no addon, or an older one): list synchronously then.
+ */
+export function scanDirAsync(dir: Buffer): Promise<DirScan> | undefined {
+  const b = usableBinding();
+  if (!b || typeof b.scanDirAsync !== 'function') return undefined;
+  return b.scanDirAsync(dir).then(([buf, ab, count]) => new DirScan(count, buf, ab));
+}
+
 /** Result of readSmallFile that is not a byte count. */
 export const NOT_REGULAR = -1;
 

@@ -10,6 +10,7 @@ import { sealBlobInto, openBlobInto, BLOB_OVERHEAD } from '../format/blob.js';
 import { decodePackHeader, type PackEntry } from '../format/pack.js';
 import { decodeTree, type TreeNode } from '../format/tree.js';
 import { BLOB_TYPE_CODE, type BlobType } from '../ids.js';
+import { readSmallFile } from '../platform/native.js';
 
 /** Secrets and settings a worker needs; given once per pool (through its shared context: context.ts). */
 export interface WorkerContext {
@@ -25,6 +26,14 @@ export interface Region {
   end: number;
   /** True when the data of this stream ends at `end`. */
   eof: boolean;
+  /**
+   * A small file (its path's bytes as a latin1 string) that the worker reads
+   * into [start, end) before chunking (readRegions): the main thread only
+   * lists the files, the workers open and read them. `end - start` is one
+   * more than the size the listing gave, so a file that fills the region
+   * has grown and is left open for streaming instead.
+   */
+  path?: string;
 }
 
 export interface RegionChunks {
@@ -32,6 +41,49 @@ export interface RegionChunks {
   lengths: number[];
   /** 32 bytes per chunk. */
   ids: Uint8Array;
+  /**
+   * Regions with a path only: the bytes read (the region's data is then
+   * [start, start + read)); NOT_REGULAR (platform/native.ts: not a regular file any more, not
+   * read); or `-fd - 2`: the file has grown past its region and is still
+   * open (file descriptors are the process's), to be streamed by the caller,
+   * which must close it. Undefined with `error` when it could not be read.
+   */
+  read?: number;
+  /** Why a path region could not be read: the errno code (else a message) and the failing call. */
+  error?: { code: string; syscall: string };
+}
+
+/**
+ * Reads the regions that name a file (see Region.path) into `buf`, and
+ * returns the regions to chunk (each path region cut to the bytes read, or
+ * left out when it was not read) and the outcome of each path region.
+ */
+function readRegions(buf: Uint8Array, regions: Region[]): { toChunk: (Region | undefined)[]; outcomes: (Partial<RegionChunks> | undefined)[] } | undefined {
+  let any = false;
+  for (const r of regions) if (r.path !== undefined) any = true;
+  if (!any) return undefined;
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const toChunk: (Region | undefined)[] = [];
+  const outcomes: (Partial<RegionChunks> | undefined)[] = [];
+  for (const r of regions) {
+    if (r.path === undefined) {
+      toChunk.push(r);
+      outcomes.push(undefined);
+      continue;
+    }
+    let n: number;
+    try {
+      n = readSmallFile(Buffer.from(r.path, 'latin1'), b, r.start, r.end - r.start);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      toChunk.push(undefined);
+      outcomes.push({ error: { code: err.code ?? err.message, syscall: err.syscall ?? 'read' } });
+      continue;
+    }
+    toChunk.push(n >= 0 ? { start: r.start, end: r.start + n, eof: true } : undefined);
+    outcomes.push({ read: n });
+  }
+  return { toChunk, outcomes };
 }
 
 export interface SealItem {
@@ -156,7 +208,18 @@ export class HotPath {
     this.ids = new KeyedHasher(ctx.blobIdKey);
   }
 
+  /** Chunks and hashes each region (reading the files of path regions first: see Region.path). */
   chunkAndHash(buf: Uint8Array, regions: Region[]): RegionChunks[] {
+    const read = readRegions(buf, regions);
+    if (!read) return this.chunkRegions(buf, regions);
+    return read.toChunk.map((r, i) => {
+      // (A fresh empty array each: the ids' buffers are transferred back, each once.)
+      const c: RegionChunks = r ? this.chunkRegions(buf, [r])[0] : { lengths: [], ids: new Uint8Array(0) };
+      return Object.assign(c, read.outcomes[i]);
+    });
+  }
+
+  private chunkRegions(buf: Uint8Array, regions: Region[]): RegionChunks[] {
     const max = this.ctx.chunker.maxSize;
     return regions.map(({ start, end, eof }) => {
       const lengths: number[] = [];
