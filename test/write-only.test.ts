@@ -232,7 +232,8 @@ describe('write-only keys', () => {
       for (const name of list) {
         const b = readFileSync(objPath(type, name));
         expect(padme(b.length), `${type}/${name}`).toBe(b.length);
-        for (const m of [MARK, 'big.bin', os.hostname(), '"paths"', src]) expect(b.includes(m), `${type}/${name} holds ${m}`).toBe(false);
+        // A marker shorter than 6 bytes turns up in random ciphertext by chance (a host named "vm": in half the runs).
+        for (const m of [MARK, 'big.bin', os.hostname(), '"paths"', src].filter((x) => x.length >= 6)) expect(b.includes(m), `${type}/${name} holds ${m}`).toBe(false);
       }
     }
     const key = readFileSync(path.join(repo, 'keys', woKeyId)).toString();
