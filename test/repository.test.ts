@@ -146,7 +146,7 @@ describe('init and open', () => {
     }
   });
 
-  it('whileDeriving runs once per open, the key derivation started; with workers: true the early pool backs up and restores, and a failed open stops it', async () => {
+  it('whileDeriving runs once per open, the key derivation started; with workers: true the pool started at the open backs up and restores, and a failed open stops it', async () => {
     const { repo: dir, cache } = await newRepo();
     const src = makeSource('src');
     let calls = 0;
@@ -173,6 +173,15 @@ describe('init and open', () => {
     calls = 0;
     await expectCode(openRepository(dir, 'wrong', { noCache: true, threads: 3, workers: true, whileDeriving: () => calls++ }), 'WRONG_PASSWORD');
     expect(calls).toBe(1);
+    if (hasProc) expect(await settle(base)).toBeLessThanOrEqual(base);
+    // The pool starts once the key is derived: an open failing after that (an index file cannot be read) stops it too.
+    const unreadable = path.join(dir, 'index', 'ab'.repeat(32));
+    mkdirSync(unreadable);
+    try {
+      await expectCode(openRepository(dir, PASSWORD, { noCache: true, threads: 3, workers: true }), 'STORAGE');
+    } finally {
+      rmSync(unreadable, { recursive: true });
+    }
     if (hasProc) expect(await settle(base)).toBeLessThanOrEqual(base);
     // Without a derivation to overlap (nothing opens), the hook is not called.
     calls = 0;

@@ -103,7 +103,7 @@ export async function openMaster(
   /**
    * Called once, right after the first key derivation has started (and not
    * at all if none is needed): work that needs no key can overlap it.
-   * Must not throw.
+   * Must not throw (an exception is ignored).
    */
   whileDeriving?: () => void,
 ): Promise<SlotSecret & { keyName: string; weak: boolean }> {
@@ -111,7 +111,11 @@ export async function openMaster(
   const once = () => {
     const hook = whileDeriving;
     whileDeriving = undefined;
-    hook?.();
+    try {
+      hook?.();
+    } catch {
+      // Documented not to throw; a failure must not pass for a damaged key file.
+    }
   };
   const names = (await backend.list('keys')).map((k) => k.name).filter((n) => /^[0-9a-f]{64}$/.test(n)).sort();
   if (names.length === 0) throw new CofferError('REPO_INVALID', `${backend.location} has no key files`);
