@@ -231,11 +231,13 @@ describe('check --read-data against an index that disagrees with a pack header',
     // Change the cache behind the repository's back: one blob's raw length, and a blob no header lists.
     const db = new Database(path.join(cacheDir, configId, 'index.sqlite'));
     const victim = db.prepare('SELECT id, type, pack FROM blobs WHERE type = 0 ORDER BY id LIMIT 1').get() as { id: Buffer; type: number; pack: Buffer };
+    // And a data blob a snapshot uses, gone from the index: the walk names its file, with or without the data.
+    // (Chosen before the ghost below is added, which must not be the one removed.)
+    const lost = db.prepare('SELECT id FROM blobs WHERE type = 0 ORDER BY id DESC LIMIT 1').pluck().get() as Buffer;
+    expect(lost.equals(victim.id)).toBe(false);
     db.prepare('UPDATE blobs SET raw_length = raw_length + 1 WHERE id = ? AND type = ? AND pack = ?').run(victim.id, victim.type, victim.pack);
     const ghost = randomBytes(32);
     db.prepare('INSERT INTO blobs (id, type, pack, offset, length, raw_length) VALUES (?, 0, ?, 0, 10, 10)').run(ghost, victim.pack);
-    // And a data blob a snapshot uses, gone from the index: the walk names its file, with or without the data.
-    const lost = db.prepare('SELECT id FROM blobs WHERE type = 0 ORDER BY id DESC LIMIT 1').pluck().get() as Buffer;
     db.prepare('DELETE FROM blobs WHERE id = ?').run(lost);
     db.close();
 
