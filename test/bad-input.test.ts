@@ -664,5 +664,5 @@ describe('malformed command lines: exit 2 or the specific documented code, one l
     expect(existsSync(newRepo)).toBe(false);
     expect(existsSync(target)).toBe(false);
     expect(readFileSync(file, 'utf8')).toBe('not a directory\n');
-  });
+  }, 300_000); // ~100 CLI runs: 64 s in a CI run, more on a loaded machine
 });
