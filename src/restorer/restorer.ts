@@ -740,16 +740,21 @@ export class Restorer {
         this.queue.length = 0;
         this.queueHead = 0;
       }
-      const t: Promise<void> = this.restoreGroup(g.packId, g.blobs)
-        .catch((e) => {
-          this.failure ??= e;
-        })
-        .finally(() => {
-          this.running.delete(t);
-          this.pump();
-        });
-      this.running.add(t);
+      this.track(this.restoreGroup(g.packId, g.blobs));
     }
+  }
+
+  /** Runs `work` as one of the groups in flight: its failure fails the restore; when it ends, the next group starts. */
+  private track(work: Promise<void>): void {
+    const t: Promise<void> = work
+      .catch((e) => {
+        this.failure ??= e;
+      })
+      .finally(() => {
+        this.running.delete(t);
+        this.pump();
+      });
+    this.running.add(t);
   }
 
   /**
@@ -928,15 +933,7 @@ export class Restorer {
       this.outputs.release(res.ab);
       return;
     }
-    const t: Promise<void> = this.writeResident(res, uses)
-      .catch((e) => {
-        this.failure ??= e;
-      })
-      .finally(() => {
-        this.running.delete(t);
-        this.pump();
-      });
-    this.running.add(t);
+    this.track(this.writeResident(res, uses));
   }
 
   /** Has a worker write each blob of `res` (already opened and verified) to `uses[k]`; what it could not is written here. */
