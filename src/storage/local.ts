@@ -242,11 +242,7 @@ export class LocalBackend implements Backend {
     }
     try {
       try {
-        let done = 0;
-        while (done < head) {
-          const { bytesWritten } = await fh.write(first, done, head - done, done);
-          done += bytesWritten;
-        }
+        await writeFully(fh, first.subarray(0, head), 0);
       } catch (e) {
         // EINVAL: the device needs a larger alignment, or the file system only pretends to support O_DIRECT.
         if (errnoCode(e) !== 'EINVAL') throw e;
@@ -284,16 +280,20 @@ async function writeBuffered(file: string, parts: readonly Uint8Array[], at = 0)
   try {
     let pos = at;
     for (const part of parts) {
-      let done = 0;
-      while (done < part.length) {
-        const { bytesWritten } = await fh.write(part, done, part.length - done, pos + done);
-        done += bytesWritten;
-      }
+      await writeFully(fh, part, pos);
       pos += part.length;
     }
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+/** Writes all of `buf` at `pos` (write may take less than asked). */
+async function writeFully(fh: fs.FileHandle, buf: Uint8Array, pos: number): Promise<void> {
+  for (let done = 0; done < buf.length; ) {
+    const { bytesWritten } = await fh.write(buf, done, buf.length - done, pos + done);
+    done += bytesWritten;
   }
 }
 
